@@ -1,0 +1,106 @@
+//! Command-line definitions (clap). Raw flags only: `config` turns them,
+//! the config files and the defaults into validated settings.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paperclipd",
+    version,
+    about = "Run a Paperclip instance as a trustworthy service: one server per instance, ready only when it truly is",
+    long_about = None,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server in the foreground: lock the instance, start the server,
+    /// report READY=1 only when its API and UI answer, stop it cleanly.
+    Run(RunArgs),
+    /// Check both probes once, now: exit 0 when ready, 1 when not.
+    Probe(ProbeArgs),
+}
+
+/// Which instance, and how to reach and probe it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Selection {
+    /// Instance id (letters, digits, '_' and '-'; at most 64).
+    #[arg(short = 'i', long, env = "PAPERCLIP_INSTANCE_ID", default_value = "default")]
+    pub instance: String,
+    /// Paperclip home directory [default: ~/.paperclip].
+    #[arg(long, env = "PAPERCLIP_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Config file [default: <home>/instances/<id>/paperclipd.toml if it exists].
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What must answer before the server counts as ready
+    /// [default: full, or api-only when config.json has server.serveUi: false].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Base URL of the server [default: from config.json server.host/port, else http://127.0.0.1:3100].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Path of the API probe [default: /api/health].
+    #[arg(long, value_name = "PATH")]
+    pub api_path: Option<String>,
+    /// Path of the UI probe [default: /].
+    #[arg(long, value_name = "PATH")]
+    pub ui_path: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Give up (exit 69) when the server is not ready after this long [default: 300s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub ready_timeout: Option<Duration>,
+    /// After a stop signal, wait this long for the server before killing it [default: 30s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub stop_timeout: Option<Duration>,
+    /// The server command [default: paperclipai run --instance <id>].
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// API and UI must both answer.
+    Full,
+    /// Only the API must answer (a server with serveUi: false).
+    ApiOnly,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::ApiOnly => "api-only",
+        }
+    }
+}
+
+/// `500ms`, `90s`, `5m`, `1h 30m`: humantime's grammar.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("{e}; expected a duration such as 500ms, 90s or 5m")
+    })
+}

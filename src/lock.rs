@@ -1,0 +1,267 @@
+//! The per-instance kernel lock.
+//!
+//! `<instance root>/paperclipd.lock`, held with `flock(LOCK_EX|LOCK_NB)`:
+//! the kernel releases it the moment the holder dies, so there is no stale
+//! lock and no guessing from a pid that may have been reused. The JSON
+//! record written into the file is for diagnostics only; the flock is the
+//! truth. The descriptor is close-on-exec, so the server never inherits it
+//! (an inherited descriptor would keep the lock held after we die).
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::instance::Instance;
+use crate::procfs;
+
+/// What the holder writes into the lock file after acquiring it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub pid: i32,
+    /// The holder's start time (clock ticks after boot) to tell it from a
+    /// later process that reuses the pid.
+    pub pid_start_ticks: Option<u64>,
+    pub child_pid: Option<i32>,
+    pub manager: String,
+    pub unit: Option<String>,
+    pub command: Vec<String>,
+    pub version: String,
+    pub started_at: String,
+}
+
+impl Record {
+    pub fn for_this_process(manager: &crate::manager::Invoker) -> Self {
+        let pid = std::process::id() as i32;
+        Record {
+            pid,
+            pid_start_ticks: procfs::proc_info(pid).map(|p| p.start_ticks),
+            child_pid: None,
+            manager: manager.kind.as_str().to_string(),
+            unit: manager.unit.clone(),
+            command: std::env::args().collect(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+}
+
+/// Who holds a lock we could not take.
+#[derive(Debug, Clone, Serialize)]
+pub struct Holder {
+    /// From `/proc/locks`: the kernel's word.
+    pub pid: Option<i32>,
+    /// The record in the file, when it parses and belongs to the holder.
+    pub record: Option<Record>,
+}
+
+impl Holder {
+    /// "pid 123 (`paperclipd run …`), started …, under systemd unit …".
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let pid = self.pid.or(self.record.as_ref().map(|r| r.pid));
+        match pid {
+            Some(p) => s.push_str(&procfs::describe(p)),
+            None => s.push_str("another process"),
+        }
+        if let Some(r) = &self.record {
+            s.push_str(&format!(", running since {}", r.started_at));
+            match (&r.manager[..], &r.unit) {
+                ("foreground", _) => s.push_str(", started by hand"),
+                (m, Some(u)) => s.push_str(&format!(", under {m} ({u})")),
+                (m, None) => s.push_str(&format!(", under {m}")),
+            }
+            if let Some(c) = r.child_pid {
+                s.push_str(&format!("; its server is pid {c}"));
+            }
+        }
+        s
+    }
+
+    /// How to stop the holder.
+    pub fn how_to_stop(&self) -> String {
+        let pid = self.pid.or(self.record.as_ref().map(|r| r.pid));
+        match self.record.as_ref().map(|r| (r.manager.as_str(), r.unit.as_deref())) {
+            Some(("systemd", Some(unit))) => {
+                let user = if unsafe { libc::geteuid() } == 0 && !unit.contains('@') { "" } else { " --user" };
+                format!("stop it with `systemctl{user} stop {unit}`")
+            }
+            Some(("launchd", Some(label))) => format!("stop it with `launchctl bootout gui/$(id -u)/{label}`"),
+            _ => match pid {
+                Some(p) => format!("stop it with Ctrl-C in its terminal or `kill -TERM {p}`"),
+                None => "stop the other paperclipd first".to_string(),
+            },
+        }
+    }
+}
+
+/// A held instance lock. Dropping it clears the record and releases the lock.
+#[derive(Debug)]
+pub struct InstanceLock {
+    file: File,
+    path: PathBuf,
+    record: Record,
+}
+
+pub enum Acquire {
+    Acquired(InstanceLock),
+    Held(Holder),
+}
+
+/// Creates the instance root if needed (mode 0700) and checks that it is
+/// a directory we own that nobody else can write to.
+pub fn prepare_root(instance: &Instance) -> Result<PathBuf> {
+    let root = instance.root();
+    if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(&root) {
+        return Err(Error::config(format!(
+            "cannot create the instance directory {}: {e}; expected a writable Paperclip home (set --home or PAPERCLIP_HOME)",
+            root.display()
+        )));
+    }
+    let meta = std::fs::symlink_metadata(&root).map_err(|e| {
+        Error::config(format!("cannot inspect the instance directory {}: {e}", root.display()))
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::config(format!(
+            "the instance directory {} is not a directory; expected Paperclip's instance directory; move it aside",
+            root.display()
+        )));
+    }
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid && euid != 0 {
+        return Err(Error::config(format!(
+            "the instance directory {} belongs to uid {}, not to you (uid {euid}); run paperclipd as that user, or fix the owner",
+            root.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Err(Error::config(format!(
+            "the instance directory {} is writable by everyone (mode {:o}); anyone could replace its lock or config. Fix it with `chmod o-w {}`",
+            root.display(),
+            meta.mode() & 0o7777,
+            root.display()
+        )));
+    }
+    Ok(root)
+}
+
+/// Tries to take the lock without waiting.
+pub fn try_acquire(instance: &Instance, record: Record) -> Result<Acquire> {
+    prepare_root(instance)?;
+    let path = instance.lock_path();
+    let mut file = open_lock_file(&path)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(Acquire::Held(read_holder(&mut file)));
+        }
+        return Err(Error::os(format!("cannot lock {}: {err}", path.display())));
+    }
+    let mut lock = InstanceLock { file, path, record };
+    lock.write_record()?;
+    Ok(Acquire::Acquired(lock))
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::ELOOP) => "it is a symbolic link, which paperclipd refuses to follow".to_string(),
+                Some(libc::EISDIR) => "it is a directory".to_string(),
+                Some(libc::EROFS) => "the file system is read-only".to_string(),
+                _ => e.to_string(),
+            };
+            Error::config(format!(
+                "cannot open the instance lock {}: {why}; expected a regular file that paperclipd may create and write. Remove or fix it and retry",
+                path.display()
+            ))
+        })?;
+    let meta = file.metadata().map_err(|e| Error::os(format!("cannot inspect {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Error::config(format!(
+            "the instance lock {} is not a regular file; remove it and retry",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Reads who holds the lock: the kernel's holder pid and the record.
+fn read_holder(file: &mut File) -> Holder {
+    let kernel_pid = file.metadata().ok().and_then(|m| procfs::flock_holder(m.dev(), m.ino()));
+    let mut text = String::new();
+    let record = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.take(64 * 1024).read_to_string(&mut text))
+        .ok()
+        .and_then(|_| serde_json::from_str::<Record>(&text).ok())
+        // A record whose pid is not the kernel's holder (or whose process
+        // has since been replaced) describes somebody else.
+        .filter(|r| kernel_pid.is_none_or(|k| k == r.pid))
+        .filter(|r| match (r.pid_start_ticks, procfs::proc_info(r.pid)) {
+            (Some(t), Some(p)) => p.start_ticks == t,
+            _ => true,
+        });
+    Holder { pid: kernel_pid, record }
+}
+
+/// Reads the record of a lock without taking it: `None` when nobody holds
+/// the lock (whatever the file says).
+pub fn probe_holder(instance: &Instance) -> Option<Holder> {
+    let path = instance.lock_path();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .ok()?;
+    // A shared lock succeeds exactly when no exclusive holder exists.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return None;
+    }
+    Some(read_holder(&mut file))
+}
+
+impl InstanceLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn set_child(&mut self, pid: Option<i32>) -> Result<()> {
+        self.record.child_pid = pid;
+        self.write_record()
+    }
+
+    fn write_record(&mut self) -> Result<()> {
+        let mut json = serde_json::to_string_pretty(&self.record)
+            .map_err(|e| Error::os(format!("cannot encode the lock record: {e}")))?;
+        json.push('\n');
+        let path = self.path.display().to_string();
+        self.file
+            .set_len(0)
+            .and_then(|_| self.file.seek(SeekFrom::Start(0)))
+            .and_then(|_| self.file.write_all(json.as_bytes()))
+            .map_err(|e| Error::os(format!("cannot write the lock record to {path}: {e}")))
+    }
+}
+
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        // Clear the record before the kernel releases the lock on close, so
+        // nobody reads a departed holder's details as current.
+        let _ = self.file.set_len(0);
+    }
+}

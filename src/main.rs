@@ -1,0 +1,122 @@
+//! `paperclipd`: makes a Paperclip instance a trustworthy service.
+//!
+//! Layout (each module owns one thing):
+//! * [`cli`]: clap definitions, raw flags only;
+//! * [`config`]: flags + `paperclipd.toml` + Paperclip's `config.json` +
+//!   defaults → validated settings (nothing touched before this passes);
+//! * [`instance`]: the instance id and every name derived from it;
+//! * [`lock`]: the per-instance `flock` and its diagnostic record;
+//! * [`supervise`]: the `run` loop: spawn, readiness, watchdog, stop, reap;
+//! * [`probe`]: the API and UI probes and their verdicts;
+//! * [`notify`]: systemd's `sd_notify` protocol;
+//! * [`manager`]: which service manager started us;
+//! * [`procfs`]: what /proc says about processes, ports and locks;
+//! * [`error`]: one error type whose kind decides the exit code.
+//!
+//! `main` only parses, dispatches, prints an error once, and maps it to the
+//! documented exit code.
+
+mod cli;
+mod config;
+mod error;
+mod instance;
+mod lock;
+mod log;
+mod manager;
+mod notify;
+mod probe;
+mod procfs;
+mod supervise;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use error::{Error, Result};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print to stdout and exit 0; real usage
+            // errors exit 2, as documented.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            log::error(&e.message);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    // One thread is enough: the work is waiting. It also keeps the thread
+    // that forks the server alive for as long as the process (see
+    // `supervise::child` on PR_SET_PDEATHSIG).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::os(format!("cannot start the async runtime: {e}")))?;
+    match cli.command {
+        Command::Run(args) => {
+            let settings = config::resolve_run_settings(&args)?;
+            rt.block_on(supervise::run(settings))
+        }
+        Command::Probe(args) => {
+            let settings = config::resolve_probe_settings(&args.selection)?;
+            rt.block_on(probe_once(settings, args.json))
+        }
+    }
+}
+
+/// `paperclipd probe`: both probes once, now.
+async fn probe_once(settings: config::ProbeSettings, json: bool) -> Result<u8> {
+    let prober = probe::Prober::new(settings.clone(), probe::REQUEST_TIMEOUT)?;
+    let listening = prober.listening().await;
+    let (api, ui) = match &listening {
+        Ok(()) => {
+            let (a, u) = prober.both().await;
+            (Some(a), u)
+        }
+        Err(_) => (None, None),
+    };
+    let ready = api.as_ref().is_some_and(|a| a.ready) && ui.as_ref().is_none_or(|u| u.ready);
+    if json {
+        let v = serde_json::json!({
+            "instance": settings.instance.id.as_str(),
+            "url": settings.url.as_str(),
+            "mode": settings.mode.as_str(),
+            "listening": listening.is_ok(),
+            "connect_error": listening.as_ref().err().map(|e| e.to_string()),
+            "ready": ready,
+            "probes": { "api": api, "ui": ui },
+        });
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::os(e.to_string()))?);
+    } else {
+        match &listening {
+            Err(e) => println!(
+                "not ready: nothing accepts connections on {} ({e}); no HTTP request sent",
+                settings.url
+            ),
+            Ok(()) => {
+                if let Some(a) = &api {
+                    println!("{a}");
+                }
+                if let Some(u) = &ui {
+                    println!("{u}");
+                }
+                println!(
+                    "{} ({} mode)",
+                    if ready { "ready" } else { "not ready" },
+                    settings.mode.as_str()
+                );
+            }
+        }
+    }
+    Ok(if ready { 0 } else { 1 })
+}

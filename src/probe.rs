@@ -1,0 +1,289 @@
+//! The two probes and their verdicts.
+//!
+//! * API probe (`/api/health`): ready when it answers 2xx **and**, when the
+//!   body is JSON with a `status` field, that field is `"ok"`. Paperclip
+//!   answers `200 {"status":"starting"}` for ~160 ms while it recovers, so
+//!   the status code alone reports ready too early.
+//! * UI probe (`/`): ready when it answers 2xx with an HTML content type.
+//!
+//! No redirect is followed (a redirect would point the probe at someone
+//! else), no proxy is used, bodies are bounded, every request has a timeout,
+//! and nothing is sent unless a connect check shows the port listening.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use serde::Serialize;
+
+use crate::config::ProbeSettings;
+
+/// Larger API bodies are not parsed (Paperclip's is about 1 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Per-request timeout of readiness probes.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connect-check timeout (loopback refuses at once; remote hosts may not).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One probe's result.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProbeResult {
+    /// `api` or `ui`.
+    pub probe: &'static str,
+    pub url: String,
+    pub ready: bool,
+    /// HTTP status code, when a response arrived.
+    pub http_status: Option<u16>,
+    pub content_type: Option<String>,
+    /// The API body's `status` field, when present.
+    pub health_status: Option<String>,
+    /// Why it is (not) ready, in words.
+    pub detail: String,
+    pub latency_ms: f64,
+}
+
+impl std::fmt::Display for ProbeResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = if self.probe == "api" { "API" } else { "UI" };
+        write!(f, "{name} {} → ", self.url)?;
+        if let Some(code) = self.http_status {
+            write!(f, "{code}")?;
+            if let Some(ct) = &self.content_type {
+                write!(f, " {ct}")?;
+            }
+            if let Some(s) = &self.health_status {
+                write!(f, " status={s:?}")?;
+            }
+            write!(f, ": ")?;
+        }
+        write!(
+            f,
+            "{} ({}; {:.0} ms)",
+            if self.ready { "ready" } else { "not ready" },
+            self.detail,
+            self.latency_ms
+        )
+    }
+}
+
+/// The API verdict from what arrived. Pure, so it is unit-tested and fuzzed.
+/// Returns (ready, detail, the body's `status` field).
+pub fn api_verdict(
+    http_status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    truncated: bool,
+) -> (bool, String, Option<String>) {
+    if !(200..300).contains(&http_status) {
+        return (false, format!("HTTP {http_status} is not 2xx"), None);
+    }
+    let says_json = content_type.is_some_and(|ct| {
+        let m = media_type(ct);
+        m == "application/json" || m.ends_with("+json")
+    });
+    if truncated {
+        return (false, format!("body larger than {} KiB", MAX_BODY / 1024), None);
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => match map.get("status") {
+            None => (true, "2xx, JSON without a status field".into(), None),
+            Some(serde_json::Value::String(s)) if s == "ok" => (true, "status is \"ok\"".into(), Some(s.clone())),
+            Some(serde_json::Value::String(s)) => (false, format!("status is {s:?}, waiting for \"ok\""), Some(s.clone())),
+            Some(other) => (false, format!("status is {}, expected the string \"ok\"", json_kind(other)), None),
+        },
+        Ok(_) => (true, "2xx, JSON without a status field".into(), None),
+        Err(_) if says_json => (false, "body is not valid JSON though the content type says JSON".into(), None),
+        Err(_) => (true, "2xx, body is not JSON".into(), None),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The UI verdict: 2xx and HTML.
+pub fn ui_verdict(http_status: u16, content_type: Option<&str>) -> (bool, String) {
+    if !(200..300).contains(&http_status) {
+        return (false, format!("HTTP {http_status} is not 2xx"));
+    }
+    match content_type.map(media_type) {
+        Some(m) if m == "text/html" || m == "application/xhtml+xml" => (true, "2xx HTML".into()),
+        Some(m) => (false, format!("content type {m} is not HTML")),
+        None => (false, "no content type, expected text/html".into()),
+    }
+}
+
+fn media_type(ct: &str) -> String {
+    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// Is something accepting TCP connections at these addresses?
+pub async fn listening(addrs: &[SocketAddr], timeout: Duration) -> std::io::Result<()> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to");
+    for addr in addrs {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_stream)) => return Ok(()),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        }
+    }
+    Err(last)
+}
+
+/// Sends the probes for one instance.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    client: reqwest::Client,
+    pub settings: ProbeSettings,
+}
+
+impl Prober {
+    pub fn new(settings: ProbeSettings, request_timeout: Duration) -> crate::error::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout.min(CONNECT_TIMEOUT))
+            .pool_max_idle_per_host(2)
+            .user_agent(concat!("paperclipd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::error::Error::os(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Prober { client, settings })
+    }
+
+    pub async fn listening(&self) -> std::io::Result<()> {
+        listening(&self.settings.addrs, CONNECT_TIMEOUT).await
+    }
+
+    pub async fn api(&self) -> ProbeResult {
+        self.probe("api", self.settings.api_url.clone()).await
+    }
+
+    pub async fn ui(&self) -> ProbeResult {
+        self.probe("ui", self.settings.ui_url.clone()).await
+    }
+
+    /// Both probes at once (the UI only in `full` mode).
+    pub async fn both(&self) -> (ProbeResult, Option<ProbeResult>) {
+        if self.settings.mode == crate::cli::Mode::Full {
+            let (a, u) = tokio::join!(self.api(), self.ui());
+            (a, Some(u))
+        } else {
+            (self.api().await, None)
+        }
+    }
+
+    async fn probe(&self, which: &'static str, url: Url) -> ProbeResult {
+        let start = Instant::now();
+        let mut r = ProbeResult {
+            probe: which,
+            url: url.to_string(),
+            ready: false,
+            http_status: None,
+            content_type: None,
+            health_status: None,
+            detail: String::new(),
+            latency_ms: 0.0,
+        };
+        match self.client.get(url).send().await {
+            Err(e) => r.detail = describe_reqwest(&e),
+            Ok(mut resp) => {
+                let code = resp.status().as_u16();
+                let ct = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                r.http_status = Some(code);
+                r.content_type = ct.as_deref().map(media_type);
+                if which == "api" {
+                    match read_bounded(&mut resp).await {
+                        Ok((body, truncated)) => {
+                            let (ok, detail, hs) = api_verdict(code, ct.as_deref(), &body, truncated);
+                            (r.ready, r.detail, r.health_status) = (ok, detail, hs);
+                        }
+                        Err(e) => r.detail = format!("reading the body failed: {}", describe_reqwest(&e)),
+                    }
+                } else {
+                    (r.ready, r.detail) = ui_verdict(code, ct.as_deref());
+                }
+            }
+        }
+        r.latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+        r
+    }
+}
+
+/// Reads at most [`MAX_BODY`] bytes; the rest is not read (the connection
+/// is dropped instead).
+async fn read_bounded(resp: &mut reqwest::Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    // The innermost cause says the most ("connection refused", "invalid
+    // HTTP version parsed").
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let kind = if e.is_connect() { "connect failed" } else { "request failed" };
+    format!("{kind}: {cause}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = include_str!("../tests/fixtures/health-ok.json");
+    const STARTING: &str = include_str!("../tests/fixtures/health-starting.json");
+
+    #[test]
+    fn real_paperclip_bodies() {
+        let (ok, _, s) = api_verdict(200, Some("application/json; charset=utf-8"), OK.as_bytes(), false);
+        assert!(ok);
+        assert_eq!(s.as_deref(), Some("ok"));
+        let (ok, detail, s) = api_verdict(200, Some("application/json"), STARTING.as_bytes(), false);
+        assert!(!ok, "a 200 \"starting\" is not ready");
+        assert_eq!(s.as_deref(), Some("starting"));
+        assert!(detail.contains("starting"));
+    }
+
+    #[test]
+    fn api_edge_cases() {
+        assert!(!api_verdict(503, None, b"", false).0);
+        assert!(api_verdict(204, None, b"", false).0);
+        assert!(api_verdict(200, Some("text/plain"), b"OK", false).0);
+        assert!(!api_verdict(200, Some("application/json"), b"{", false).0);
+        assert!(!api_verdict(200, None, br#"{"status":1}"#, false).0);
+        assert!(!api_verdict(200, None, br#"{"status":"ok"}"#, true).0);
+        // Not JSON at all (invalid UTF-8): the status code decides.
+        assert!(api_verdict(200, None, b"\xff\xfe garbage", false).0);
+        assert!(!api_verdict(302, None, b"", false).0);
+    }
+
+    #[test]
+    fn ui_needs_html() {
+        assert!(ui_verdict(200, Some("text/html; charset=utf-8")).0);
+        assert!(ui_verdict(200, Some("TEXT/HTML")).0);
+        assert!(!ui_verdict(404, Some("text/html")).0);
+        assert!(!ui_verdict(200, Some("application/json")).0);
+        assert!(!ui_verdict(200, None).0);
+    }
+}

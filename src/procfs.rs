@@ -1,0 +1,253 @@
+//! What /proc tells about processes, sockets and locks.
+//!
+//! Only plain file reads: on systems without /proc (macOS) every function
+//! answers "unknown" (`None` or empty), and callers treat that as "cannot
+//! tell", never as "nobody".
+
+use std::collections::HashSet;
+use std::fs;
+
+/// One process as /proc shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    /// Start time in clock ticks after boot: with the pid, it names a
+    /// process uniquely (pids are reused, start times are not).
+    pub start_ticks: u64,
+    pub comm: String,
+}
+
+/// Parses `/proc/<pid>/stat`. The command name is in parentheses and may
+/// itself contain spaces and parentheses, so split at the *last* `)`.
+pub fn parse_stat(text: &str) -> Option<ProcInfo> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); field N is rest[N - 3].
+    Some(ProcInfo {
+        pid,
+        ppid: rest.get(1)?.parse().ok()?,
+        pgid: rest.get(2)?.parse().ok()?,
+        start_ticks: rest.get(19)?.parse().ok()?,
+        comm,
+    })
+}
+
+pub fn proc_info(pid: i32) -> Option<ProcInfo> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The command line, arguments joined by spaces (NULs in /proc).
+pub fn cmdline(pid: i32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let parts: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    if parts.is_empty() {
+        // Kernel threads and zombies have no command line; use the name.
+        return proc_info(pid).map(|p| format!("[{}]", p.comm));
+    }
+    Some(parts.join(" "))
+}
+
+/// Every process we can see.
+pub fn all_processes() -> Vec<ProcInfo> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_info)
+        .collect()
+}
+
+/// Direct children of `parent` (after a subreaper adoption too).
+pub fn children_of(parent: i32) -> Vec<i32> {
+    all_processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Is `pid` `ancestor` itself or one of its descendants?
+pub fn is_descendant(pid: i32, ancestor: i32) -> bool {
+    let mut cur = pid;
+    for _ in 0..4096 {
+        if cur == ancestor {
+            return true;
+        }
+        match proc_info(cur) {
+            Some(p) if p.ppid > 0 && p.ppid != cur => cur = p.ppid,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Socket inodes listening on TCP `port` (IPv4 and IPv6, any address).
+pub fn listening_inodes(port: u16) -> HashSet<u64> {
+    let mut out = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(table) {
+            out.extend(parse_listeners(&text, port));
+        }
+    }
+    out
+}
+
+/// Parses a `/proc/net/tcp{,6}` table: rows whose local port is `port` and
+/// state is `0A` (LISTEN); column 10 is the inode.
+pub fn parse_listeners(text: &str, port: u16) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local = f.get(1)?;
+            let (_, p) = local.rsplit_once(':')?;
+            let p = u16::from_str_radix(p, 16).ok()?;
+            (p == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok())?
+        })
+        .filter(|inode| *inode != 0)
+        .collect()
+}
+
+/// Processes holding one of these socket inodes open (only those whose fds
+/// we may read: our own user's, or all as root).
+pub fn socket_owners(inodes: &HashSet<u64>) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let pids = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok());
+    socket_owners_among(inodes, pids)
+}
+
+/// Like [`socket_owners`], looking only at these pids.
+pub fn socket_owners_among(inodes: &HashSet<u64>, pids: impl IntoIterator<Item = i32>) -> Vec<i32> {
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut owners: Vec<i32> = pids
+        .into_iter()
+        .filter(|pid| {
+            let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.filter_map(|e| e.ok()).any(|fd| {
+                fs::read_link(fd.path())
+                    .ok()
+                    .and_then(|t| {
+                        t.to_str()?
+                            .strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .is_some_and(|ino| inodes.contains(&ino))
+            })
+        })
+        .collect();
+    owners.sort_unstable();
+    owners
+}
+
+/// Who listens on `port`: pids we can attribute (may be empty when the
+/// owner belongs to another user and we are not root).
+pub fn port_owners(port: u16) -> Vec<i32> {
+    socket_owners(&listening_inodes(port))
+}
+
+/// The pid holding a `flock` on the file with this device and inode, from
+/// `/proc/locks`.
+pub fn flock_holder(dev: u64, ino: u64) -> Option<i32> {
+    let text = fs::read_to_string("/proc/locks").ok()?;
+    parse_flock_holder(&text, dev, ino)
+}
+
+pub fn parse_flock_holder(text: &str, dev: u64, ino: u64) -> Option<i32> {
+    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor:inode in hex
+    // for the device, decimal inode).
+    let (major, minor) = (libc::major(dev as libc::dev_t), libc::minor(dev as libc::dev_t));
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (kind, _, _, pid, id) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?, f.get(5)?);
+        if *kind != "FLOCK" {
+            return None;
+        }
+        let mut parts = id.split(':');
+        let ma = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let mi = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let i: u64 = parts.next()?.parse().ok()?;
+        (ma == major as u32 && mi == minor as u32 && i == ino).then(|| pid.parse().ok())?
+    })
+}
+
+/// Describes a process for an error message: `pid 123 (node server.js)`.
+pub fn describe(pid: i32) -> String {
+    match cmdline(pid) {
+        Some(c) => format!("pid {pid} ({})", truncate(&c, 160)),
+        None => format!("pid {pid}"),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let s = "42 (a) b (c)) S 7 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+        let p = parse_stat(s).unwrap();
+        assert_eq!((p.pid, p.ppid, p.pgid, p.start_ticks), (42, 7, 42, 98765));
+        assert_eq!(p.comm, "a) b (c)");
+    }
+
+    #[test]
+    fn own_process_is_visible() {
+        let me = std::process::id() as i32;
+        let p = proc_info(me).unwrap();
+        assert_eq!(p.pid, me);
+        assert!(is_descendant(me, me));
+        assert!(cmdline(me).is_some());
+    }
+
+    #[test]
+    fn listeners_table() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:0C1C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:0C1C 0100007F:9999 01 00000000:00000000 00:00000000 00000000     0        0 555 1\n";
+        assert_eq!(parse_listeners(t, 3100), vec![12345]);
+        assert!(parse_listeners(t, 3101).is_empty());
+    }
+
+    #[test]
+    fn real_listener_is_attributed_to_us() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(port_owners(port).contains(&(std::process::id() as i32)));
+    }
+
+    #[test]
+    fn locks_table() {
+        let dev = libc::makedev(0xfd, 0x01) as u64;
+        let t = "1: POSIX  ADVISORY  WRITE 99 fd:01:777 0 EOF\n2: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF\n";
+        assert_eq!(parse_flock_holder(t, dev, 5678), Some(1234));
+        assert_eq!(parse_flock_holder(t, dev, 777), None);
+    }
+}

@@ -1,0 +1,172 @@
+//! The server's output and our progress display.
+//!
+//! Without a terminal the server's stdout/stderr are pipes that we copy
+//! through unchanged (to the journal, launchd's log file, `docker logs`)
+//! while keeping the last lines for diagnostics. In a terminal the server
+//! owns the terminal and we show one live progress line on stderr.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Lines kept for diagnostics.
+pub const TAIL_LINES: usize = 20;
+/// Longer lines are cut (a server can print anything).
+const MAX_LINE: usize = 2000;
+
+/// The last lines the server printed (stdout and stderr interleaved as
+/// they arrived).
+#[derive(Debug, Default)]
+pub struct Tail {
+    lines: VecDeque<String>,
+    partial: [Vec<u8>; 2],
+}
+
+pub type SharedTail = Arc<Mutex<Tail>>;
+
+impl Tail {
+    /// Adds bytes from stream `which` (0 stdout, 1 stderr).
+    pub fn push(&mut self, which: usize, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.partial[which]);
+                self.push_line(&line);
+            } else if self.partial[which].len() < MAX_LINE {
+                self.partial[which].push(b);
+            }
+        }
+    }
+
+    fn push_line(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches('\r');
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(strip_ansi(text));
+    }
+
+    /// The kept lines, with any unfinished last line.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.lines.iter().cloned().collect();
+        for p in &self.partial {
+            if !p.is_empty() {
+                out.push(strip_ansi(&String::from_utf8_lossy(p)));
+            }
+        }
+        let skip = out.len().saturating_sub(TAIL_LINES);
+        out.split_off(skip)
+    }
+}
+
+/// Removes terminal escape sequences (colours) so diagnostics stay readable
+/// in a journal.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Copies one of the server's pipes to our stdout or stderr until EOF,
+/// keeping its tail. Runs as its own task; EOF comes when the server and
+/// everything that inherited the pipe are gone.
+pub async fn forward(fd: OwnedFd, which: usize, tail: SharedTail) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Ok(mut t) = tail.lock() {
+                    t.push(which, &buf[..n]);
+                }
+                // A failed write (our stdout closed) must not stop the
+                // server: keep draining its pipe.
+                let _ = if which == 0 {
+                    std::io::stdout().lock().write_all(&buf[..n])
+                } else {
+                    let mut err = std::io::stderr().lock();
+                    clear_progress_line(&mut err);
+                    err.write_all(&buf[..n])
+                };
+            }
+        }
+    }
+}
+
+static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// Erases the live progress line, if one is shown, before other output.
+pub fn clear_progress_line(w: &mut impl Write) {
+    if PROGRESS_SHOWN.swap(false, Ordering::Relaxed) {
+        let _ = w.write_all(b"\r\x1b[2K");
+    }
+}
+
+/// Shows `text` as the live progress line (terminal only).
+pub fn show_progress_line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let width = terminal_width().saturating_sub(1).max(20);
+    let shown: String = text.chars().take(width).collect();
+    let _ = write!(err, "\r\x1b[2K{shown}");
+    let _ = err.flush();
+    PROGRESS_SHOWN.store(true, Ordering::Relaxed);
+}
+
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize; on failure we use a default.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    if unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        100
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_last_lines_and_partials() {
+        let mut t = Tail::default();
+        for i in 0..30 {
+            t.push(i % 2, format!("line {i}\n").as_bytes());
+        }
+        t.push(0, b"unfinished");
+        let l = t.lines();
+        assert_eq!(l.len(), TAIL_LINES);
+        assert_eq!(l.last().unwrap(), "unfinished");
+        assert_eq!(l[0], "line 11");
+    }
+
+    #[test]
+    fn strips_colours_and_bounds_lines() {
+        let mut t = Tail::default();
+        t.push(1, b"\x1b[31mred\x1b[0m\r\n");
+        t.push(1, &vec![b'x'; 10_000]);
+        t.push(1, b"\n");
+        let l = t.lines();
+        assert_eq!(l[0], "red");
+        assert_eq!(l[1].len(), MAX_LINE);
+    }
+}
