@@ -33,7 +33,12 @@ pub enum Command {
 #[derive(Debug, Args, Clone, Default)]
 pub struct Selection {
     /// Instance id (letters, digits, '_' and '-'; at most 64).
-    #[arg(short = 'i', long, env = "PAPERCLIP_INSTANCE_ID", default_value = "default")]
+    #[arg(
+        short = 'i',
+        long,
+        env = "PAPERCLIP_INSTANCE_ID",
+        default_value = "default"
+    )]
     pub instance: String,
     /// Paperclip home directory [default: ~/.paperclip].
     #[arg(long, env = "PAPERCLIP_HOME", value_name = "DIR")]
@@ -100,7 +105,6 @@ impl Mode {
 
 /// `500ms`, `90s`, `5m`, `1h 30m`: humantime's grammar.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("{e}; expected a duration such as 500ms, 90s or 5m")
-    })
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 500ms, 90s or 5m"))
 }

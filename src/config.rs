@@ -15,7 +15,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::cli::{Mode, Selection};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use crate::instance::{Instance, InstanceId, resolve_home};
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3100";
@@ -107,7 +107,10 @@ pub fn resolve_instance(sel: &Selection) -> Result<Instance> {
 
 /// Reads the config file: `--config FILE` (must exist), else the instance's
 /// `paperclipd.toml` when present.
-pub fn load_file_config(sel: &Selection, instance: &Instance) -> Result<(FileConfig, Option<PathBuf>)> {
+pub fn load_file_config(
+    sel: &Selection,
+    instance: &Instance,
+) -> Result<(FileConfig, Option<PathBuf>)> {
     let (path, required) = match &sel.config {
         Some(p) => (p.clone(), true),
         None => (instance.wrapper_config(), false),
@@ -180,7 +183,11 @@ pub fn parse_paperclip_config(text: &str) -> std::result::Result<PaperclipConfig
         None | Some(serde_json::Value::Null) => None,
         Some(p) => match p.as_u64().and_then(|n| u16::try_from(n).ok()) {
             Some(n) if n > 0 => Some(n),
-            _ => return Err(format!("server.port is {p}, expected a port number 1-65535")),
+            _ => {
+                return Err(format!(
+                    "server.port is {p}, expected a port number 1-65535"
+                ));
+            }
         },
     };
     let serve_ui = match server.get("serveUi") {
@@ -188,7 +195,11 @@ pub fn parse_paperclip_config(text: &str) -> std::result::Result<PaperclipConfig
         Some(serde_json::Value::Bool(b)) => Some(*b),
         Some(other) => return Err(format!("server.serveUi is {other}, expected true or false")),
     };
-    Ok(PaperclipConfig { host, port, serve_ui })
+    Ok(PaperclipConfig {
+        host,
+        port,
+        serve_ui,
+    })
 }
 
 /// A bind address names where the server listens; a probe needs where to
@@ -214,7 +225,11 @@ pub fn parse_base_url(raw: &str) -> Result<Url> {
     match url.scheme() {
         "http" => {}
         "https" if cfg!(feature = "tls") => {}
-        "https" => return Err(bad("https probes need paperclipd built with `--features tls`")),
+        "https" => {
+            return Err(bad(
+                "https probes need paperclipd built with `--features tls`",
+            ));
+        }
         other => return Err(bad(&format!("scheme {other:?} is not http"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -230,7 +245,9 @@ pub fn parse_base_url(raw: &str) -> Result<Url> {
         return Err(bad("it has a query or fragment"));
     }
     if url.path() != "/" && !url.path().is_empty() {
-        return Err(bad("it has a path; give probe paths with --api-path and --ui-path"));
+        return Err(bad(
+            "it has a path; give probe paths with --api-path and --ui-path",
+        ));
     }
     if url.port_or_known_default().is_none() {
         return Err(bad("it has no port"));
@@ -247,7 +264,11 @@ fn parse_probe_path(raw: &str, what: &str) -> Result<String> {
     Ok(raw.to_string())
 }
 
-pub fn resolve_probe(sel: &Selection, instance: Instance, file: &FileConfig) -> Result<ProbeSettings> {
+pub fn resolve_probe(
+    sel: &Selection,
+    instance: Instance,
+    file: &FileConfig,
+) -> Result<ProbeSettings> {
     let pc = load_paperclip_config(&instance.paperclip_config())?.unwrap_or_default();
     let url_text = match (&sel.url, &file.url) {
         (Some(u), _) | (None, Some(u)) => u.clone(),
@@ -264,18 +285,31 @@ pub fn resolve_probe(sel: &Selection, instance: Instance, file: &FileConfig) -> 
     let mode = sel
         .mode
         .or(file.mode)
-        .unwrap_or(if pc.serve_ui == Some(false) { Mode::ApiOnly } else { Mode::Full });
+        .unwrap_or(if pc.serve_ui == Some(false) {
+            Mode::ApiOnly
+        } else {
+            Mode::Full
+        });
     let api_path = parse_probe_path(
-        sel.api_path.as_deref().or(file.api_path.as_deref()).unwrap_or(DEFAULT_API_PATH),
+        sel.api_path
+            .as_deref()
+            .or(file.api_path.as_deref())
+            .unwrap_or(DEFAULT_API_PATH),
         "API probe",
     )?;
     let ui_path = parse_probe_path(
-        sel.ui_path.as_deref().or(file.ui_path.as_deref()).unwrap_or(DEFAULT_UI_PATH),
+        sel.ui_path
+            .as_deref()
+            .or(file.ui_path.as_deref())
+            .unwrap_or(DEFAULT_UI_PATH),
         "UI probe",
     )?;
     let join = |p: &str| {
-        url.join(p)
-            .map_err(|e| Error::config(format!("cannot build the probe URL from {url} and {p:?}: {e}")))
+        url.join(p).map_err(|e| {
+            Error::config(format!(
+                "cannot build the probe URL from {url} and {p:?}: {e}"
+            ))
+        })
     };
     let api_url = join(&api_path)?;
     let ui_url = join(&ui_path)?;
@@ -287,9 +321,19 @@ pub fn resolve_probe(sel: &Selection, instance: Instance, file: &FileConfig) -> 
         ))
     })?;
     if addrs.is_empty() {
-        return Err(Error::config(format!("the host of {url} resolves to no address")));
+        return Err(Error::config(format!(
+            "the host of {url} resolves to no address"
+        )));
     }
-    Ok(ProbeSettings { instance, mode, url, api_url, ui_url, port, addrs })
+    Ok(ProbeSettings {
+        instance,
+        mode,
+        url,
+        api_url,
+        ui_url,
+        port,
+        addrs,
+    })
 }
 
 pub fn resolve_probe_settings(sel: &Selection) -> Result<ProbeSettings> {
@@ -308,14 +352,20 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
     };
     let probe = resolve_probe(sel, instance, &file)?;
 
-    let ready_timeout = args.ready_timeout.or(file.ready_timeout).unwrap_or(DEFAULT_READY_TIMEOUT);
+    let ready_timeout = args
+        .ready_timeout
+        .or(file.ready_timeout)
+        .unwrap_or(DEFAULT_READY_TIMEOUT);
     if ready_timeout.is_zero() || ready_timeout > MAX_READY_TIMEOUT {
         return Err(Error::config(format!(
             "ready timeout {} is out of range: expected more than 0 and at most 24h",
             humantime::format_duration(ready_timeout)
         )));
     }
-    let stop_timeout = args.stop_timeout.or(file.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT);
+    let stop_timeout = args
+        .stop_timeout
+        .or(file.stop_timeout)
+        .unwrap_or(DEFAULT_STOP_TIMEOUT);
     if stop_timeout > MAX_STOP_TIMEOUT {
         return Err(Error::config(format!(
             "stop timeout {} is out of range: expected at most 1h",
@@ -323,18 +373,22 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         )));
     }
 
-    let command = if !args.command.is_empty() {
-        Some(args.command.clone())
-    } else if let Some(cmd) = &file.command {
+    // A broken file is reported even when a flag overrides the key: the
+    // next start without the flag would fail.
+    if let Some(cmd) = &file.command {
         if cmd.is_empty() || cmd[0].trim().is_empty() {
             return Err(Error::config(format!(
                 "{} is empty: expected the server command and its arguments, e.g. [\"paperclipai\", \"run\"]; remove the key to use the default",
                 in_file("command")
             )));
         }
-        Some(cmd.iter().map(OsString::from).collect())
+    }
+    let command = if !args.command.is_empty() {
+        Some(args.command.clone())
     } else {
-        None
+        file.command
+            .as_ref()
+            .map(|cmd| cmd.iter().map(OsString::from).collect())
     };
 
     let env = file.env.clone().unwrap_or_default();
@@ -352,8 +406,13 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
             )));
         }
     }
-    let _ = Kind::Config;
-    Ok(RunSettings { probe, ready_timeout, stop_timeout, command, env })
+    Ok(RunSettings {
+        probe,
+        ready_timeout,
+        stop_timeout,
+        command,
+        env,
+    })
 }
 
 #[cfg(test)]
@@ -386,12 +445,24 @@ mod tests {
 
     #[test]
     fn paperclip_config_fields() {
-        let c = parse_paperclip_config(r#"{"server":{"host":"0.0.0.0","port":3200,"serveUi":false}}"#).unwrap();
-        assert_eq!(c, PaperclipConfig { host: Some("0.0.0.0".into()), port: Some(3200), serve_ui: Some(false) });
+        let c =
+            parse_paperclip_config(r#"{"server":{"host":"0.0.0.0","port":3200,"serveUi":false}}"#)
+                .unwrap();
+        assert_eq!(
+            c,
+            PaperclipConfig {
+                host: Some("0.0.0.0".into()),
+                port: Some(3200),
+                serve_ui: Some(false)
+            }
+        );
         assert!(parse_paperclip_config(r#"{"server":{"port":"x"}}"#).is_err());
         assert!(parse_paperclip_config(r#"{"server":{"port":70000}}"#).is_err());
         assert!(parse_paperclip_config("{").is_err());
-        assert_eq!(parse_paperclip_config("{}").unwrap(), PaperclipConfig::default());
+        assert_eq!(
+            parse_paperclip_config("{}").unwrap(),
+            PaperclipConfig::default()
+        );
     }
 
     #[test]
@@ -406,7 +477,14 @@ mod tests {
     fn urls() {
         assert!(parse_base_url("http://127.0.0.1:3100").is_ok());
         assert!(parse_base_url("http://localhost:3100/").is_ok());
-        for bad in ["ftp://x:1", "http://u:p@x:1", "http://x:1/base", "http://x:1/?q", "nonsense", "http://:1"] {
+        for bad in [
+            "ftp://x:1",
+            "http://u:p@x:1",
+            "http://x:1/base",
+            "http://x:1/?q",
+            "nonsense",
+            "http://:1",
+        ] {
             let e = parse_base_url(bad).unwrap_err();
             assert_eq!(e.exit_code(), 78, "{bad}");
         }

@@ -1,4 +1,4 @@
-//! One error type for the whole binary.
+//! One error type for the whole binary. (Usage errors, exit 2, are clap's.)
 //!
 //! The caller that branches is `main`, and it branches on the exit code, so
 //! every error carries the [`Kind`] that decides it. The message is complete
@@ -10,8 +10,6 @@ use std::fmt;
 /// exit-code table, which mirrors `../shared/DESIGN.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Bad flags or arguments (2).
-    Usage,
     /// The server did not become ready in time (69, EX_UNAVAILABLE).
     Unavailable,
     /// Something the OS refused that the user cannot fix by changing input
@@ -34,7 +32,6 @@ pub enum Kind {
 impl Kind {
     pub fn exit_code(self) -> u8 {
         match self {
-            Kind::Usage => 2,
             Kind::Unavailable => 69,
             Kind::Os => 71,
             Kind::Busy => 75,
@@ -70,9 +67,6 @@ impl Error {
     pub fn os(message: impl Into<String>) -> Self {
         Self::new(Kind::Os, message)
     }
-    pub fn usage(message: impl Into<String>) -> Self {
-        Self::new(Kind::Usage, message)
-    }
     pub fn exit_code(&self) -> u8 {
         self.kind.exit_code()
     }
@@ -85,15 +79,3 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-/// Adds "what we were doing" to an OS error, the context the user needs to
-/// act on it.
-pub trait Context<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> Context<T> for std::io::Result<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::os(format!("{}: {e}", what())))
-    }
-}

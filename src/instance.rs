@@ -29,13 +29,10 @@ impl InstanceId {
             ))
         } else if raw.starts_with('-') {
             Some("it starts with '-'".to_string())
-        } else if let Some(c) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-        {
-            Some(format!("it contains {c:?}"))
         } else {
-            None
+            raw.chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+                .map(|c| format!("it contains {c:?}"))
         };
         match problem {
             None => Ok(InstanceId(raw.to_string())),
@@ -86,25 +83,19 @@ impl Instance {
     pub fn lock_path(&self) -> PathBuf {
         self.root().join("paperclipd.lock")
     }
-    /// Where launchd writes the service's output.
-    pub fn log_dir(&self) -> PathBuf {
-        self.root().join("logs")
-    }
     /// The systemd unit of this instance (template `paperclip@.service`).
+    #[cfg_attr(not(test), allow(dead_code))] // used by manager integration
     pub fn unit_name(&self) -> String {
         format!("paperclip@{}.service", self.id)
     }
     /// Upstream's own unit for this instance (`paperclipai service install`).
+    #[cfg_attr(not(test), allow(dead_code))] // used by manager integration
     pub fn upstream_unit_name(&self) -> String {
         if self.id.as_str() == "default" {
             "paperclipai.service".to_string()
         } else {
             format!("paperclipai-{}.service", self.id)
         }
-    }
-    /// The launchd label of this instance.
-    pub fn launchd_label(&self) -> String {
-        format!("ai.paperclip.paperclipd.{}", self.id)
     }
 }
 
@@ -166,6 +157,5 @@ mod tests {
         assert_eq!(i.lock_path(), Path::new("/h/instances/dev/paperclipd.lock"));
         assert_eq!(i.unit_name(), "paperclip@dev.service");
         assert_eq!(i.upstream_unit_name(), "paperclipai-dev.service");
-        assert_eq!(i.launchd_label(), "ai.paperclip.paperclipd.dev");
     }
 }

@@ -85,12 +85,22 @@ impl Holder {
     /// How to stop the holder.
     pub fn how_to_stop(&self) -> String {
         let pid = self.pid.or(self.record.as_ref().map(|r| r.pid));
-        match self.record.as_ref().map(|r| (r.manager.as_str(), r.unit.as_deref())) {
+        match self
+            .record
+            .as_ref()
+            .map(|r| (r.manager.as_str(), r.unit.as_deref()))
+        {
             Some(("systemd", Some(unit))) => {
-                let user = if unsafe { libc::geteuid() } == 0 && !unit.contains('@') { "" } else { " --user" };
+                let user = if unsafe { libc::geteuid() } == 0 && !unit.contains('@') {
+                    ""
+                } else {
+                    " --user"
+                };
                 format!("stop it with `systemctl{user} stop {unit}`")
             }
-            Some(("launchd", Some(label))) => format!("stop it with `launchctl bootout gui/$(id -u)/{label}`"),
+            Some(("launchd", Some(label))) => {
+                format!("stop it with `launchctl bootout gui/$(id -u)/{label}`")
+            }
             _ => match pid {
                 Some(p) => format!("stop it with Ctrl-C in its terminal or `kill -TERM {p}`"),
                 None => "stop the other paperclipd first".to_string(),
@@ -123,7 +133,10 @@ pub fn prepare_root(instance: &Instance) -> Result<PathBuf> {
         )));
     }
     let meta = std::fs::symlink_metadata(&root).map_err(|e| {
-        Error::config(format!("cannot inspect the instance directory {}: {e}", root.display()))
+        Error::config(format!(
+            "cannot inspect the instance directory {}: {e}",
+            root.display()
+        ))
     })?;
     if !meta.is_dir() {
         return Err(Error::config(format!(
@@ -189,7 +202,9 @@ fn open_lock_file(path: &Path) -> Result<File> {
                 path.display()
             ))
         })?;
-    let meta = file.metadata().map_err(|e| Error::os(format!("cannot inspect {}: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::os(format!("cannot inspect {}: {e}", path.display())))?;
     if !meta.is_file() {
         return Err(Error::config(format!(
             "the instance lock {} is not a regular file; remove it and retry",
@@ -201,7 +216,10 @@ fn open_lock_file(path: &Path) -> Result<File> {
 
 /// Reads who holds the lock: the kernel's holder pid and the record.
 fn read_holder(file: &mut File) -> Holder {
-    let kernel_pid = file.metadata().ok().and_then(|m| procfs::flock_holder(m.dev(), m.ino()));
+    let kernel_pid = file
+        .metadata()
+        .ok()
+        .and_then(|m| procfs::flock_holder(m.dev(), m.ino()));
     let mut text = String::new();
     let record = file
         .seek(SeekFrom::Start(0))
@@ -215,31 +233,13 @@ fn read_holder(file: &mut File) -> Holder {
             (Some(t), Some(p)) => p.start_ticks == t,
             _ => true,
         });
-    Holder { pid: kernel_pid, record }
-}
-
-/// Reads the record of a lock without taking it: `None` when nobody holds
-/// the lock (whatever the file says).
-pub fn probe_holder(instance: &Instance) -> Option<Holder> {
-    let path = instance.lock_path();
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .ok()?;
-    // A shared lock succeeds exactly when no exclusive holder exists.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-        return None;
+    Holder {
+        pid: kernel_pid,
+        record,
     }
-    Some(read_holder(&mut file))
 }
 
 impl InstanceLock {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn set_child(&mut self, pid: Option<i32>) -> Result<()> {
         self.record.child_pid = pid;
         self.write_record()

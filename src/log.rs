@@ -20,7 +20,8 @@ fn journal() -> bool {
         if unsafe { libc::fstat(2, &mut st) } != 0 {
             return false;
         }
-        dev.parse::<u64>().ok() == Some(st.st_dev as u64) && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
+        dev.parse::<u64>().ok() == Some(st.st_dev as u64)
+            && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
     })
 }
 
@@ -29,9 +30,17 @@ fn emit(prio: u8, label: &str, msg: &str) {
     crate::supervise::output::clear_progress_line(&mut err);
     for (i, line) in msg.lines().enumerate() {
         let _ = if journal() {
-            writeln!(err, "<{prio}>paperclipd: {}{line}", if i == 0 { label } else { "  " })
+            writeln!(
+                err,
+                "<{prio}>paperclipd: {}{line}",
+                if i == 0 { label } else { "  " }
+            )
         } else {
-            writeln!(err, "paperclipd: {}{line}", if i == 0 { label } else { "  " })
+            writeln!(
+                err,
+                "paperclipd: {}{line}",
+                if i == 0 { label } else { "  " }
+            )
         };
     }
 }

@@ -92,16 +92,20 @@ async fn probe_once(settings: config::ProbeSettings, json: bool) -> Result<u8> {
             "url": settings.url.as_str(),
             "mode": settings.mode.as_str(),
             "listening": listening.is_ok(),
-            "connect_error": listening.as_ref().err().map(|e| e.to_string()),
+            "connect_error": listening.as_ref().err().map(supervise::readiness::describe_io),
             "ready": ready,
             "probes": { "api": api, "ui": ui },
         });
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::os(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::os(e.to_string()))?
+        );
     } else {
         match &listening {
             Err(e) => println!(
-                "not ready: nothing accepts connections on {} ({e}); no HTTP request sent",
-                settings.url
+                "not ready: nothing accepts connections on {} ({}); no HTTP request sent",
+                settings.url,
+                supervise::readiness::describe_io(e)
             ),
             Ok(()) => {
                 if let Some(a) = &api {

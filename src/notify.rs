@@ -30,7 +30,10 @@ struct Target {
 impl Notifier {
     /// A notifier that sends nothing.
     pub fn disabled() -> Self {
-        Notifier { target: None, warned: false.into() }
+        Notifier {
+            target: None,
+            warned: false.into(),
+        }
     }
 
     /// Reads `$NOTIFY_SOCKET`. An unusable value is reported (as a warning
@@ -43,7 +46,10 @@ impl Notifier {
         };
         let raw = raw.to_string_lossy().into_owned();
         match Self::open(&raw) {
-            Ok(sock) => Notifier { target: Some(Target { raw, sock }), warned: false.into() },
+            Ok(sock) => Notifier {
+                target: Some(Target { raw, sock }),
+                warned: false.into(),
+            },
             Err(why) => {
                 crate::log::warn(&format!(
                     "NOTIFY_SOCKET={raw:?} is unusable ({why}); not sending readiness notifications. \
@@ -78,7 +84,10 @@ impl Notifier {
             return Err("it is neither an absolute path nor an @abstract name".into());
         }
         if raw.len() > SUN_PATH_MAX {
-            return Err(format!("the path is {} bytes, longer than sun_path's {SUN_PATH_MAX}", raw.len()));
+            return Err(format!(
+                "the path is {} bytes, longer than sun_path's {SUN_PATH_MAX}",
+                raw.len()
+            ));
         }
         sock.connect(raw).map_err(|e| e.to_string())?;
         Ok(sock)

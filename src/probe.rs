@@ -82,17 +82,35 @@ pub fn api_verdict(
         m == "application/json" || m.ends_with("+json")
     });
     if truncated {
-        return (false, format!("body larger than {} KiB", MAX_BODY / 1024), None);
+        return (
+            false,
+            format!("body larger than {} KiB", MAX_BODY / 1024),
+            None,
+        );
     }
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(map)) => match map.get("status") {
             None => (true, "2xx, JSON without a status field".into(), None),
-            Some(serde_json::Value::String(s)) if s == "ok" => (true, "status is \"ok\"".into(), Some(s.clone())),
-            Some(serde_json::Value::String(s)) => (false, format!("status is {s:?}, waiting for \"ok\""), Some(s.clone())),
-            Some(other) => (false, format!("status is {}, expected the string \"ok\"", json_kind(other)), None),
+            Some(serde_json::Value::String(s)) if s == "ok" => {
+                (true, "status is \"ok\"".into(), Some(s.clone()))
+            }
+            Some(serde_json::Value::String(s)) => (
+                false,
+                format!("status is {s:?}, waiting for \"ok\""),
+                Some(s.clone()),
+            ),
+            Some(other) => (
+                false,
+                format!("status is {}, expected the string \"ok\"", json_kind(other)),
+                None,
+            ),
         },
         Ok(_) => (true, "2xx, JSON without a status field".into(), None),
-        Err(_) if says_json => (false, "body is not valid JSON though the content type says JSON".into(), None),
+        Err(_) if says_json => (
+            false,
+            "body is not valid JSON though the content type says JSON".into(),
+            None,
+        ),
         Err(_) => (true, "2xx, body is not JSON".into(), None),
     }
 }
@@ -121,7 +139,11 @@ pub fn ui_verdict(http_status: u16, content_type: Option<&str>) -> (bool, String
 }
 
 fn media_type(ct: &str) -> String {
-    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Is something accepting TCP connections at these addresses?
@@ -205,10 +227,13 @@ impl Prober {
                 if which == "api" {
                     match read_bounded(&mut resp).await {
                         Ok((body, truncated)) => {
-                            let (ok, detail, hs) = api_verdict(code, ct.as_deref(), &body, truncated);
+                            let (ok, detail, hs) =
+                                api_verdict(code, ct.as_deref(), &body, truncated);
                             (r.ready, r.detail, r.health_status) = (ok, detail, hs);
                         }
-                        Err(e) => r.detail = format!("reading the body failed: {}", describe_reqwest(&e)),
+                        Err(e) => {
+                            r.detail = format!("reading the body failed: {}", describe_reqwest(&e))
+                        }
                     }
                 } else {
                     (r.ready, r.detail) = ui_verdict(code, ct.as_deref());
@@ -243,7 +268,11 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     while let Some(next) = cause.source() {
         cause = next;
     }
-    let kind = if e.is_connect() { "connect failed" } else { "request failed" };
+    let kind = if e.is_connect() {
+        "connect failed"
+    } else {
+        "request failed"
+    };
     format!("{kind}: {cause}")
 }
 
@@ -256,10 +285,16 @@ mod tests {
 
     #[test]
     fn real_paperclip_bodies() {
-        let (ok, _, s) = api_verdict(200, Some("application/json; charset=utf-8"), OK.as_bytes(), false);
+        let (ok, _, s) = api_verdict(
+            200,
+            Some("application/json; charset=utf-8"),
+            OK.as_bytes(),
+            false,
+        );
         assert!(ok);
         assert_eq!(s.as_deref(), Some("ok"));
-        let (ok, detail, s) = api_verdict(200, Some("application/json"), STARTING.as_bytes(), false);
+        let (ok, detail, s) =
+            api_verdict(200, Some("application/json"), STARTING.as_bytes(), false);
         assert!(!ok, "a 200 \"starting\" is not ready");
         assert_eq!(s.as_deref(), Some("starting"));
         assert!(detail.contains("starting"));

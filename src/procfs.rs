@@ -76,21 +76,6 @@ pub fn children_of(parent: i32) -> Vec<i32> {
         .collect()
 }
 
-/// Is `pid` `ancestor` itself or one of its descendants?
-pub fn is_descendant(pid: i32, ancestor: i32) -> bool {
-    let mut cur = pid;
-    for _ in 0..4096 {
-        if cur == ancestor {
-            return true;
-        }
-        match proc_info(cur) {
-            Some(p) if p.ppid > 0 && p.ppid != cur => cur = p.ppid,
-            _ => return false,
-        }
-    }
-    false
-}
-
 /// Socket inodes listening on TCP `port` (IPv4 and IPv6, any address).
 pub fn listening_inodes(port: u16) -> HashSet<u64> {
     let mut out = HashSet::new();
@@ -175,7 +160,10 @@ pub fn flock_holder(dev: u64, ino: u64) -> Option<i32> {
 pub fn parse_flock_holder(text: &str, dev: u64, ino: u64) -> Option<i32> {
     // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor:inode in hex
     // for the device, decimal inode).
-    let (major, minor) = (libc::major(dev as libc::dev_t), libc::minor(dev as libc::dev_t));
+    let (major, minor) = (
+        libc::major(dev as libc::dev_t),
+        libc::minor(dev as libc::dev_t),
+    );
     text.lines().find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         let (kind, _, _, pid, id) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?, f.get(5)?);
@@ -186,7 +174,8 @@ pub fn parse_flock_holder(text: &str, dev: u64, ino: u64) -> Option<i32> {
         let ma = u32::from_str_radix(parts.next()?, 16).ok()?;
         let mi = u32::from_str_radix(parts.next()?, 16).ok()?;
         let i: u64 = parts.next()?.parse().ok()?;
-        (ma == major as u32 && mi == minor as u32 && i == ino).then(|| pid.parse().ok())?
+        (i64::from(ma) == i64::from(major) && i64::from(mi) == i64::from(minor) && i == ino)
+            .then(|| pid.parse().ok())?
     })
 }
 
@@ -225,7 +214,6 @@ mod tests {
         let me = std::process::id() as i32;
         let p = proc_info(me).unwrap();
         assert_eq!(p.pid, me);
-        assert!(is_descendant(me, me));
         assert!(cmdline(me).is_some());
     }
 

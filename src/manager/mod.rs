@@ -37,15 +37,30 @@ pub fn detect() -> Invoker {
         let unit = std::fs::read_to_string("/proc/self/cgroup")
             .ok()
             .and_then(|t| unit_from_cgroup(&t));
-        return Invoker { kind: ManagerKind::Systemd, unit };
+        return Invoker {
+            kind: ManagerKind::Systemd,
+            unit,
+        };
     }
-    if let Some(label) = std::env::var("XPC_SERVICE_NAME").ok().filter(|l| !l.is_empty() && l != "0") {
-        return Invoker { kind: ManagerKind::Launchd, unit: Some(label) };
+    if let Some(label) = std::env::var("XPC_SERVICE_NAME")
+        .ok()
+        .filter(|l| !l.is_empty() && l != "0")
+    {
+        return Invoker {
+            kind: ManagerKind::Launchd,
+            unit: Some(label),
+        };
     }
     if std::process::id() == 1 {
-        return Invoker { kind: ManagerKind::Container, unit: None };
+        return Invoker {
+            kind: ManagerKind::Container,
+            unit: None,
+        };
     }
-    Invoker { kind: ManagerKind::Foreground, unit: None }
+    Invoker {
+        kind: ManagerKind::Foreground,
+        unit: None,
+    }
 }
 
 /// The innermost `.service` in our cgroup path (`0::/user.slice/…/app.slice/paperclip@x.service`).
@@ -62,7 +77,10 @@ mod tests {
     #[test]
     fn unit_from_cgroup_paths() {
         let t = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/paperclip@default.service\n";
-        assert_eq!(super::unit_from_cgroup(t).as_deref(), Some("paperclip@default.service"));
+        assert_eq!(
+            super::unit_from_cgroup(t).as_deref(),
+            Some("paperclip@default.service")
+        );
         assert_eq!(super::unit_from_cgroup("0::/init.scope\n"), None);
     }
 }

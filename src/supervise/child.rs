@@ -130,22 +130,34 @@ fn search_path(name: &OsStr) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
-        .find(|cand| cand.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .find(|cand| {
+            cand.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 fn check_executable(p: &Path, source: &str) -> Result<()> {
     match p.metadata() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::new(
             Kind::NotFound,
-            format!("the server program {} (from {source}) does not exist; install it or fix the path", p.display()),
+            format!(
+                "the server program {} (from {source}) does not exist; install it or fix the path",
+                p.display()
+            ),
         )),
         Err(e) => Err(Error::new(
             Kind::NotExecutable,
-            format!("the server program {} (from {source}) cannot be inspected: {e}; fix its permissions", p.display()),
+            format!(
+                "the server program {} (from {source}) cannot be inspected: {e}; fix its permissions",
+                p.display()
+            ),
         )),
         Ok(m) if m.is_dir() => Err(Error::new(
             Kind::NotExecutable,
-            format!("the server program {} (from {source}) is a directory, expected an executable file", p.display()),
+            format!(
+                "the server program {} (from {source}) is a directory, expected an executable file",
+                p.display()
+            ),
         )),
         Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(Error::new(
             Kind::NotExecutable,
@@ -203,9 +215,13 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
         cmd.env(k, v);
     }
     if spec.interactive {
-        cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
     } else {
-        cmd.stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::inherit())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
     }
     let parent = std::process::id() as libc::pid_t;
     let interactive = spec.interactive;
@@ -234,12 +250,21 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
             {
                 // SIGTERM, not SIGKILL: Paperclip then stops its PostgreSQL
                 // in order instead of orphaning it.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGTERM as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 // We may have died between fork and prctl.
                 if libc::getppid() != parent {
-                    return Err(std::io::Error::other("paperclipd exited while starting the server"));
+                    return Err(std::io::Error::other(
+                        "paperclipd exited while starting the server",
+                    ));
                 }
             }
             #[cfg(not(target_os = "linux"))]
@@ -253,7 +278,10 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
             std::io::ErrorKind::PermissionDenied => Kind::NotExecutable,
             _ => Kind::Os,
         };
-        Error::new(kind, format!("cannot start the server {}: {e}", spec.program.display()))
+        Error::new(
+            kind,
+            format!("cannot start the server {}: {e}", spec.program.display()),
+        )
     })?;
     let pid = child.id() as i32;
     // Also from the parent, so the group exists whoever runs first.
@@ -262,7 +290,12 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
     let stderr = child.stderr.take().map(OwnedFd::from);
     // `child` is dropped without waiting: we reap with waitpid(-1) ourselves
     // because, as a subreaper, we also reap what the server leaves behind.
-    Ok(Spawned { pid, pgid: pid, stdout, stderr })
+    Ok(Spawned {
+        pid,
+        pgid: pid,
+        stdout,
+        stderr,
+    })
 }
 
 /// Becomes a subreaper: orphans of the server (PostgreSQL after its Node
@@ -298,7 +331,14 @@ pub fn reap(server: i32) -> Option<ExitKind> {
 pub fn no_children() -> bool {
     // SAFETY: waitid with a valid siginfo out-pointer.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
     r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
 }
 

@@ -25,7 +25,7 @@ use crate::cli::Mode;
 use crate::config::RunSettings;
 use crate::error::{Error, Kind, Result};
 use crate::lock::{self, Acquire, InstanceLock, Record};
-use crate::notify::{NotifyState, Notifier};
+use crate::notify::{Notifier, NotifyState};
 use crate::probe::{self, Prober};
 use crate::{log, manager, procfs};
 use child::{ExitKind, Spawned};
@@ -67,8 +67,12 @@ impl Signals {
                 .map_err(|e| Error::os(format!("cannot handle {name}: {e}")))?;
             stop.push((n, s));
         }
-        let child = signal(SignalKind::child()).map_err(|e| Error::os(format!("cannot handle SIGCHLD: {e}")))?;
-        Ok(Signals { stop: StopSignals(stop), child })
+        let child = signal(SignalKind::child())
+            .map_err(|e| Error::os(format!("cannot handle SIGCHLD: {e}")))?;
+        Ok(Signals {
+            stop: StopSignals(stop),
+            child,
+        })
     }
 }
 
@@ -99,6 +103,13 @@ async fn futures_select_all<F: Future<Output = i32> + Unpin>(futs: impl Iterator
         std::task::Poll::Pending
     })
     .await
+}
+
+/// Awaits every handle (a tiny `join_all`).
+async fn futures_join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
 }
 
 /// Is this an interactive run: stdin is a terminal and we are its
@@ -139,7 +150,11 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
         Some(cmd) => (child::resolve_program(&cmd[0])?, cmd[1..].to_vec()),
         None => (
             child::default_program()?,
-            vec!["run".into(), "--instance".into(), settings.probe.instance.id.as_str().into()],
+            vec![
+                "run".into(),
+                "--instance".into(),
+                settings.probe.instance.id.as_str().into(),
+            ],
         ),
     };
     let instance = settings.probe.instance.clone();
@@ -211,6 +226,7 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
         server,
         lock,
         tail: Arc::new(Mutex::new(output::Tail::default())),
+        forwarders: Vec::new(),
         signals,
     };
     let result = sup.supervise(prober).await;
@@ -229,11 +245,14 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
 /// restart-loop on it (78 is in `RestartPreventExitStatus=`).
 fn onboard(program: &std::path::Path, settings: &RunSettings, interactive: bool) -> Result<()> {
     let instance = &settings.probe.instance;
+    // `paperclipai onboard` has no --instance: the instance comes from
+    // PAPERCLIP_INSTANCE_ID (and the home from PAPERCLIP_HOME), which the
+    // child environment sets below.
     let shown = format!(
-        "PAPERCLIP_HOME={} {} onboard --instance {}",
+        "PAPERCLIP_HOME={} PAPERCLIP_INSTANCE_ID={} {} onboard --no-install-service",
         instance.home.display(),
+        instance.id,
         program.display(),
-        instance.id
     );
     if !interactive {
         return Err(Error::config(format!(
@@ -248,7 +267,7 @@ fn onboard(program: &std::path::Path, settings: &RunSettings, interactive: bool)
         instance.id
     ));
     let mut cmd = std::process::Command::new(program);
-    cmd.args(["onboard", "--instance", instance.id.as_str()]);
+    cmd.args(["onboard", "--no-install-service"]);
     for k in child::REMOVED_ENV {
         cmd.env_remove(k);
     }
@@ -281,7 +300,11 @@ async fn refuse_taken_port(prober: &Prober) -> Result<()> {
     let who = if owners.is_empty() {
         "a process paperclipd cannot identify (another user's, or in another namespace)".to_string()
     } else {
-        owners.iter().map(|p| procfs::describe(*p)).collect::<Vec<_>>().join(", ")
+        owners
+            .iter()
+            .map(|p| procfs::describe(*p))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     Err(Error::busy(format!(
         "port {port} ({}) already accepts connections, held by {who}. The server would not be ours to probe \
@@ -314,6 +337,9 @@ struct Supervisor {
     #[allow(dead_code)] // held for its Drop: releases the instance lock
     lock: InstanceLock,
     tail: output::SharedTail,
+    /// The tasks copying the server's output; awaited after the server's
+    /// tree is gone so diagnostics include its very last lines.
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
     signals: Signals,
 }
 
@@ -321,9 +347,13 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 impl Supervisor {
     async fn supervise(&mut self, prober: Prober) -> Result<u8> {
-        for (fd, which) in [(self.server.stdout.take(), 0), (self.server.stderr.take(), 1)] {
+        for (fd, which) in [
+            (self.server.stdout.take(), 0),
+            (self.server.stderr.take(), 1),
+        ] {
             if let Some(fd) = fd {
-                tokio::spawn(output::forward(fd, which, self.tail.clone()));
+                self.forwarders
+                    .push(tokio::spawn(output::forward(fd, which, self.tail.clone())));
             }
         }
 
@@ -331,7 +361,8 @@ impl Supervisor {
         let deadline = tokio::time::Instant::now() + self.settings.ready_timeout;
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let mut phase = Phase::Starting { since: started };
-        let mut ready_fut: BoxFuture<'_, Outcome> = Box::pin(readiness::wait_ready(&prober, &progress_tx));
+        let mut ready_fut: BoxFuture<'_, Outcome> =
+            Box::pin(readiness::wait_ready(&prober, &progress_tx));
         let mut watchdog_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
         let mut extend = tokio::time::interval(EXTEND_EVERY);
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
@@ -407,7 +438,12 @@ impl Supervisor {
     }
 
     /// The server exited without being asked to.
-    async fn server_exited(&mut self, exit: ExitKind, phase: Phase, progress: &Progress) -> Result<u8> {
+    async fn server_exited(
+        &mut self,
+        exit: ExitKind,
+        phase: Phase,
+        progress: &Progress,
+    ) -> Result<u8> {
         // In a terminal, Ctrl-C goes straight to the server (it owns the
         // terminal): a SIGINT death or exit 130 is the user's stop.
         let user_interrupt = self.interactive
@@ -416,7 +452,9 @@ impl Supervisor {
             NotifyState::Stopping,
             NotifyState::Status(&format!("server {}; stopping", exit.describe())),
         ]);
-        self.cleanup_leftovers(LEFTOVER_GRACE.min(self.settings.stop_timeout)).await;
+        self.cleanup_leftovers(LEFTOVER_GRACE.min(self.settings.stop_timeout))
+            .await;
+        self.drain_output().await;
         if user_interrupt {
             log::info("stopped by Ctrl-C");
             return Ok(0);
@@ -430,7 +468,11 @@ impl Supervisor {
                     exit.describe(),
                     humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
                 );
-                if code == 0 { log::info(&msg) } else { log::error(&msg) }
+                if code == 0 {
+                    log::info(&msg)
+                } else {
+                    log::error(&msg)
+                }
                 Ok(code)
             }
             Phase::Starting { since } => {
@@ -440,14 +482,23 @@ impl Supervisor {
                     exit.describe(),
                     since.elapsed().as_secs_f64()
                 );
-                self.append_diagnostics(&mut msg, progress);
+                self.append_diagnostics(&mut msg, progress).await;
                 msg.push_str("\nCheck the server's output above; run the command by hand to see it fail directly.");
                 Err(Error::new(Kind::ServerExited(exit.shell_code()), msg))
             }
         }
     }
 
-    fn append_diagnostics(&self, msg: &mut String, progress: &Progress) {
+    /// Waits (briefly) until the server's output pipes are drained: once
+    /// its whole tree is gone every write end is closed, so EOF comes at
+    /// once unless something escaped us.
+    async fn drain_output(&mut self) {
+        let all = futures_join_all(std::mem::take(&mut self.forwarders));
+        let _ = tokio::time::timeout(Duration::from_secs(1), all).await;
+    }
+
+    async fn append_diagnostics(&mut self, msg: &mut String, progress: &Progress) {
+        self.drain_output().await;
         for line in progress.diagnostics(self.settings.probe.port, self.settings.probe.mode) {
             msg.push_str("\n  ");
             msg.push_str(&line);
@@ -459,7 +510,10 @@ impl Supervisor {
         if lines.is_empty() {
             msg.push_str("\n  the server printed nothing");
         } else {
-            msg.push_str(&format!("\n  last {} lines of the server's output:", lines.len()));
+            msg.push_str(&format!(
+                "\n  last {} lines of the server's output:",
+                lines.len()
+            ));
             for l in lines {
                 msg.push_str("\n  | ");
                 msg.push_str(&l);
@@ -468,7 +522,13 @@ impl Supervisor {
     }
 
     /// Stops the server in order and decides the exit code.
-    async fn stop(&mut self, reason: StopReason, phase: Phase, started: Instant, progress: &Progress) -> Result<u8> {
+    async fn stop(
+        &mut self,
+        reason: StopReason,
+        phase: Phase,
+        started: Instant,
+        progress: &Progress,
+    ) -> Result<u8> {
         let sig = match reason {
             StopReason::Signal(s) => s,
             _ => libc::SIGTERM,
@@ -483,7 +543,11 @@ impl Supervisor {
         };
         self.notifier.send(&[
             NotifyState::Stopping,
-            NotifyState::Status(&format!("stopping ({why}): sent {} to server pid {}", child::signal_name(sig), self.server.pid)),
+            NotifyState::Status(&format!(
+                "stopping ({why}): sent {} to server pid {}",
+                child::signal_name(sig),
+                self.server.pid
+            )),
         ]);
         log::info(&format!(
             "{why}; stopping the server (pid {}) with {}, waiting up to {}",
@@ -493,8 +557,13 @@ impl Supervisor {
         ));
         let stop_started = Instant::now();
         let exit = self.terminate(sig).await;
-        let left = self.settings.stop_timeout.saturating_sub(stop_started.elapsed());
-        self.cleanup_leftovers(left.clamp(Duration::from_millis(100), LEFTOVER_GRACE)).await;
+        let left = self
+            .settings
+            .stop_timeout
+            .saturating_sub(stop_started.elapsed());
+        self.cleanup_leftovers(left.clamp(Duration::from_millis(100), LEFTOVER_GRACE))
+            .await;
+        self.drain_output().await;
 
         match reason {
             StopReason::Signal(_) => {
@@ -517,7 +586,7 @@ impl Supervisor {
                     "the server was not ready within {} (readiness timeout) and was stopped.",
                     humantime::format_duration(self.settings.ready_timeout)
                 );
-                self.append_diagnostics(&mut msg, progress);
+                self.append_diagnostics(&mut msg, progress).await;
                 msg.push_str(&format!(
                     "\nIf it is only slow, raise --ready-timeout; check the probe paths with `paperclipd probe --url {}`.",
                     self.settings.probe.url
@@ -534,7 +603,11 @@ impl Supervisor {
                     if owners.is_empty() {
                         "another process".to_string()
                     } else {
-                        owners.iter().map(|p| procfs::describe(*p)).collect::<Vec<_>>().join(", ")
+                        owners
+                            .iter()
+                            .map(|p| procfs::describe(*p))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 )))
             }
@@ -585,7 +658,12 @@ impl Supervisor {
             log::info(&format!(
                 "stopping {} process(es) the server left behind: {}",
                 leftovers.len(),
-                leftovers.iter().take(5).map(|p| procfs::describe(*p)).collect::<Vec<_>>().join(", ")
+                leftovers
+                    .iter()
+                    .take(5)
+                    .map(|p| procfs::describe(*p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         child::signal_everything(self.server.pgid, libc::SIGTERM);
@@ -617,12 +695,27 @@ impl Supervisor {
 fn ready_message(p: &Progress, elapsed: Duration) -> String {
     let mut parts = Vec::new();
     if let Some(a) = &p.api {
-        parts.push(format!("API {} {}", a.http_status.unwrap_or(0), a.health_status.as_deref().map(|s| format!("status={s:?}")).unwrap_or_else(|| "ok".into())));
+        parts.push(format!(
+            "API {} {}",
+            a.http_status.unwrap_or(0),
+            a.health_status
+                .as_deref()
+                .map(|s| format!("status={s:?}"))
+                .unwrap_or_else(|| "ok".into())
+        ));
     }
     if let Some(u) = &p.ui {
-        parts.push(format!("UI {} {}", u.http_status.unwrap_or(0), u.content_type.as_deref().unwrap_or("")));
+        parts.push(format!(
+            "UI {} {}",
+            u.http_status.unwrap_or(0),
+            u.content_type.as_deref().unwrap_or("")
+        ));
     }
-    format!("ready after {:.2}s: {}", elapsed.as_secs_f64(), parts.join(", "))
+    format!(
+        "ready after {:.2}s: {}",
+        elapsed.as_secs_f64(),
+        parts.join(", ")
+    )
 }
 
 /// The systemd watchdog period, when it is meant for us.
@@ -634,7 +727,10 @@ fn watchdog_period() -> Option<Duration> {
 /// `WATCHDOG=1` only after a passing probe, so a hung server is restarted.
 async fn watchdog(prober: &Prober, notifier: &Notifier, period: Duration) {
     let every = period / 3;
-    let wd_prober = match Prober::new(prober.settings.clone(), every.clamp(Duration::from_millis(50), probe::REQUEST_TIMEOUT)) {
+    let wd_prober = match Prober::new(
+        prober.settings.clone(),
+        every.clamp(Duration::from_millis(50), probe::REQUEST_TIMEOUT),
+    ) {
         Ok(p) => p,
         Err(_) => prober.clone(),
     };

@@ -65,7 +65,10 @@ impl Progress {
         if self.api.is_none() {
             out.push(format!(
                 "port {port} never accepted a connection{}",
-                self.connect_error.as_ref().map(|e| format!(" (last: {e})")).unwrap_or_default()
+                self.connect_error
+                    .as_ref()
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
             ));
             return out;
         }
@@ -93,9 +96,13 @@ fn short(name: &str, r: &ProbeResult) -> String {
 
 #[derive(Debug)]
 pub enum Outcome {
-    Ready { elapsed: Duration },
+    Ready {
+        elapsed: Duration,
+    },
     /// The port is held by processes outside our tree.
-    Foreign { owners: Vec<i32> },
+    Foreign {
+        owners: Vec<i32>,
+    },
 }
 
 /// Who holds the listening socket on `port`.
@@ -120,7 +127,20 @@ pub fn port_owner(port: u16) -> Owner {
         return Owner::Ours;
     }
     let all = procfs::socket_owners(&inodes);
-    if all.is_empty() { Owner::Unknown } else { Owner::Foreign(all) }
+    if all.is_empty() {
+        Owner::Unknown
+    } else {
+        Owner::Foreign(all)
+    }
+}
+
+/// `connection refused` rather than `Connection refused (os error 111)`.
+pub fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::TimedOut => "connect timed out".into(),
+        _ => e.to_string(),
+    }
 }
 
 /// Polls until ready (or until the port turns out to be someone else's).
@@ -145,7 +165,7 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
                 Err(e) => {
                     progress.send_modify(|p| {
                         p.listening = false;
-                        p.connect_error = Some(e.to_string());
+                        p.connect_error = Some(describe_io(&e));
                     });
                     tokio::time::sleep(CONNECT_INTERVAL).await;
                     continue;
@@ -167,7 +187,9 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
             p.rounds += 1;
         });
         if ready {
-            return Outcome::Ready { elapsed: start.elapsed() };
+            return Outcome::Ready {
+                elapsed: start.elapsed(),
+            };
         }
         tokio::time::sleep(interval).await;
         interval = (interval * 3 / 2).min(PROBE_INTERVAL_MAX);

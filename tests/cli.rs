@@ -1,0 +1,284 @@
+//! Input validation and exit codes of the built binary: nothing is created
+//! or overwritten on bad input.
+
+mod support;
+
+use std::fs;
+use std::process::Command;
+
+use support::*;
+
+fn paperclipd(args: &[&str], home: &std::path::Path) -> std::process::Output {
+    // `--home` goes right after the subcommand: after `--` it would be part
+    // of the server command.
+    let mut c = Command::new(bin());
+    match args.split_first() {
+        Some((sub, rest)) if !sub.starts_with('-') => c.arg(sub).arg("--home").arg(home).args(rest),
+        _ => c.args(args),
+    };
+    c.env_remove("PAPERCLIP_HOME")
+        .env_remove("PAPERCLIP_INSTANCE_ID")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .expect("run paperclipd")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_instance_ids_exit_78_and_create_nothing() {
+    let w = World::new();
+    for bad in ["..", "a/b", "", &"x".repeat(65), "é", "-rf", "a b"] {
+        let flag = format!("--instance={bad}");
+        let o = paperclipd(&["run", &flag, "--", "true"], &w.home());
+        assert_eq!(o.status.code(), Some(78), "{bad:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("invalid instance id"), "{}", stderr(&o));
+        assert!(!w.home().exists(), "{bad:?} created the home");
+    }
+}
+
+#[test]
+fn bad_toml_exits_78_naming_file_line_and_key() {
+    let w = World::new();
+    let cases = [
+        ("url = \"http://127.0.0.1:1\"\nbogus_key = 1\n", "bogus_key"),
+        ("ready_timeout = 5\n", "line 1"),
+        ("mode = \"sideways\"\n", "sideways"),
+        ("stop_timeout = \"-1s\"\n", "invalid duration"),
+        ("command = []\n", "empty"),
+        ("url = \"http://user:hunter2@127.0.0.1:1\"\n", "credentials"),
+        ("url = \"ftp://127.0.0.1:1\"\n", "not http"),
+        ("ready_timeout = \"100000h\"\n", "out of range"),
+        ("[env]\nNOTIFY_SOCKET = \"x\"\n", "NOTIFY_SOCKET"),
+        ("url = [\n", "line 1"),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let cfg = w.dir.path().join(format!("c{i}.toml"));
+        fs::write(&cfg, text).unwrap();
+        let o = paperclipd(
+            &["run", "--config", cfg.to_str().unwrap(), "--", "true"],
+            &w.home(),
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(78), "{text:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{text:?} should mention {needle:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "the password was echoed: {err}");
+        assert_eq!(
+            fs::read_to_string(&cfg).unwrap(),
+            *text,
+            "the config file was changed"
+        );
+        assert!(!w.home().exists());
+    }
+    let o = paperclipd(&["run", "--config", cases[0].0], &w.home());
+    assert_eq!(
+        o.status.code(),
+        Some(78),
+        "a missing --config file: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn malformed_paperclip_config_json_is_78() {
+    let w = World::new();
+    let root = w.home().join("instances/default");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("config.json"), "{\"server\": {\"port\": \"x\"}}").unwrap();
+    let o = paperclipd(&["run", "--", "true"], &w.home());
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(stderr(&o).contains("server.port"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let w = World::new();
+    for args in [
+        vec!["run", "--bogus"],
+        vec!["run", "--ready-timeout", "soon"],
+        vec!["run", "--mode", "x"],
+        vec!["frobnicate"],
+    ] {
+        let o = paperclipd(&args, &w.home());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn missing_command_is_127_and_unexecutable_is_126() {
+    let w = World::new();
+    let o = paperclipd(&["run", "--", "/nonexistent/server"], &w.home());
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    let o = paperclipd(&["run", "--", "no-such-server-program-xyz"], &w.home());
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    let script = w.dir.path().join("not-exec.sh");
+    fs::write(&script, "#!/bin/sh\n").unwrap();
+    let o = paperclipd(&["run", "--", script.to_str().unwrap()], &w.home());
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert!(stderr(&o).contains("chmod +x"), "{}", stderr(&o));
+}
+
+#[test]
+fn default_command_not_installed_says_how_to_install() {
+    let w = World::new();
+    let o = Command::new(bin())
+        .args(["run", "--home"])
+        .arg(w.home())
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", w.dir.path())
+        .env_remove("PAPERCLIP_SHIM_PATH")
+        .env_remove("PAPERCLIP_HOME")
+        .env_remove("PAPERCLIP_INSTANCE_ID")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("npm install -g paperclipai"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn default_command_without_config_and_without_terminal_is_78_with_onboarding_command() {
+    let w = World::new();
+    let shim = w.dir.path().join("paperclipai");
+    fs::write(&shim, "#!/bin/sh\necho should-not-run >&2\nexit 9\n").unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut fs::metadata(&shim).unwrap().permissions(),
+        0o755,
+    );
+    fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = Command::new(bin())
+        .args(["run", "--home"])
+        .arg(w.home())
+        .env("PAPERCLIP_SHIM_PATH", &shim)
+        .env_remove("PAPERCLIP_HOME")
+        .env_remove("PAPERCLIP_INSTANCE_ID")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(err.contains("onboard"), "{err}");
+    assert!(err.contains(shim.to_str().unwrap()), "{err}");
+    assert!(!err.contains("should-not-run"));
+}
+
+#[test]
+fn lock_path_that_is_a_symlink_or_directory_is_refused() {
+    let w = World::new();
+    let root = w.home().join("instances/default");
+    fs::create_dir_all(&root).unwrap();
+    let target = w.dir.path().join("precious");
+    fs::write(&target, "keep me").unwrap();
+    std::os::unix::fs::symlink(&target, root.join("paperclipd.lock")).unwrap();
+    let o = paperclipd(
+        &["run", "--url", "http://127.0.0.1:9", "--", "true"],
+        &w.home(),
+    );
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
+    fs::remove_file(root.join("paperclipd.lock")).unwrap();
+    fs::create_dir(root.join("paperclipd.lock")).unwrap();
+    let o = paperclipd(
+        &["run", "--url", "http://127.0.0.1:9", "--", "true"],
+        &w.home(),
+    );
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+}
+
+#[test]
+fn world_writable_instance_root_is_refused() {
+    let w = World::new();
+    let root = w.home().join("instances/default");
+    fs::create_dir_all(&root).unwrap();
+    fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let o = paperclipd(
+        &["run", "--url", "http://127.0.0.1:9", "--", "true"],
+        &w.home(),
+    );
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(stderr(&o).contains("chmod o-w"), "{}", stderr(&o));
+}
+
+#[test]
+fn lock_file_has_mode_0600_and_a_record() {
+    let w = World::new();
+    let o = paperclipd(
+        &["run", "--url", &w.url(), "--", "sh", "-c", "exit 7"],
+        &w.home(),
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let meta = fs::metadata(w.lock_path("default")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let root_meta = fs::metadata(w.home().join("instances/default")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&root_meta.permissions()) & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn probe_reports_each_verdict_and_exit_code() {
+    let w = World::new();
+    // Nothing listens: not ready, no request.
+    let o = paperclipd(&["probe", "--url", &w.url()], &w.home());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no HTTP request sent"));
+    // A "starting" server: not ready, with the reason.
+    let mut fx = Command::new("python3")
+        .arg(fixture())
+        .args(["--port", &w.port.to_string(), "--state-dir"])
+        .arg(w.state())
+        .args(["--api-ok-after", "1.5"])
+        .spawn()
+        .unwrap();
+    wait_until(DEADLINE, "the fixture to listen", || {
+        w.state_file("listening_at").is_some()
+    });
+    let o = paperclipd(&["probe", "--url", &w.url(), "--json"], &w.home());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    if v["ready"] == false {
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(v["probes"]["api"]["health_status"], "starting");
+    }
+    wait_until(DEADLINE, "probe to pass", || {
+        paperclipd(&["probe", "--url", &w.url()], &w.home())
+            .status
+            .code()
+            == Some(0)
+    });
+    let o = paperclipd(&["probe", "--url", &w.url(), "--json"], &w.home());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["probes"]["api"]["http_status"], 200);
+    assert_eq!(v["probes"]["ui"]["content_type"], "text/html");
+    let o = paperclipd(
+        &["probe", "--url", &w.url(), "--ui-path", "/missing"],
+        &w.home(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("404"));
+    signal(fx.id(), libc::SIGTERM);
+    let _ = fx.wait();
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let w = World::new();
+    for args in [vec!["--help"], vec!["--version"], vec!["run", "--help"]] {
+        let o = Command::new(bin()).args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+    }
+    drop(w);
+}
