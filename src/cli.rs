@@ -27,6 +27,78 @@ pub enum Command {
     Run(RunArgs),
     /// Check both probes once, now: exit 0 when ready, 1 when not.
     Probe(ProbeArgs),
+    /// Install the systemd unit paperclip@.service and enable the instance.
+    Install(InstallArgs),
+    /// Stop and disable the instance's unit (the template goes with the last instance).
+    Uninstall(ManagedArgs),
+    /// Start the instance's unit; returns once it is ready.
+    Start(ManagedArgs),
+    /// Stop the instance's unit and wait until it has stopped.
+    Stop(ManagedArgs),
+    /// Restart the instance's unit; returns once it is ready again.
+    Restart(ManagedArgs),
+    /// One view from every source: lock, unit, port owner, probes.
+    /// Exit 0 ready, 1 running but not ready (or conflict), 3 stopped.
+    Status(StatusArgs),
+    /// Show the instance's journal.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManagedArgs {
+    /// Instance id.
+    #[arg(
+        short = 'i',
+        long,
+        env = "PAPERCLIP_INSTANCE_ID",
+        default_value = "default"
+    )]
+    pub instance: String,
+    /// Paperclip home directory [default: ~/.paperclip].
+    #[arg(long, env = "PAPERCLIP_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Use the system manager instead of the user's.
+    #[arg(long)]
+    pub system: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub managed: ManagedArgs,
+    /// Also start it now and wait until it is ready.
+    #[arg(long)]
+    pub now: bool,
+    /// Print the unit and the calls instead of making them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop and disable upstream's own unit for this instance (paperclipai.service).
+    #[arg(long)]
+    pub replace_upstream: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Use the system manager instead of the user's.
+    #[arg(long)]
+    pub system: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub managed: ManagedArgs,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// How many lines [default: 50].
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<usize>,
 }
 
 /// Which instance, and how to reach and probe it.

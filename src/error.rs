@@ -10,6 +10,9 @@ use std::fmt;
 /// exit-code table, which mirrors `../shared/DESIGN.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A managed operation failed: the unit did not start, stop or install
+    /// (1, as systemctl).
+    Failed,
     /// The server did not become ready in time (69, EX_UNAVAILABLE).
     Unavailable,
     /// Something the OS refused that the user cannot fix by changing input
@@ -32,6 +35,7 @@ pub enum Kind {
 impl Kind {
     pub fn exit_code(self) -> u8 {
         match self {
+            Kind::Failed => 1,
             Kind::Unavailable => 69,
             Kind::Os => 71,
             Kind::Busy => 75,

@@ -32,6 +32,9 @@ pub struct Record {
     pub command: Vec<String>,
     pub version: String,
     pub started_at: String,
+    /// When the server became ready (absent while it starts).
+    #[serde(default)]
+    pub ready_at: Option<String>,
 }
 
 impl Record {
@@ -46,6 +49,7 @@ impl Record {
             command: std::env::args().collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            ready_at: None,
         }
     }
 }
@@ -239,9 +243,32 @@ fn read_holder(file: &mut File) -> Holder {
     }
 }
 
+/// Reads who holds an instance's lock without taking it: `None` when
+/// nobody holds it, whatever the file says.
+pub fn probe_holder(instance: &Instance) -> Option<Holder> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(instance.lock_path())
+        .ok()?;
+    // A shared lock succeeds exactly when no exclusive holder exists.
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return None;
+    }
+    Some(read_holder(&mut file))
+}
+
 impl InstanceLock {
     pub fn set_child(&mut self, pid: Option<i32>) -> Result<()> {
         self.record.child_pid = pid;
+        self.write_record()
+    }
+
+    pub fn set_ready(&mut self) -> Result<()> {
+        self.record.ready_at =
+            Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
         self.write_record()
     }
 

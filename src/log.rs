@@ -56,3 +56,14 @@ pub fn warn(msg: &str) {
 pub fn error(msg: &str) {
     emit(3, "error: ", msg);
 }
+
+/// Prints a command's result on stdout. A closed pipe (`paperclipd status
+/// | head`) is not an error worth a panic.
+pub fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = o.write_all(b"\n");
+    }
+    let _ = o.flush();
+}

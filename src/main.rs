@@ -26,6 +26,8 @@ mod manager;
 mod notify;
 mod probe;
 mod procfs;
+mod service;
+mod status;
 mod supervise;
 
 use std::process::ExitCode;
@@ -71,7 +73,60 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let settings = config::resolve_probe_settings(&args.selection)?;
             rt.block_on(probe_once(settings, args.json))
         }
+        Command::Status(args) => {
+            let settings = config::resolve_probe_settings(&args.selection)?;
+            rt.block_on(status::status(settings, scope(args.system), args.json))
+        }
+        Command::Install(args) => {
+            let instance = managed_instance(&args.managed)?;
+            let opts = service::InstallOptions {
+                scope: scope(args.managed.system),
+                now: args.now,
+                dry_run: args.dry_run,
+                replace_upstream: args.replace_upstream,
+                explicit_home: args.managed.home.is_some(),
+            };
+            rt.block_on(service::install(&instance, &opts))
+        }
+        Command::Uninstall(a) => {
+            let instance = managed_instance(&a)?;
+            rt.block_on(service::uninstall(&instance, scope(a.system)))
+        }
+        Command::Start(a) => rt.block_on(lifecycle(&a, "start")),
+        Command::Restart(a) => rt.block_on(lifecycle(&a, "restart")),
+        Command::Stop(a) => {
+            let instance = managed_instance(&a)?;
+            rt.block_on(async {
+                let sd = manager::systemd::Systemd::connect(scope(a.system)).await?;
+                service::stop(&sd, &instance).await
+            })
+        }
+        Command::Logs(a) => {
+            let instance = managed_instance(&a.managed)?;
+            service::logs(&instance, scope(a.managed.system), a.follow, a.lines)
+        }
     }
+}
+
+/// `start` / `restart`: the job, then READY=1 (or why not).
+async fn lifecycle(a: &cli::ManagedArgs, verb: &str) -> Result<u8> {
+    let instance = managed_instance(a)?;
+    let sd = manager::systemd::Systemd::connect(scope(a.system)).await?;
+    service::start(&sd, &instance, verb).await
+}
+
+fn scope(system: bool) -> manager::systemd::Scope {
+    if system {
+        manager::systemd::Scope::System
+    } else {
+        manager::systemd::Scope::User
+    }
+}
+
+fn managed_instance(a: &cli::ManagedArgs) -> Result<instance::Instance> {
+    let id = instance::InstanceId::parse(&a.instance)?;
+    let home = instance::resolve_home(a.home.as_deref())?;
+    Ok(instance::Instance::new(id, home))
 }
 
 /// `paperclipd probe`: both probes once, now.
@@ -96,29 +151,29 @@ async fn probe_once(settings: config::ProbeSettings, json: bool) -> Result<u8> {
             "ready": ready,
             "probes": { "api": api, "ui": ui },
         });
-        println!(
+        crate::log::out(&format!(
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| Error::os(e.to_string()))?
-        );
+        ));
     } else {
         match &listening {
-            Err(e) => println!(
+            Err(e) => crate::log::out(&format!(
                 "not ready: nothing accepts connections on {} ({}); no HTTP request sent",
                 settings.url,
                 supervise::readiness::describe_io(e)
-            ),
+            )),
             Ok(()) => {
                 if let Some(a) = &api {
-                    println!("{a}");
+                    crate::log::out(&format!("{a}"));
                 }
                 if let Some(u) = &ui {
-                    println!("{u}");
+                    crate::log::out(&format!("{u}"));
                 }
-                println!(
+                crate::log::out(&format!(
                     "{} ({} mode)",
                     if ready { "ready" } else { "not ready" },
                     settings.mode.as_str()
-                );
+                ));
             }
         }
     }

@@ -76,6 +76,21 @@ pub fn children_of(parent: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Is `pid` `ancestor` itself or one of its descendants?
+pub fn is_descendant(pid: i32, ancestor: i32) -> bool {
+    let mut cur = pid;
+    for _ in 0..4096 {
+        if cur == ancestor {
+            return true;
+        }
+        match proc_info(cur) {
+            Some(p) if p.ppid > 0 && p.ppid != cur => cur = p.ppid,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Socket inodes listening on TCP `port` (IPv4 and IPv6, any address).
 pub fn listening_inodes(port: u16) -> HashSet<u64> {
     let mut out = HashSet::new();

@@ -1,4 +1,7 @@
-//! Which service manager started us, as far as the environment tells.
+//! Service managers: which one started us (as far as the environment
+//! tells), and systemd integration over D-Bus.
+
+pub mod systemd;
 
 use serde::{Deserialize, Serialize};
 

@@ -159,6 +159,8 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
     };
     let instance = settings.probe.instance.clone();
 
+    refuse_running_units(&instance, &invoker).await?;
+
     let mut lock = match lock::try_acquire(&instance, Record::for_this_process(&invoker))? {
         Acquire::Acquired(l) => l,
         Acquire::Held(holder) => {
@@ -237,6 +239,48 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
     // process of the server is gone.
     drop(sup);
     result
+}
+
+/// A hand-started `run` must not start a second server next to the
+/// instance's unit (active or still activating, which holds no lock yet
+/// for a moment), nor next to upstream's own unit. Without a reachable
+/// user bus this check is skipped; the lock still protects the instance.
+async fn refuse_running_units(
+    instance: &crate::instance::Instance,
+    invoker: &manager::Invoker,
+) -> Result<()> {
+    use manager::systemd::{Scope, Systemd};
+    let Ok(sd) = Systemd::connect_within(Scope::User, Duration::from_millis(1500)).await else {
+        return Ok(());
+    };
+    let ours = instance.unit_name();
+    let mut units = vec![instance.upstream_unit_name()];
+    if invoker.unit.as_deref() != Some(ours.as_str()) {
+        units.insert(0, ours.clone());
+    }
+    for unit in units {
+        if let Ok(Some(info)) = sd.unit_info(&unit).await {
+            if info.is_running() {
+                let how = if unit == ours {
+                    format!(
+                        "stop it with `paperclipd stop -i {}` or `systemctl --user stop {unit}`",
+                        instance.id
+                    )
+                } else {
+                    format!(
+                        "it is upstream's own service; disable it with `systemctl --user disable --now {unit}`"
+                    )
+                };
+                return Err(Error::busy(format!(
+                    "instance {:?} is already run by the systemd unit {unit} ({}, main pid {}); {how}",
+                    instance.id.as_str(),
+                    info.active_state,
+                    info.main_pid
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// First start of the default Paperclip server: `paperclipai onboard`
@@ -334,7 +378,7 @@ struct Supervisor {
     notifier: Notifier,
     interactive: bool,
     server: Spawned,
-    #[allow(dead_code)] // held for its Drop: releases the instance lock
+    /// Released (by Drop) only after every process of the server is gone.
     lock: InstanceLock,
     tail: output::SharedTail,
     /// The tasks copying the server's output; awaited after the server's
@@ -381,6 +425,9 @@ impl Supervisor {
                         if show_line { output::clear_progress_line(&mut std::io::stderr()); }
                         log::info(&msg);
                         phase = Phase::Ready { since: Instant::now() };
+                        if let Err(e) = self.lock.set_ready() {
+                            log::warn(&e.message);
+                        }
                         ready_fut = Box::pin(std::future::pending());
                         if let Some(period) = watchdog_period() {
                             watchdog_fut = Box::pin(watchdog(&prober, &self.notifier, period));
