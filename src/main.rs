@@ -151,10 +151,11 @@ async fn probe_once(settings: config::ProbeSettings, json: bool) -> Result<u8> {
             "ready": ready,
             "probes": { "api": api, "ui": ui },
         });
-        crate::log::out(&format!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::os(e.to_string()))?
-        ));
+        crate::log::out(
+            &serde_json::to_string_pretty(&v)
+                .map_err(|e| Error::os(e.to_string()))?
+                .to_string(),
+        );
     } else {
         match &listening {
             Err(e) => crate::log::out(&format!(

@@ -173,10 +173,8 @@ pub async fn install(instance: &Instance, opts: &InstallOptions) -> Result<u8> {
     if opts.dry_run {
         crate::log::out(&format!("# would write {}:", path.display()));
         crate::log::out(&content);
-        crate::log::out(&format!(
-            "# would call over D-Bus (org.freedesktop.systemd1.Manager):"
-        ));
-        crate::log::out(&format!("#   Reload()"));
+        crate::log::out("# would call over D-Bus (org.freedesktop.systemd1.Manager):");
+        crate::log::out("#   Reload()");
         crate::log::out(&format!(
             "#   EnableUnitFiles([\"{unit}\"], runtime=false, force=true)"
         ));

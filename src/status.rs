@@ -321,10 +321,11 @@ pub fn render_text(s: &Status) -> String {
 pub async fn status(settings: ProbeSettings, scope: Scope, json: bool) -> Result<u8> {
     let s = gather(settings, scope).await?;
     if json {
-        crate::log::out(&format!(
-            "{}",
-            serde_json::to_string_pretty(&s).map_err(|e| Error::os(e.to_string()))?
-        ));
+        crate::log::out(
+            &serde_json::to_string_pretty(&s)
+                .map_err(|e| Error::os(e.to_string()))?
+                .to_string(),
+        );
     } else {
         crate::log::out(&render_text(&s));
     }
