@@ -136,6 +136,7 @@ NotifyAccess=main
 ExecStart=$PAPERCLIPD run --instance %i
 KillMode=mixed
 Restart=on-failure
+WatchdogSec=60s
 RestartPreventExitStatus=75 78 126 127
 
 [Install]
