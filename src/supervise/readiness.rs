@@ -46,6 +46,9 @@ impl Progress {
                 None => format!("waiting for port {port} to accept connections"),
             };
         }
+        if self.api.is_none() {
+            return format!("port {port} accepts connections; probing");
+        }
         let mut parts = Vec::new();
         if !self.listening {
             parts.push(format!("port {port} stopped accepting connections"));
