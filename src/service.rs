@@ -197,6 +197,10 @@ pub async fn install(instance: &Instance, opts: &InstallOptions) -> Result<u8> {
     for (kind, from, to) in sd.enable(&unit).await? {
         log::info(&format!("{kind} {from} → {to}"));
     }
+    // As `systemctl enable` does: reload again so the running manager sees
+    // the new `WantedBy=` link (otherwise a stopped unit is unloaded at once
+    // and its last result is lost).
+    sd.reload().await?;
     log::info(&format!(
         "enabled {unit} (starts with your {} session)",
         if opts.scope == Scope::User {

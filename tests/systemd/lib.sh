@@ -9,11 +9,13 @@
 #   PYTHON3     absolute path of python3 (the manager's PATH is minimal)
 #   PCD_TEST_HANDWRITTEN_UNIT=1  (debugging only) write the unit by hand
 #               instead of `paperclipd install`, to tell a bug in `install`
-#               from one in `run`. The tests never set it.
+#               from one in `run`. tests/systemd.rs removes it: the tests
+#               always use the real `paperclipd install`.
 #
-# Output: progress lines `+ <elapsed> ...` on stderr, `RESULT key=value` lines
-# on stdout (the Rust side asserts on some), and on failure `FAIL: ...` plus
-# a dump of the unit's properties, the journal and the fixture's state files.
+# Output: progress lines `+ <elapsed> ...` on stderr; `RESULT k=v k2=v2`
+# (values without spaces) and `RESULT_TEXT key=free text` lines on stdout,
+# which the Rust side asserts on; on failure `FAIL: ...` plus a dump of the
+# unit's properties, its journal and the fixture's state files.
 
 set -euo pipefail
 
@@ -38,7 +40,9 @@ elapsed() {
   printf '%d.%03d' $((d / 1000000)) $((d % 1000000 / 1000))
 }
 log() { echo "+ $(elapsed "$T0")s $*" >&2; }
+# result "k=v k2=v2" (values without spaces); result_text KEY "free text".
 result() { printf 'RESULT %s\n' "$*"; }
+result_text() { printf 'RESULT_TEXT %s=%s\n' "$1" "$(tr '\n' ' ' <<<"$2")"; }
 
 fail() {
   echo "FAIL: $*" >&2

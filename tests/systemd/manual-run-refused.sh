@@ -2,6 +2,7 @@
 # 3. `paperclipd run -i t1` by hand while paperclip@t1.service is active
 # exits 75, names the unit, and starts no server (the manual run's fixture
 # would use PORT2, so a port conflict cannot be what refuses it).
+# shellcheck source=tests/systemd/lib.sh
 source "$(dirname "$0")/lib.sh"
 : "${PORT2:?PORT2 must be set}"
 

@@ -2,6 +2,7 @@
 # 6. Readiness timeout: ready_timeout = "2s" and a UI that always answers 404
 # -> paperclipd gives up with 69, the start job fails, the unit is failed with
 # ExecMainStatus=69 and (Restart=no in a drop-in) stays failed.
+# shellcheck source=tests/systemd/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 EXTRA_TOML='ready_timeout = "2s"' write_config t1 --ui-mode 404

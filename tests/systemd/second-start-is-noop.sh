@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # 2. A second `systemctl --user start` of an active instance does nothing:
 # same MainPID, and the fixture was started exactly once.
+# shellcheck source=tests/systemd/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 write_config t1

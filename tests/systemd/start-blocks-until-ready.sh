@@ -4,6 +4,7 @@
 # API "ok" after 2 s, so the start takes >= 2 s, and when systemctl returns
 # the unit is active, the fixture's ready moment has passed and StatusText
 # says "ready".
+# shellcheck source=tests/systemd/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 write_config t1 --listen-after 1 --api-ok-after 2
@@ -28,7 +29,7 @@ result "ready_to_return_seconds=$(elapsed "$ready_at" "$t_done")"
   fail "start took only ${took}s; the fixture cannot be ready before ~2s"
 status=$(prop t1 StatusText)
 [[ $status == *ready* ]] || fail "StatusText='$status' does not say ready"
-result "status_text=$status"
+result_text status_text "$status"
 main_pid=$(prop t1 MainPID)
 [[ $(tr -d '\n' <"/proc/$main_pid/comm" 2>/dev/null) != python3 ]] || fail "MainPID $main_pid is the server, not paperclipd"
 log "ok"

@@ -4,9 +4,10 @@
 #     about it), both as the template file and as an instance name; its
 #     settings are the documented ones (checked through `systemctl show`);
 #   * the system template units/systemd/system/paperclip@.service, with its
-#     @PAPERCLIPD@ placeholder replaced by the real binary path in a temp
-#     copy. `systemd-analyze verify` does not resolve User=/Group= (checked
+#     @PAPERCLIPD@ placeholder replaced by the real binary path (and the
+#     @ENVIRONMENT@ line dropped) in a temp copy. `systemd-analyze verify` does not resolve User=/Group= (checked
 #     by hand: a nonexistent user passes), so no user is created.
+# shellcheck source=tests/systemd/lib.sh
 source "$(dirname "$0")/lib.sh"
 : "${REPO:?REPO (the source tree) must be set}"
 
@@ -48,14 +49,16 @@ bin=$(readlink -f "$PAPERCLIPD")
 [[ $exec_start == *"argv[]=$bin run --instance t1 ;"* || $exec_start == *"argv[]=$PAPERCLIPD run --instance t1 ;"* ]] ||
   fail "ExecStart is not '$bin run --instance %i': $exec_start"
 grep -Eq '^WatchdogSec=' "$TEMPLATE" || fail "the template has no WatchdogSec= line"
-result "exec_start=$exec_start"
+result_text exec_start "$exec_start"
 
 # The system unit, rendered.
 src=$REPO/units/systemd/system/paperclip@.service
 [[ -f $src ]] || fail "the system unit $src does not exist"
 grep -q '@PAPERCLIPD@' "$src" || fail "$src has no @PAPERCLIPD@ placeholder"
 rendered_dir=$(mktemp -d "$HOME/system-unit.XXXXXX")
-sed "s|@PAPERCLIPD@|$bin|g" "$src" >"$rendered_dir/paperclip@.service"
+# As `paperclipd install --system` renders it: the binary's path, and the
+# @ENVIRONMENT@ line replaced by the installer's Environment= lines (none here).
+sed -e "s|@PAPERCLIPD@|$bin|g" -e '/^@ENVIRONMENT@$/d' "$src" >"$rendered_dir/paperclip@.service"
 if grep -n '@[A-Z_]*@' "$rendered_dir/paperclip@.service"; then fail "placeholders left after rendering $src"; fi
 user=$(sed -n 's/^User=//p' "$rendered_dir/paperclip@.service" | tail -1)
 if [[ -n $user ]]; then

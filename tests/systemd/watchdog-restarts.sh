@@ -2,6 +2,7 @@
 # 4. Watchdog: with WatchdogSec=2s, a server whose /api/health starts failing
 # (503 after 3 s) stops being vouched for; systemd's watchdog fires and
 # Restart=on-failure starts it again (NRestarts >= 1) within ~20 s.
+# shellcheck source=tests/systemd/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 write_config t1 --health-fail-after 3
