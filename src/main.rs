@@ -97,7 +97,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Stop(a) => {
             let instance = managed_instance(&a)?;
             rt.block_on(async {
-                let sd = manager::systemd::Systemd::connect(scope(a.system)).await?;
+                let sd = manager::systemd::Systemd::connect_or_systemctl(scope(a.system)).await?;
                 service::stop(&sd, &instance).await
             })
         }
@@ -111,7 +111,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
 /// `start` / `restart`: the job, then READY=1 (or why not).
 async fn lifecycle(a: &cli::ManagedArgs, verb: &str) -> Result<u8> {
     let instance = managed_instance(a)?;
-    let sd = manager::systemd::Systemd::connect(scope(a.system)).await?;
+    let sd = manager::systemd::Systemd::connect_or_systemctl(scope(a.system)).await?;
     service::start(&sd, &instance, verb).await
 }
 

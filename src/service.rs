@@ -185,7 +185,7 @@ pub async fn install(instance: &Instance, opts: &InstallOptions) -> Result<u8> {
         }
         return Ok(0);
     }
-    let sd = Systemd::connect(opts.scope).await?;
+    let sd = Systemd::connect_or_systemctl(opts.scope).await?;
     check_upstream(&sd, instance, opts.replace_upstream).await?;
     let changed = write_unit_file(&path, &content)?;
     log::info(&format!(
@@ -253,7 +253,7 @@ async fn check_upstream(sd: &Systemd, instance: &Instance, replace: bool) -> Res
 }
 
 pub async fn uninstall(instance: &Instance, scope: Scope) -> Result<u8> {
-    let sd = Systemd::connect(scope).await?;
+    let sd = Systemd::connect_or_systemctl(scope).await?;
     let unit = instance.unit_name();
     if sd.unit_info(&unit).await?.is_some_and(|i| i.is_running()) {
         let r = sd.job("stop", &unit, JOB_TIMEOUT).await?;

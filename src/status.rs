@@ -65,21 +65,24 @@ pub async fn gather(settings: ProbeSettings, scope: Scope) -> Result<Status> {
     let instance = settings.instance.clone();
     let holder = lock::probe_holder(&instance);
     let unit_name = instance.unit_name();
-    let (unit, upstream, error) = match Systemd::connect(scope).await {
-        Ok(sd) => {
-            let unit = sd.unit_info(&unit_name).await;
-            let upstream = sd
-                .unit_info(&instance.upstream_unit_name())
-                .await
-                .ok()
-                .flatten();
-            match unit {
-                Ok(u) => (u, upstream, None),
-                Err(e) => (None, upstream, Some(e.message)),
+    let (unit, upstream, error) =
+        match Systemd::connect_or_systemctl_within(scope, std::time::Duration::from_secs(5), false)
+            .await
+        {
+            Ok(sd) => {
+                let unit = sd.unit_info(&unit_name).await;
+                let upstream = sd
+                    .unit_info(&instance.upstream_unit_name())
+                    .await
+                    .ok()
+                    .flatten();
+                match unit {
+                    Ok(u) => (u, upstream, None),
+                    Err(e) => (None, upstream, Some(e.message)),
+                }
             }
-        }
-        Err(e) => (None, None, Some(e.message)),
-    };
+            Err(e) => (None, None, Some(e.message)),
+        };
     let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
     let listening = prober.listening().await.is_ok();
     let (api, ui) = if listening {

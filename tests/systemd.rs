@@ -287,3 +287,29 @@ fn units_pass_systemd_analyze_verify() {
         assert_eq!(o.result(k), "ok", "{k}\n{}", o.transcript());
     }
 }
+
+/// 9. Upstream's own unit for the instance: refused, reported, replaced.
+#[test]
+fn upstream_unit_is_detected_and_replaced() {
+    let o = scenario("upstream-conflict");
+    o.assert_passed();
+    assert_eq!(o.result("run_exit"), "75", "{}", o.transcript());
+    assert_eq!(o.result("install_exit"), "75", "{}", o.transcript());
+    assert_eq!(o.result("status_state"), "conflict", "{}", o.transcript());
+}
+
+/// 10. A failing start explains itself; `logs` shows the journal.
+#[test]
+fn failed_start_reports_status_and_journal() {
+    let o = scenario("failure-report-and-logs");
+    o.assert_passed();
+    assert_eq!(o.result("start_exit"), "1", "{}", o.transcript());
+}
+
+/// 11. No D-Bus: fall back to systemctl, say so, keep working.
+#[test]
+fn without_a_bus_lifecycle_falls_back_to_systemctl() {
+    let o = scenario("no-bus-fallback");
+    o.assert_passed();
+    assert_eq!(o.result("status_exit"), "0", "{}", o.transcript());
+}

@@ -130,7 +130,9 @@ impl UnitInfo {
 
 pub struct Systemd {
     pub scope: Scope,
-    conn: zbus::Connection,
+    /// `None`: no bus was reachable; lifecycle calls go through `systemctl`
+    /// (which reaches the manager over its private socket).
+    conn: Option<zbus::Connection>,
 }
 
 /// How long we wait for a bus connection before saying no bus is reachable.
@@ -139,10 +141,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 impl Systemd {
     /// Connects to the user bus (`$DBUS_SESSION_BUS_ADDRESS`, else
     /// `$XDG_RUNTIME_DIR/bus`) or the system bus.
-    pub async fn connect(scope: Scope) -> Result<Self> {
-        Self::connect_within(scope, CONNECT_TIMEOUT).await
-    }
-
     pub async fn connect_within(scope: Scope, timeout: Duration) -> Result<Self> {
         let fut = async {
             match scope {
@@ -155,16 +153,93 @@ impl Systemd {
             Ok(Err(e)) => return Err(no_bus(scope, &e.to_string())),
             Err(_) => return Err(no_bus(scope, "timed out")),
         };
-        Ok(Systemd { scope, conn })
+        Ok(Systemd {
+            scope,
+            conn: Some(conn),
+        })
+    }
+
+    /// Connects over D-Bus, or — when no bus is reachable — says so and
+    /// falls back to `systemctl` for lifecycle commands.
+    pub async fn connect_or_systemctl(scope: Scope) -> Result<Self> {
+        Self::connect_or_systemctl_within(scope, CONNECT_TIMEOUT, true).await
+    }
+
+    pub async fn connect_or_systemctl_within(
+        scope: Scope,
+        timeout: Duration,
+        warn: bool,
+    ) -> Result<Self> {
+        match Self::connect_within(scope, timeout).await {
+            Ok(s) => Ok(s),
+            // systemctl talks to the manager over its private socket, which
+            // exists whenever the manager runs, bus or no bus.
+            Err(e) if private_socket(scope).is_some_and(|p| p.exists()) => {
+                if warn {
+                    crate::log::warn(&format!(
+                        "{}\nfalling back to `systemctl{}`",
+                        e.message,
+                        scope.systemctl_flag()
+                    ));
+                }
+                Ok(Systemd { scope, conn: None })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn manager(&self) -> Result<ManagerProxy<'_>> {
-        ManagerProxy::new(&self.conn)
+        let conn = self
+            .conn
+            .as_ref()
+            .ok_or_else(|| Error::os("no D-Bus connection".to_string()))?;
+        ManagerProxy::new(conn)
             .await
             .map_err(|e| dbus_err("reach systemd's manager", e))
     }
 
+    /// `systemctl [--user] ARGS…` (the fallback without a bus).
+    async fn systemctl(&self, args: &[&str], timeout: Duration) -> Result<std::process::Output> {
+        let mut cmd = tokio::process::Command::new("systemctl");
+        cmd.args(scope_args(self.scope))
+            .args(args)
+            .kill_on_drop(true);
+        tokio::time::timeout(timeout, cmd.output())
+            .await
+            .map_err(|_| {
+                Error::new(
+                    Kind::Unavailable,
+                    format!(
+                        "`systemctl {}` did not finish within {}",
+                        args.join(" "),
+                        humantime::format_duration(timeout)
+                    ),
+                )
+            })?
+            .map_err(|e| Error::os(format!("cannot run systemctl: {e}")))
+    }
+
+    async fn systemctl_ok(&self, args: &[&str]) -> Result<()> {
+        let out = self.systemctl(args, Duration::from_secs(60)).await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Kind::Failed,
+                format!(
+                    "`systemctl{} {}` failed: {}",
+                    self.scope.systemctl_flag(),
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ))
+        }
+    }
+
     pub async fn reload(&self) -> Result<()> {
+        if self.conn.is_none() {
+            return self.systemctl_ok(&["daemon-reload"]).await;
+        }
         self.manager()
             .await?
             .reload()
@@ -173,6 +248,12 @@ impl Systemd {
     }
 
     pub async fn enable(&self, unit: &str) -> Result<Vec<(String, String, String)>> {
+        if self.conn.is_none() {
+            return self
+                .systemctl_ok(&["enable", unit])
+                .await
+                .map(|_| Vec::new());
+        }
         let (_, changes) = self
             .manager()
             .await?
@@ -183,6 +264,12 @@ impl Systemd {
     }
 
     pub async fn disable(&self, unit: &str) -> Result<Vec<(String, String, String)>> {
+        if self.conn.is_none() {
+            return self
+                .systemctl_ok(&["disable", unit])
+                .await
+                .map(|_| Vec::new());
+        }
         self.manager()
             .await?
             .disable_unit_files(&[unit], false)
@@ -191,6 +278,13 @@ impl Systemd {
     }
 
     pub async fn unit_file_state(&self, unit: &str) -> Option<String> {
+        if self.conn.is_none() {
+            let out = self
+                .systemctl(&["is-enabled", unit], Duration::from_secs(10))
+                .await
+                .ok()?;
+            return Some(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
         self.manager()
             .await
             .ok()?
@@ -203,10 +297,29 @@ impl Systemd {
     /// Returns the job's result: `done`, `failed`, `timeout`, `canceled`,
     /// `dependency`, `skipped`.
     pub async fn job(&self, verb: &str, unit: &str, timeout: Duration) -> Result<String> {
+        if self.conn.is_none() {
+            if verb != "stop" {
+                let _ = self
+                    .systemctl(&["reset-failed", unit], Duration::from_secs(10))
+                    .await;
+            }
+            // `systemctl start` of a Type=notify unit also blocks until READY=1.
+            let out = self.systemctl(&[verb, unit], timeout).await?;
+            return Ok(if out.status.success() {
+                "done"
+            } else {
+                "failed"
+            }
+            .to_string());
+        }
         let m = self.manager().await?;
-        m.subscribe()
-            .await
-            .map_err(|e| dbus_err("subscribe to systemd's signals", e))?;
+        // A second job on the same connection is already subscribed.
+        match m.subscribe().await {
+            Ok(()) => {}
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str().ends_with("AlreadySubscribed") => {}
+            Err(e) => return Err(dbus_err("subscribe to systemd's signals", e)),
+        }
         // Listen before queueing the job, so its end cannot slip by.
         let mut removed = m
             .receive_job_removed()
@@ -253,6 +366,9 @@ impl Systemd {
 
     /// The unit's current state; `None` when systemd does not know it.
     pub async fn unit_info(&self, unit: &str) -> Result<Option<UnitInfo>> {
+        let Some(conn) = self.conn.as_ref() else {
+            return self.unit_info_systemctl(unit).await;
+        };
         let m = self.manager().await?;
         let path = match m.load_unit(unit).await {
             Ok(p) => p,
@@ -261,13 +377,13 @@ impl Systemd {
             }
             Err(e) => return Err(dbus_err(&format!("look up {unit}"), e)),
         };
-        let u = UnitProxy::builder(&self.conn)
+        let u = UnitProxy::builder(conn)
             .path(path.clone())
             .cache_properties(CacheProperties::No)
             .build()
             .await
             .map_err(|e| dbus_err("build a unit proxy", e))?;
-        let s = ServiceProxy::builder(&self.conn)
+        let s = ServiceProxy::builder(conn)
             .path(path)
             .cache_properties(CacheProperties::No)
             .build()
@@ -290,6 +406,58 @@ impl Systemd {
             result: s.result().await.unwrap_or_default(),
             exec_main_status: s.exec_main_status().await.unwrap_or_default(),
         }))
+    }
+}
+
+impl Systemd {
+    /// The fallback's `unit_info`: `systemctl show` with explicit
+    /// properties, one `KEY=VALUE` per line.
+    async fn unit_info_systemctl(&self, unit: &str) -> Result<Option<UnitInfo>> {
+        let props = "LoadState,ActiveState,SubState,UnitFileState,StateChangeTimestampMonotonic,MainPID,StatusText,NRestarts,Result,ExecMainStatus";
+        let out = self
+            .systemctl(&["show", "-p", props, unit], Duration::from_secs(10))
+            .await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+                .unwrap_or("")
+                .to_string()
+        };
+        let load_state = get("LoadState");
+        if load_state.is_empty() || load_state == "not-found" {
+            return Ok(None);
+        }
+        Ok(Some(UnitInfo {
+            unit: unit.to_string(),
+            load_state,
+            active_state: get("ActiveState"),
+            sub_state: get("SubState"),
+            unit_file_state: get("UnitFileState"),
+            main_pid: get("MainPID").parse().unwrap_or(0),
+            status_text: get("StatusText"),
+            n_restarts: get("NRestarts").parse().unwrap_or(0),
+            result: get("Result"),
+            exec_main_status: get("ExecMainStatus").parse().unwrap_or(0),
+            since_usec: 0,
+        }))
+    }
+}
+
+/// The manager's private socket (what systemctl uses).
+fn private_socket(scope: Scope) -> Option<std::path::PathBuf> {
+    match scope {
+        Scope::System => Some("/run/systemd/private".into()),
+        Scope::User => std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(|d| std::path::PathBuf::from(d).join("systemd/private")),
+    }
+}
+
+fn scope_args(scope: Scope) -> &'static [&'static str] {
+    match scope {
+        Scope::User => &["--user"],
+        Scope::System => &[],
     }
 }
 

@@ -250,7 +250,9 @@ async fn refuse_running_units(
     invoker: &manager::Invoker,
 ) -> Result<()> {
     use manager::systemd::{Scope, Systemd};
-    let Ok(sd) = Systemd::connect_within(Scope::User, Duration::from_millis(1500)).await else {
+    let Ok(sd) =
+        Systemd::connect_or_systemctl_within(Scope::User, Duration::from_millis(1500), false).await
+    else {
         return Ok(());
     };
     let ours = instance.unit_name();
