@@ -282,3 +282,67 @@ fn help_and_version_exit_0() {
     }
     drop(w);
 }
+
+#[test]
+fn install_dry_run_prints_the_units_and_writes_nothing() {
+    let w = World::new();
+    let cfg = w.dir.path().join("xdg");
+    for (flags, needle) in [
+        (vec![], "WantedBy=default.target"),
+        (vec!["--system"], "User=paperclip"),
+    ] {
+        let o = Command::new(bin())
+            .arg("install")
+            .args(&flags)
+            .args(["-i", "dry", "--dry-run"])
+            .env("XDG_CONFIG_HOME", &cfg)
+            .env("HOME", w.dir.path())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{flags:?}: {}", stderr(&o));
+        assert!(out.contains(needle), "{out}");
+        assert!(
+            out.contains(&format!(
+                "ExecStart={} run --instance %i",
+                std::fs::canonicalize(bin()).unwrap().display()
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains("EnableUnitFiles([\"paperclip@dry.service\"]"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("@PAPERCLIPD@") && !out.contains("@ENVIRONMENT@"),
+            "{out}"
+        );
+    }
+    assert!(!cfg.exists(), "--dry-run wrote something");
+}
+
+#[test]
+fn status_of_a_stopped_instance_exits_3() {
+    let w = World::new();
+    let o = Command::new(bin())
+        .args(["status", "--home"])
+        .arg(w.home())
+        .args(["--url", &w.url(), "--json"])
+        .env("XDG_RUNTIME_DIR", w.dir.path())
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}/nobus", w.dir.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["state"], "stopped");
+    assert!(
+        v["manager"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("D-Bus"),
+        "{v}"
+    );
+}

@@ -608,3 +608,59 @@ fn abstract_notify_socket_is_supported() {
     signal(r.pid(), libc::SIGTERM);
     assert_eq!(r.code(), 0);
 }
+
+fn status_json(w: &World) -> (i32, serde_json::Value) {
+    let o = std::process::Command::new(bin())
+        .args(["status", "--home"])
+        .arg(w.home())
+        .args(["--url", &w.url(), "--json"])
+        .env("XDG_RUNTIME_DIR", w.dir.path())
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}/nobus", w.dir.path().display()),
+        )
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    (o.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn status_tells_starting_ready_and_conflict_apart() {
+    let w = World::new();
+    let mut n = NotifySocket::bind(w.dir.path());
+    let mut cmd = w.run_cmd(&[], &["--listen-after", "1.5"]);
+    cmd.env("NOTIFY_SOCKET", &n.path);
+    let mut r = w.spawn(cmd, "run");
+    wait_until(DEADLINE, "the server to start", || {
+        w.fixture_pid().is_some()
+    });
+    let (code, v) = status_json(&w);
+    if v["probes"]["ready"] == false {
+        assert_eq!((code, v["state"].as_str()), (1, Some("starting")), "{v}");
+        assert_eq!(v["lock"]["pid"], r.pid(), "{v}");
+    }
+    n.wait_for("READY=1", DEADLINE);
+    let (code, v) = status_json(&w);
+    assert_eq!((code, v["state"].as_str()), (0, Some("ready")), "{v}");
+    assert_eq!(
+        v["lock"]["record"]["child_pid"],
+        w.fixture_pid().unwrap(),
+        "{v}"
+    );
+    assert_eq!(
+        v["port"]["owners"][0]["pid"],
+        w.fixture_pid().unwrap(),
+        "{v}"
+    );
+    signal(r.pid(), libc::SIGTERM);
+    assert_eq!(r.code(), 0);
+    // A stranger on the port with nothing of ours running: conflict.
+    let stranger = std::net::TcpListener::bind(("127.0.0.1", w.port)).unwrap();
+    let (code, v) = status_json(&w);
+    assert_eq!((code, v["state"].as_str()), (1, Some("conflict")), "{v}");
+    drop(stranger);
+    let (code, v) = status_json(&w);
+    assert_eq!((code, v["state"].as_str()), (3, Some("stopped")), "{v}");
+}
