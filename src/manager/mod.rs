@@ -36,14 +36,25 @@ pub struct Invoker {
 /// `$NOTIFY_SOCKET` for `Type=notify`), launchd sets `$XPC_SERVICE_NAME`;
 /// PID 1 means a container.
 pub fn detect() -> Invoker {
-    if std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("NOTIFY_SOCKET").is_some() {
-        let unit = std::fs::read_to_string("/proc/self/cgroup")
+    let systemd = || Invoker {
+        kind: ManagerKind::Systemd,
+        unit: std::fs::read_to_string("/proc/self/cgroup")
             .ok()
-            .and_then(|t| unit_from_cgroup(&t));
+            .and_then(|t| unit_from_cgroup(&t)),
+    };
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        return systemd();
+    }
+    // PID 1 before NOTIFY_SOCKET: container engines (podman's
+    // sdnotify=container, systemd-nspawn) pass a notify socket to PID 1.
+    if std::process::id() == 1 {
         return Invoker {
-            kind: ManagerKind::Systemd,
-            unit,
+            kind: ManagerKind::Container,
+            unit: None,
         };
+    }
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        return systemd();
     }
     if let Some(label) = std::env::var("XPC_SERVICE_NAME")
         .ok()
@@ -52,12 +63,6 @@ pub fn detect() -> Invoker {
         return Invoker {
             kind: ManagerKind::Launchd,
             unit: Some(label),
-        };
-    }
-    if std::process::id() == 1 {
-        return Invoker {
-            kind: ManagerKind::Container,
-            unit: None,
         };
     }
     Invoker {
