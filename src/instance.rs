@@ -83,6 +83,16 @@ impl Instance {
     pub fn lock_path(&self) -> PathBuf {
         self.root().join("paperclipd.lock")
     }
+    /// Where launchd writes the service's output.
+    #[cfg_attr(not(any(test, target_os = "macos")), allow(dead_code))]
+    pub fn log_dir(&self) -> PathBuf {
+        self.root().join("logs")
+    }
+    /// The launchd label of this instance.
+    #[cfg_attr(not(any(test, target_os = "macos")), allow(dead_code))]
+    pub fn launchd_label(&self) -> String {
+        format!("ai.paperclip.paperclipd.{}", self.id)
+    }
     /// The systemd unit of this instance (template `paperclip@.service`).
     #[cfg_attr(not(test), allow(dead_code))] // used by manager integration
     pub fn unit_name(&self) -> String {

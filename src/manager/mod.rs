@@ -1,6 +1,8 @@
 //! Service managers: which one started us (as far as the environment
 //! tells), and systemd integration over D-Bus.
 
+#[cfg_attr(not(any(test, target_os = "macos")), allow(dead_code))]
+pub mod launchd;
 pub mod systemd;
 
 use serde::{Deserialize, Serialize};
