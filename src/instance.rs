@@ -84,12 +84,12 @@ impl Instance {
         self.root().join("paperclipd.lock")
     }
     /// Where launchd writes the service's output.
-    #[cfg_attr(not(any(test, target_os = "macos")), allow(dead_code))]
+    #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
     pub fn log_dir(&self) -> PathBuf {
         self.root().join("logs")
     }
     /// The launchd label of this instance.
-    #[cfg_attr(not(any(test, target_os = "macos")), allow(dead_code))]
+    #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
     pub fn launchd_label(&self) -> String {
         format!("ai.paperclip.paperclipd.{}", self.id)
     }

@@ -64,6 +64,10 @@ fn dispatch(cli: Cli) -> Result<u8> {
         .enable_all()
         .build()
         .map_err(|e| Error::os(format!("cannot start the async runtime: {e}")))?;
+    #[cfg(target_os = "macos")]
+    if let Some(result) = macos::dispatch(&cli.command) {
+        return result;
+    }
     match cli.command {
         Command::Run(args) => {
             let settings = config::resolve_run_settings(&args)?;
@@ -104,6 +108,104 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Logs(a) => {
             let instance = managed_instance(&a.managed)?;
             service::logs(&instance, scope(a.managed.system), a.follow, a.lines)
+        }
+    }
+}
+
+/// Probe settings for a managed instance (its config files included).
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+fn probe_settings_for(a: &cli::ManagedArgs) -> Result<config::ProbeSettings> {
+    config::resolve_probe_settings(&cli::Selection {
+        instance: a.instance.clone(),
+        home: a.home.clone(),
+        ..Default::default()
+    })
+}
+
+/// macOS: the same commands through launchd. Only this dispatch and the
+/// real launchctl runner are macOS-only; the flows are portable and tested
+/// on Linux (`service::launchd`).
+#[cfg(target_os = "macos")]
+mod macos {
+    use super::*;
+    use manager::launchd::SystemLaunchctl;
+    use service::launchd as svc;
+
+    pub fn dispatch(cmd: &Command) -> Option<Result<u8>> {
+        if !matches!(
+            cmd,
+            Command::Install(_)
+                | Command::Uninstall(_)
+                | Command::Start(_)
+                | Command::Restart(_)
+                | Command::Stop(_)
+                | Command::Logs(_)
+        ) {
+            return None;
+        }
+        Some(run(cmd))
+    }
+
+    fn run(cmd: &Command) -> Result<u8> {
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(std::path::PathBuf::from)
+            .ok_or_else(|| {
+                Error::config("HOME is not set; launchd agents live in ~/Library/LaunchAgents")
+            })?;
+        let exe = std::env::current_exe()
+            .and_then(|p| p.canonicalize())
+            .map_err(|e| Error::os(format!("cannot find paperclipd's own path: {e}")))?;
+        let uid = unsafe { libc::getuid() };
+        let l = SystemLaunchctl;
+        let env = svc::Env {
+            home: &home,
+            uid,
+            launchctl: &l,
+            exe: &exe,
+        };
+        match cmd {
+            Command::Install(a) => {
+                let inst = managed_instance(&a.managed)?;
+                let mut vars: Vec<(&str, String)> = Vec::new();
+                if let Ok(p) = supervise::child::default_program() {
+                    vars.push(("PAPERCLIP_SHIM_PATH", p.to_string_lossy().into_owned()));
+                }
+                if a.managed.home.is_some() {
+                    vars.push(("PAPERCLIP_HOME", inst.home.to_string_lossy().into_owned()));
+                }
+                let settings = if a.now {
+                    Some(probe_settings_for(&a.managed)?)
+                } else {
+                    None
+                };
+                svc::install(
+                    &env,
+                    &inst,
+                    &vars,
+                    settings.as_ref(),
+                    a.dry_run,
+                    a.replace_upstream,
+                )
+            }
+            Command::Uninstall(a) => svc::uninstall(&env, &managed_instance(a)?),
+            Command::Start(a) => svc::start(&env, &probe_settings_for(a)?, false),
+            Command::Restart(a) => svc::start(&env, &probe_settings_for(a)?, true),
+            Command::Stop(a) => svc::stop(&env, &managed_instance(a)?),
+            Command::Logs(a) => {
+                use std::os::unix::process::CommandExt;
+                let inst = managed_instance(&a.managed)?;
+                let mut tail = std::process::Command::new("tail");
+                tail.args(["-n", &a.lines.unwrap_or(50).to_string()]);
+                if a.follow {
+                    tail.arg("-F");
+                }
+                tail.arg(inst.log_dir().join("paperclipd.out.log"));
+                tail.arg(inst.log_dir().join("paperclipd.err.log"));
+                let e = tail.exec();
+                Err(Error::os(format!("cannot run tail: {e}")))
+            }
+            _ => Ok(0),
         }
     }
 }

@@ -462,3 +462,261 @@ mod tests {
         );
     }
 }
+
+/// The same commands under launchd (macOS). Generic over the launchctl
+/// runner, so the flows compile and are tested on Linux with a stand-in;
+/// only `SystemLaunchctl` (the real /bin/launchctl) is macOS-only.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+pub mod launchd {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::write_unit_file;
+    use crate::config::ProbeSettings;
+    use crate::error::{Error, Kind, Result};
+    use crate::instance::Instance;
+    use crate::log;
+    use crate::manager::launchd::{self as ld, Agent, Launchctl, Op};
+    use crate::probe::Prober;
+
+    pub struct Env<'a, L: Launchctl> {
+        pub home: &'a Path,
+        pub uid: u32,
+        pub launchctl: &'a L,
+        pub exe: &'a Path,
+    }
+
+    fn agent<'a, L: Launchctl>(e: &Env<'a, L>, instance: &'a Instance) -> Agent<'a, L> {
+        Agent {
+            instance,
+            plist: ld::plist_path(e.home, instance),
+            uid: e.uid,
+            launchctl: e.launchctl,
+        }
+    }
+
+    /// Upstream's own LaunchAgent for the instance would start a second server.
+    fn check_upstream<L: Launchctl>(
+        e: &Env<'_, L>,
+        instance: &Instance,
+        replace: bool,
+    ) -> Result<()> {
+        let label = ld::upstream_label(instance);
+        for domain in ld::domains(e.uid) {
+            let args = ld::launchctl_args(Op::Print, &domain, &label, Path::new(""));
+            let (loaded, _, _) = e
+                .launchctl
+                .run(&args)
+                .map_err(|err| Error::os(format!("cannot run launchctl: {err}")))?;
+            if !loaded {
+                continue;
+            }
+            if !replace {
+                return Err(Error::busy(format!(
+                    "upstream's own job {label} is loaded in {domain} and serves the same instance; two jobs would start two servers. \
+                     Remove it with `launchctl bootout {domain}/{label}`, or rerun with --replace-upstream"
+                )));
+            }
+            let out = ld::launchctl_args(Op::Bootout, &domain, &label, Path::new(""));
+            e.launchctl
+                .run(&out)
+                .map_err(|err| Error::os(format!("cannot run launchctl: {err}")))?;
+            log::info(&format!("booted out upstream's {domain}/{label}"));
+        }
+        Ok(())
+    }
+
+    pub fn install<L: Launchctl>(
+        e: &Env<'_, L>,
+        instance: &Instance,
+        env: &[(&str, String)],
+        now: Option<&ProbeSettings>,
+        dry_run: bool,
+        replace_upstream: bool,
+    ) -> Result<u8> {
+        let a = agent(e, instance);
+        let mut vars = vec![("PATH", ld::default_path(e.home))];
+        vars.extend(env.iter().cloned());
+        let xml = ld::render(instance, e.exe, &vars);
+        if dry_run {
+            crate::log::out(&format!("# would write {}:", a.plist.display()));
+            crate::log::out(&xml);
+            crate::log::out(&format!(
+                "# would run: launchctl bootstrap gui/{} {} (user/{} without a GUI session)",
+                e.uid,
+                a.plist.display(),
+                e.uid
+            ));
+            return Ok(0);
+        }
+        check_upstream(e, instance, replace_upstream)?;
+        std::fs::create_dir_all(instance.log_dir()).map_err(|err| {
+            Error::config(format!(
+                "cannot create {}: {err}",
+                instance.log_dir().display()
+            ))
+        })?;
+        let changed = write_unit_file(&a.plist, &xml)?;
+        log::info(&format!(
+            "{} {}",
+            if changed { "wrote" } else { "unchanged:" },
+            a.plist.display()
+        ));
+        // A changed plist takes effect only after the job is reloaded.
+        if changed {
+            a.bootout()?;
+        }
+        match now {
+            Some(settings) => {
+                let domain = a.start(false)?;
+                log::info(&format!("loaded {domain}/{}", a.label()));
+                wait_ready(settings, Duration::from_secs(330))?;
+                crate::log::out(&format!("{} is ready", a.label()));
+            }
+            None => crate::log::out(&format!(
+                "installed {}; it starts at login, or now with `paperclipd start -i {}`",
+                a.plist.display(),
+                instance.id
+            )),
+        }
+        Ok(0)
+    }
+
+    pub fn uninstall<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
+        let a = agent(e, instance);
+        a.bootout()?;
+        if let Ok(text) = std::fs::read_to_string(&a.plist) {
+            if text.contains(super::MARKER) {
+                std::fs::remove_file(&a.plist).map_err(|err| {
+                    Error::config(format!("cannot remove {}: {err}", a.plist.display()))
+                })?;
+                log::info(&format!("removed {}", a.plist.display()));
+            }
+        }
+        crate::log::out(&format!("uninstalled {}", a.label()));
+        Ok(0)
+    }
+
+    pub fn start<L: Launchctl>(
+        e: &Env<'_, L>,
+        settings: &ProbeSettings,
+        restart: bool,
+    ) -> Result<u8> {
+        let a = agent(e, &settings.instance);
+        if !a.plist.exists() {
+            return Err(Error::config(format!(
+                "{} does not exist; install it first with `paperclipd install -i {}`",
+                a.plist.display(),
+                settings.instance.id
+            )));
+        }
+        a.start(restart)?;
+        wait_ready(settings, Duration::from_secs(330))?;
+        crate::log::out(&format!("{} is ready", a.label()));
+        Ok(0)
+    }
+
+    pub fn stop<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
+        let a = agent(e, instance);
+        let was = a.bootout()?;
+        // bootout waits for the job to exit; the lock then frees.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while crate::lock::probe_holder(instance).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        crate::log::out(&format!(
+            "{} {}",
+            a.label(),
+            if was { "stopped" } else { "was not loaded" }
+        ));
+        Ok(0)
+    }
+
+    /// Ready = the instance's lock is held (paperclipd runs it) and both
+    /// probes pass.
+    pub fn wait_ready(settings: &ProbeSettings, timeout: Duration) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| Error::os(format!("cannot start the async runtime: {err}")))?;
+        rt.block_on(async {
+            let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
+            let start = Instant::now();
+            let mut last = String::from("no probe yet");
+            while start.elapsed() < timeout {
+                if crate::lock::probe_holder(&settings.instance).is_some()
+                    && prober.listening().await.is_ok()
+                {
+                    let (api, ui) = prober.both().await;
+                    if api.ready && ui.as_ref().is_none_or(|u| u.ready) {
+                        return Ok(());
+                    }
+                    last = format!("{api}{}", ui.map(|u| format!("; {u}")).unwrap_or_default());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(Error::new(
+                Kind::Unavailable,
+                format!(
+                    "instance {} was not ready within {}: {last}; see its log in {}",
+                    settings.instance.id,
+                    humantime::format_duration(timeout),
+                    settings.instance.log_dir().display()
+                ),
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod launchd_tests {
+    use super::launchd::*;
+    use crate::instance::{Instance, InstanceId};
+    use crate::manager::launchd::Launchctl;
+
+    struct AllOk(std::cell::RefCell<Vec<Vec<String>>>);
+    impl Launchctl for AllOk {
+        fn run(&self, args: &[String]) -> std::io::Result<(bool, String, String)> {
+            self.0.borrow_mut().push(args.to_vec());
+            // Nothing loaded yet; everything else succeeds.
+            Ok((args[0] != "print", String::new(), String::new()))
+        }
+    }
+
+    #[test]
+    fn install_and_uninstall_write_and_remove_the_plist() {
+        let d = tempfile::tempdir().unwrap();
+        let inst = Instance::new(
+            InstanceId::parse("mac").unwrap(),
+            d.path().join(".paperclip"),
+        );
+        let l = AllOk(Default::default());
+        let e = Env {
+            home: d.path(),
+            uid: 501,
+            launchctl: &l,
+            exe: std::path::Path::new("/usr/local/bin/paperclipd"),
+        };
+        assert_eq!(install(&e, &inst, &[], None, false, false).unwrap(), 0);
+        let plist = d
+            .path()
+            .join("Library/LaunchAgents/ai.paperclip.paperclipd.mac.plist");
+        let v: plist::Value = plist::from_file(&plist).unwrap();
+        assert_eq!(
+            v.as_dictionary().unwrap()["Label"].as_string(),
+            Some("ai.paperclip.paperclipd.mac")
+        );
+        assert!(
+            inst.log_dir().is_dir(),
+            "the log directory exists for StandardOutPath"
+        );
+        // Upstream's job was looked for in both domains before writing.
+        assert!(
+            l.0.borrow()
+                .iter()
+                .any(|c| c == &["print", "gui/501/ing.paperclip.paperclipai.mac"])
+        );
+        assert_eq!(uninstall(&e, &inst).unwrap(), 0);
+        assert!(!plist.exists());
+    }
+}

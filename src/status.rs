@@ -64,25 +64,14 @@ pub struct ProbesView {
 pub async fn gather(settings: ProbeSettings, scope: Scope) -> Result<Status> {
     let instance = settings.instance.clone();
     let holder = lock::probe_holder(&instance);
-    let unit_name = instance.unit_name();
-    let (unit, upstream, error) =
-        match Systemd::connect_or_systemctl_within(scope, std::time::Duration::from_secs(5), false)
-            .await
-        {
-            Ok(sd) => {
-                let unit = sd.unit_info(&unit_name).await;
-                let upstream = sd
-                    .unit_info(&instance.upstream_unit_name())
-                    .await
-                    .ok()
-                    .flatten();
-                match unit {
-                    Ok(u) => (u, upstream, None),
-                    Err(e) => (None, upstream, Some(e.message)),
-                }
-            }
-            Err(e) => (None, None, Some(e.message)),
-        };
+    #[cfg(not(target_os = "macos"))]
+    let (kind, unit_name) = ("systemd", instance.unit_name());
+    #[cfg(not(target_os = "macos"))]
+    let (unit, upstream, error) = systemd_view(&instance, scope).await;
+    #[cfg(target_os = "macos")]
+    let (kind, unit_name) = ("launchd", instance.launchd_label());
+    #[cfg(target_os = "macos")]
+    let (unit, upstream, error) = launchd_view(&instance, scope);
     let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
     let listening = prober.listening().await.is_ok();
     let (api, ui) = if listening {
@@ -176,7 +165,7 @@ pub async fn gather(settings: ProbeSettings, scope: Scope) -> Result<Status> {
         state,
         reason,
         manager: ManagerView {
-            kind: "systemd",
+            kind,
             unit: unit_name,
             active_state: unit.as_ref().map(|u| u.active_state.clone()),
             sub_state: unit.as_ref().map(|u| u.sub_state.clone()),
@@ -207,6 +196,61 @@ pub async fn gather(settings: ProbeSettings, scope: Scope) -> Result<Status> {
             ui,
         },
     })
+}
+
+type ManagerState = (Option<UnitInfo>, Option<UnitInfo>, Option<String>);
+
+#[cfg(not(target_os = "macos"))]
+async fn systemd_view(instance: &crate::instance::Instance, scope: Scope) -> ManagerState {
+    match Systemd::connect_or_systemctl_within(scope, std::time::Duration::from_secs(5), false)
+        .await
+    {
+        Ok(sd) => {
+            let unit = sd.unit_info(&instance.unit_name()).await;
+            let upstream = sd
+                .unit_info(&instance.upstream_unit_name())
+                .await
+                .ok()
+                .flatten();
+            match unit {
+                Ok(u) => (u, upstream, None),
+                Err(e) => (None, upstream, Some(e.message)),
+            }
+        }
+        Err(e) => (None, None, Some(e.message)),
+    }
+}
+
+/// launchd's view, mapped onto the same fields (`active` when running).
+#[cfg(target_os = "macos")]
+fn launchd_view(instance: &crate::instance::Instance, _scope: Scope) -> ManagerState {
+    use crate::manager::launchd::{Agent, SystemLaunchctl, plist_path};
+    let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) else {
+        return (None, None, Some("HOME is not set".into()));
+    };
+    let l = SystemLaunchctl;
+    let a = Agent {
+        instance,
+        plist: plist_path(&home, instance),
+        uid: unsafe { libc::getuid() },
+        launchctl: &l,
+    };
+    match a.loaded() {
+        Ok(Some(loaded)) => {
+            let running = loaded.state.as_deref() == Some("running");
+            let info = UnitInfo {
+                unit: instance.launchd_label(),
+                load_state: "loaded".into(),
+                active_state: if running { "active" } else { "inactive" }.into(),
+                sub_state: loaded.state.unwrap_or_default(),
+                main_pid: loaded.pid.unwrap_or(0),
+                ..Default::default()
+            };
+            (Some(info), None, None)
+        }
+        Ok(None) => (None, None, None),
+        Err(e) => (None, None, Some(e.message)),
+    }
 }
 
 fn classify(

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
 
 pub const PLIST_TEMPLATE: &str = include_str!("../../units/launchd/ai.paperclip.paperclipd.plist");
@@ -29,7 +30,8 @@ pub fn xml_escape(s: &str) -> String {
 
 /// `~/Library/LaunchAgents/<label>.plist`.
 pub fn plist_path(home: &Path, instance: &Instance) -> PathBuf {
-    home.join("Library/LaunchAgents").join(format!("{}.plist", instance.launchd_label()))
+    home.join("Library/LaunchAgents")
+        .join(format!("{}.plist", instance.launchd_label()))
 }
 
 /// Renders the LaunchAgent for an instance.
@@ -48,8 +50,14 @@ pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) ->
         .replace("@PAPERCLIPD@", &xml_escape(&paperclipd.to_string_lossy()))
         .replace("@INSTANCE@", &xml_escape(instance.id.as_str()))
         .replace("@ENVIRONMENT@", &env_xml)
-        .replace("@STDOUT@", &xml_escape(&logs.join("paperclipd.out.log").to_string_lossy()))
-        .replace("@STDERR@", &xml_escape(&logs.join("paperclipd.err.log").to_string_lossy()))
+        .replace(
+            "@STDOUT@",
+            &xml_escape(&logs.join("paperclipd.out.log").to_string_lossy()),
+        )
+        .replace(
+            "@STDERR@",
+            &xml_escape(&logs.join("paperclipd.err.log").to_string_lossy()),
+        )
 }
 
 /// A `PATH` that finds Node.js and npm's global bin on a Mac (launchd's
@@ -80,7 +88,11 @@ pub enum Op {
 pub fn launchctl_args(op: Op, domain: &str, label: &str, plist: &Path) -> Vec<String> {
     let target = format!("{domain}/{label}");
     match op {
-        Op::Bootstrap => vec!["bootstrap".into(), domain.into(), plist.to_string_lossy().into_owned()],
+        Op::Bootstrap => vec![
+            "bootstrap".into(),
+            domain.into(),
+            plist.to_string_lossy().into_owned(),
+        ],
         Op::Bootout => vec!["bootout".into(), target],
         Op::Kickstart => vec!["kickstart".into(), "-k".into(), target],
         Op::Print => vec!["print".into(), target],
@@ -111,44 +123,136 @@ pub fn parse_print(text: &str) -> (Option<String>, Option<u32>) {
     (state, pid)
 }
 
-#[cfg(target_os = "macos")]
-pub mod macos {
-    //! Running launchctl: the only macOS-only part.
-    use super::*;
-    use crate::error::{Error, Kind, Result};
+/// Runs `launchctl` (the real one on macOS; a recording stand-in in
+/// tests, for argument shapes only).
+pub trait Launchctl {
+    /// Runs `launchctl ARGS`; returns (success, stdout, stderr).
+    fn run(&self, args: &[String]) -> std::io::Result<(bool, String, String)>;
+}
 
-    pub fn launchctl(args: &[String]) -> Result<std::process::Output> {
-        std::process::Command::new("/bin/launchctl")
+/// The real `/bin/launchctl`.
+#[cfg(target_os = "macos")]
+pub struct SystemLaunchctl;
+
+#[cfg(target_os = "macos")]
+impl Launchctl for SystemLaunchctl {
+    fn run(&self, args: &[String]) -> std::io::Result<(bool, String, String)> {
+        let out = std::process::Command::new("/bin/launchctl")
             .args(args)
-            .output()
-            .map_err(|e| Error::os(format!("cannot run launchctl: {e}")))
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+/// Where a job is loaded, and what `launchctl print` says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub domain: String,
+    pub state: Option<String>,
+    pub pid: Option<u32>,
+}
+
+/// One LaunchAgent: where it lives and how to reach launchctl.
+pub struct Agent<'a, L: Launchctl> {
+    pub instance: &'a Instance,
+    pub plist: PathBuf,
+    pub uid: u32,
+    pub launchctl: &'a L,
+}
+
+impl<L: Launchctl> Agent<'_, L> {
+    pub fn label(&self) -> String {
+        self.instance.launchd_label()
     }
 
-    /// Bootstraps the plist into the first domain that accepts it.
-    pub fn bootstrap(label: &str, plist: &Path) -> Result<String> {
-        let uid = unsafe { libc::getuid() };
+    fn call(&self, op: Op, domain: &str) -> Result<(bool, String, String)> {
+        let args = launchctl_args(op, domain, &self.label(), &self.plist);
+        self.launchctl
+            .run(&args)
+            .map_err(|e| Error::os(format!("cannot run launchctl {}: {e}", args.join(" "))))
+    }
+
+    /// The domain that has the job loaded, with its state and pid.
+    pub fn loaded(&self) -> Result<Option<Loaded>> {
+        for domain in domains(self.uid) {
+            let (ok, out, _) = self.call(Op::Print, &domain)?;
+            if ok {
+                let (state, pid) = parse_print(&out);
+                return Ok(Some(Loaded { domain, state, pid }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Loads the job into the GUI domain, or the background user domain
+    /// where there is no GUI session (SSH).
+    pub fn bootstrap(&self) -> Result<String> {
         let mut last = String::new();
-        for domain in domains(uid) {
-            let out = launchctl(&launchctl_args(Op::Bootstrap, &domain, label, plist))?;
-            if out.status.success() {
+        for domain in domains(self.uid) {
+            let (ok, _, err) = self.call(Op::Bootstrap, &domain)?;
+            if ok {
                 return Ok(domain);
             }
-            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            last = err.trim().to_string();
         }
-        Err(Error::new(Kind::Failed, format!("launchctl bootstrap {} failed: {last}", plist.display())))
+        Err(Error::new(
+            Kind::Failed,
+            format!(
+                "launchctl bootstrap of {} failed in gui/{} and user/{}: {last}",
+                self.plist.display(),
+                self.uid,
+                self.uid
+            ),
+        ))
     }
 
-    pub fn run(op: Op, label: &str, plist: &Path) -> Result<()> {
-        let uid = unsafe { libc::getuid() };
-        let mut last = String::new();
-        for domain in domains(uid) {
-            let out = launchctl(&launchctl_args(op, &domain, label, plist))?;
-            if out.status.success() {
-                return Ok(());
+    /// Unloads the job wherever it is loaded (stop; no restart).
+    pub fn bootout(&self) -> Result<bool> {
+        match self.loaded()? {
+            None => Ok(false),
+            Some(Loaded { domain, .. }) => {
+                let (ok, _, err) = self.call(Op::Bootout, &domain)?;
+                if ok {
+                    Ok(true)
+                } else {
+                    Err(Error::new(
+                        Kind::Failed,
+                        format!(
+                            "launchctl bootout {domain}/{} failed: {}",
+                            self.label(),
+                            err.trim()
+                        ),
+                    ))
+                }
             }
-            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
         }
-        Err(Error::new(Kind::Failed, format!("launchctl {op:?} {label} failed: {last}")))
+    }
+
+    /// Starts (bootstrap when not loaded) or restarts (`kickstart -k`).
+    pub fn start(&self, restart: bool) -> Result<String> {
+        match self.loaded()? {
+            None => self.bootstrap(),
+            Some(Loaded { domain, state, .. }) => {
+                if restart || state.as_deref() != Some("running") {
+                    let (ok, _, err) = self.call(Op::Kickstart, &domain)?;
+                    if !ok {
+                        return Err(Error::new(
+                            Kind::Failed,
+                            format!(
+                                "launchctl kickstart -k {domain}/{} failed: {}",
+                                self.label(),
+                                err.trim()
+                            ),
+                        ));
+                    }
+                }
+                Ok(domain)
+            }
+        }
     }
 }
 
@@ -166,22 +270,45 @@ mod tests {
         let i = inst("dev", "/Users/a&b <x>/.paperclip");
         let env = [
             ("PATH", default_path(Path::new("/Users/a&b"))),
-            ("PAPERCLIP_SHIM_PATH", "/opt/\"quoted\" & <tagged>/paperclipai".to_string()),
+            (
+                "PAPERCLIP_SHIM_PATH",
+                "/opt/\"quoted\" & <tagged>/paperclipai".to_string(),
+            ),
         ];
         let xml = render(&i, Path::new("/Applications/My Tools/paperclipd"), &env);
         let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
         let d = v.as_dictionary().unwrap();
         assert_eq!(d["Label"].as_string(), Some("ai.paperclip.paperclipd.dev"));
-        let args: Vec<&str> = d["ProgramArguments"].as_array().unwrap().iter().map(|a| a.as_string().unwrap()).collect();
-        assert_eq!(args, ["/Applications/My Tools/paperclipd", "run", "--instance", "dev"]);
+        let args: Vec<&str> = d["ProgramArguments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_string().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "/Applications/My Tools/paperclipd",
+                "run",
+                "--instance",
+                "dev"
+            ]
+        );
         assert_eq!(d["RunAtLoad"].as_boolean(), Some(true));
         let ka = d["KeepAlive"].as_dictionary().unwrap();
-        assert_eq!(ka["SuccessfulExit"].as_boolean(), Some(false), "restart on failure, not after a clean stop");
+        assert_eq!(
+            ka["SuccessfulExit"].as_boolean(),
+            Some(false),
+            "restart on failure, not after a clean stop"
+        );
         assert!(d["ExitTimeOut"].as_unsigned_integer().unwrap() >= 35);
         assert!(d["ThrottleInterval"].as_unsigned_integer().unwrap() >= 5);
         assert_eq!(d["ProcessType"].as_string(), Some("Standard"));
         let e = d["EnvironmentVariables"].as_dictionary().unwrap();
-        assert_eq!(e["PAPERCLIP_SHIM_PATH"].as_string(), Some("/opt/\"quoted\" & <tagged>/paperclipai"));
+        assert_eq!(
+            e["PAPERCLIP_SHIM_PATH"].as_string(),
+            Some("/opt/\"quoted\" & <tagged>/paperclipai")
+        );
         assert!(e["PATH"].as_string().unwrap().contains("/opt/homebrew/bin"));
         assert_eq!(
             d["StandardErrorPath"].as_string(),
@@ -194,20 +321,125 @@ mod tests {
         let p = Path::new("/Users/a/Library/LaunchAgents/ai.paperclip.paperclipd.dev.plist");
         let l = "ai.paperclip.paperclipd.dev";
         assert_eq!(domains(501), ["gui/501", "user/501"]);
-        assert_eq!(launchctl_args(Op::Bootstrap, "gui/501", l, p), ["bootstrap", "gui/501", p.to_str().unwrap()]);
-        assert_eq!(launchctl_args(Op::Bootout, "gui/501", l, p), ["bootout", "gui/501/ai.paperclip.paperclipd.dev"]);
-        assert_eq!(launchctl_args(Op::Kickstart, "user/501", l, p), ["kickstart", "-k", "user/501/ai.paperclip.paperclipd.dev"]);
-        assert_eq!(launchctl_args(Op::Print, "gui/501", l, p), ["print", "gui/501/ai.paperclip.paperclipd.dev"]);
+        assert_eq!(
+            launchctl_args(Op::Bootstrap, "gui/501", l, p),
+            ["bootstrap", "gui/501", p.to_str().unwrap()]
+        );
+        assert_eq!(
+            launchctl_args(Op::Bootout, "gui/501", l, p),
+            ["bootout", "gui/501/ai.paperclip.paperclipd.dev"]
+        );
+        assert_eq!(
+            launchctl_args(Op::Kickstart, "user/501", l, p),
+            ["kickstart", "-k", "user/501/ai.paperclip.paperclipd.dev"]
+        );
+        assert_eq!(
+            launchctl_args(Op::Print, "gui/501", l, p),
+            ["print", "gui/501/ai.paperclip.paperclipd.dev"]
+        );
         assert_eq!(plist_path(Path::new("/Users/a"), &inst("dev", "/h")), p);
-        assert_eq!(upstream_label(&inst("default", "/h")), "ing.paperclip.paperclipai");
-        assert_eq!(upstream_label(&inst("x", "/h")), "ing.paperclip.paperclipai.x");
+        assert_eq!(
+            upstream_label(&inst("default", "/h")),
+            "ing.paperclip.paperclipai"
+        );
+        assert_eq!(
+            upstream_label(&inst("x", "/h")),
+            "ing.paperclip.paperclipai.x"
+        );
     }
 
     #[test]
     fn parses_launchctl_print() {
         let t = "gui/501/ai.paperclip.paperclipd.dev = {\n\tactive count = 1\n\tstate = running\n\tpid = 4242\n\tjob state = running\n}\n";
         assert_eq!(parse_print(t), (Some("running".into()), Some(4242)));
-        assert_eq!(parse_print("state = not running\n"), (Some("not running".into()), None));
+        assert_eq!(
+            parse_print("state = not running\n"),
+            (Some("not running".into()), None)
+        );
+    }
+
+    /// Records calls and answers from a script: the stand-in for
+    /// launchctl, which cannot run here (argument shapes only).
+    struct Recorder {
+        calls: std::cell::RefCell<Vec<Vec<String>>>,
+        answer: fn(&[String]) -> (bool, String, String),
+    }
+    impl Launchctl for Recorder {
+        fn run(&self, args: &[String]) -> std::io::Result<(bool, String, String)> {
+            self.calls.borrow_mut().push(args.to_vec());
+            Ok((self.answer)(args))
+        }
+    }
+
+    #[test]
+    fn bootstrap_falls_back_to_the_user_domain_without_a_gui_session() {
+        let i = inst("dev", "/h");
+        let r = Recorder {
+            calls: Default::default(),
+            answer: |a| match a[0].as_str() {
+                "print" => (false, String::new(), "Could not find service".into()),
+                "bootstrap" if a[1].starts_with("gui/") => (
+                    false,
+                    String::new(),
+                    "Bootstrap failed: 125: Domain does not support specified action".into(),
+                ),
+                _ => (true, String::new(), String::new()),
+            },
+        };
+        let a = Agent {
+            instance: &i,
+            plist: "/p.plist".into(),
+            uid: 501,
+            launchctl: &r,
+        };
+        assert_eq!(a.start(false).unwrap(), "user/501");
+        {
+            let calls = r.calls.borrow();
+            assert_eq!(calls[0], ["print", "gui/501/ai.paperclip.paperclipd.dev"]);
+            assert_eq!(calls[2], ["bootstrap", "gui/501", "/p.plist"]);
+            assert_eq!(calls[3], ["bootstrap", "user/501", "/p.plist"]);
+        }
+        assert!(!a.bootout().unwrap(), "nothing loaded, nothing to boot out");
+    }
+
+    #[test]
+    fn restart_kickstarts_the_loaded_job() {
+        let i = inst("dev", "/h");
+        let r = Recorder {
+            calls: Default::default(),
+            answer: |a| match a[0].as_str() {
+                "print" if a[1].starts_with("gui/") => {
+                    (true, "state = running\npid = 77\n".into(), String::new())
+                }
+                _ => (true, String::new(), String::new()),
+            },
+        };
+        let a = Agent {
+            instance: &i,
+            plist: "/p.plist".into(),
+            uid: 501,
+            launchctl: &r,
+        };
+        assert_eq!(
+            a.loaded().unwrap(),
+            Some(Loaded {
+                domain: "gui/501".into(),
+                state: Some("running".into()),
+                pid: Some(77)
+            })
+        );
+        assert_eq!(a.start(true).unwrap(), "gui/501");
+        assert!(
+            r.calls
+                .borrow()
+                .iter()
+                .any(|c| c == &["kickstart", "-k", "gui/501/ai.paperclip.paperclipd.dev"])
+        );
+        assert!(a.bootout().unwrap());
+        assert_eq!(
+            r.calls.borrow().last().unwrap(),
+            &["bootout", "gui/501/ai.paperclip.paperclipd.dev"]
+        );
     }
 
     #[test]

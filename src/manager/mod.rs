@@ -1,7 +1,7 @@
 //! Service managers: which one started us (as far as the environment
 //! tells), and systemd integration over D-Bus.
 
-#[cfg_attr(not(any(test, target_os = "macos")), allow(dead_code))]
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 pub mod launchd;
 pub mod systemd;
 
