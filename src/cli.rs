@@ -13,12 +13,27 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Run a Paperclip instance as a trustworthy service: one server per instance, ready only when it truly is",
     long_about = None,
-    propagate_version = true
+    propagate_version = true,
+    after_long_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit codes, in `--help` and the man page.
+const EXIT_CODES: &str = "Exit codes of `run`:
+  0        stopped on request and the server exited, or the server exited 0
+  1-125    the server exited on its own with this code
+  128+N    the server was killed by signal N (not at our request)
+  2        usage error
+  69       readiness timed out (the server was stopped)
+  71       the OS refused something paperclipd needs
+  75       already running: lock held, unit active, or port taken
+  78       configuration error
+  126/127  server command not executable / not found
+`probe`: 0 ready, 1 not ready. `status`: 0 ready, 1 running but not ready or conflict, 3 stopped.
+`install`, `start`, `stop`, `restart`, `uninstall`: 0 done, 1 the manager reported a failure.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -42,6 +57,14 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the instance's journal.
     Logs(LogsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Debug, Args)]

@@ -69,6 +69,22 @@ fn dispatch(cli: Cli) -> Result<u8> {
         return result;
     }
     match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "paperclipd", &mut buf);
+            log::out(&String::from_utf8_lossy(&buf));
+            Ok(0)
+        }
+        Command::Manpage => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map_err(|e| Error::os(format!("cannot render the man page: {e}")))?;
+            log::out(&String::from_utf8_lossy(&buf));
+            Ok(0)
+        }
         Command::Run(args) => {
             let settings = config::resolve_run_settings(&args)?;
             rt.block_on(supervise::run(settings))

@@ -346,3 +346,42 @@ fn status_of_a_stopped_instance_exits_3() {
         "{v}"
     );
 }
+
+#[test]
+fn completions_and_man_page_are_generated_from_the_cli() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = Command::new(bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("paperclipd") && text.contains("install"),
+            "{shell}: {text}"
+        );
+    }
+    // The bash script is valid bash.
+    let o = Command::new(bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let script = World::new();
+    let path = script.dir.path().join("c.bash");
+    fs::write(&path, &o.stdout).unwrap();
+    assert!(
+        Command::new("bash")
+            .arg("-n")
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = Command::new(bin()).arg("manpage").output().unwrap();
+    let roff = String::from_utf8_lossy(&o.stdout);
+    assert!(roff.contains(".TH paperclipd 1"), "{roff}");
+    assert!(
+        roff.contains("readiness timed out"),
+        "the exit codes are in the man page"
+    );
+}
