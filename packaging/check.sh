@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Builds and checks every package this machine can build or lint, then
+# installs the .deb and runs a systemd lifecycle test against the installed
+# unit (/usr/lib/systemd/user/paperclip@.service), and removes it again.
+# Run as root (dpkg, the systemd harness). Prints PASS/FAIL per check and a
+# closing "N passed, M failed" line; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+pass=0
+fail=0
+check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    echo "PASS $name"
+    pass=$((pass + 1))
+  else
+    echo "FAIL $name"
+    printf '%s\n' "$out" | tail -25 | sed 's/^/    /'
+    fail=$((fail + 1))
+  fi
+}
+
+check "shell scripts parse" bash -c 'bash -n packaging/build-assets.sh && sh -n packaging/deb/postinst &&
+  sh -n packaging/deb/postrm && sh -n packaging/rpm/post-install.sh && bash -n packaging/arch/paperclipd.install'
+
+check "PKGBUILD sources, version $version, all functions" bash -c "set -e; cd packaging/arch; source ./PKGBUILD;
+  [[ \$pkgname == paperclipd && \$pkgver == $version ]]; declare -F prepare build check package >/dev/null;
+  [[ -f \$install ]]"
+
+check "Homebrew formula is valid Ruby, version $version" bash -c "ruby -c packaging/homebrew/paperclipd.rb >/dev/null &&
+  grep -q 'version \"$version\"' packaging/homebrew/paperclipd.rb"
+
+check "Dockerfile: multi-stage, paperclipd entrypoint, probe health check, non-root" python3 - <<'PY'
+import re
+t = open("packaging/container/Dockerfile").read()
+lines = [l for l in t.splitlines() if l and not l.startswith("#")]
+froms = [l for l in lines if l.startswith("FROM ")]
+assert len(froms) >= 2 and " AS build" in froms[0], froms
+assert any(l.startswith("COPY --from=build") and "paperclipd" in l for l in lines)
+assert 'ENTRYPOINT ["paperclipd"]' in t
+assert re.search(r'HEALTHCHECK .*\n?.*CMD \["paperclipd", "probe"\]', t)
+assert re.search(r"^USER (?!root)\w+", t, re.M), "runs as root"
+PY
+
+check "Kubernetes manifests: one replica, probes exec paperclipd probe" python3 - <<'PY'
+import yaml
+docs = [d for d in yaml.safe_load_all(open("packaging/kubernetes/paperclip.yaml")) if d]
+kinds = {d["kind"]: d for d in docs}
+sts = kinds["StatefulSet"]
+assert sts["spec"]["replicas"] == 1
+c = sts["spec"]["template"]["spec"]["containers"][0]
+for p in ("startupProbe", "readinessProbe", "livenessProbe"):
+    assert c[p]["exec"]["command"][:2] == ["paperclipd", "probe"], p
+assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 35
+assert "Service" in kinds
+PY
+
+check "release build and assets (units, man page, completions)" bash -c 'cargo build --release --locked -q && packaging/build-assets.sh'
+
+check "rendered units pass systemd-analyze verify" bash -c 'd=$(mktemp -d); trap "rm -rf $d" EXIT;
+  mkdir -p $d/bin; cp target/release/paperclipd $d/bin/;
+  for s in user system; do sed "s|/usr/bin/paperclipd|$d/bin/paperclipd|" target/assets/$s/paperclip@.service >$d/paperclip@x.service;
+    if [[ $s == user ]]; then out=$(XDG_RUNTIME_DIR=$d systemd-analyze --user verify $d/paperclip@x.service 2>&1);
+    else out=$(systemd-analyze verify $d/paperclip@x.service 2>&1); fi;
+    if grep -q "paperclip@" <<<"$out"; then echo "$out"; exit 1; fi; done'
+
+check ".deb builds with the units, man page and completions" bash -c 'cargo deb --no-build --no-strip -q >/dev/null &&
+  deb=$(ls -t target/debian/paperclipd_*.deb | head -1) && c=$(dpkg-deb -c "$deb") &&
+  for f in ./usr/bin/paperclipd ./usr/lib/systemd/user/paperclip@.service ./usr/lib/systemd/system/paperclip@.service \
+    ./usr/share/man/man1/paperclipd.1.gz ./usr/share/bash-completion/completions/paperclipd; do
+    grep -qF "$f" <<<"$c" || { echo "missing $f"; exit 1; }; done'
+
+check ".rpm builds with the units and the user-creating scriptlet" bash -c 'cargo generate-rpm >/dev/null &&
+  rpm=$(ls -t target/generate-rpm/paperclipd-*.rpm | head -1) && l=$(rpm -qpl "$rpm") &&
+  grep -qx /usr/lib/systemd/system/paperclip@.service <<<"$l" && grep -qx /usr/bin/paperclipd <<<"$l" &&
+  rpm -qp --scripts "$rpm" | grep -q useradd'
+
+check "dpkg -i, then a systemd lifecycle on the installed user unit" bash -c 'set -e
+  deb=$(ls -t target/debian/paperclipd_*.deb | head -1)
+  dpkg -i "$deb" >/dev/null
+  trap "dpkg -P paperclipd >/dev/null 2>&1" EXIT
+  getent passwd paperclip >/dev/null
+  PAPERCLIPD=/usr/bin/paperclipd FIXTURE=$PWD/tests/fixture/server.py PYTHON3=$(command -v python3 | xargs readlink -f) \
+    PORT=$(python3 -c "import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])") \
+    tests/support/with-user-manager -- bash tests/systemd/packaged-unit.sh'
+
+echo "$pass passed, $fail failed"
+((fail == 0))
