@@ -5,7 +5,8 @@
 //!    to a process outside our tree means the server is not ours (Paperclip
 //!    silently moves to the next port when its port is taken); we give up
 //!    rather than report someone else's health.
-//! 3. HTTP probes at short, slowly growing intervals until the API (and in
+//! 3. HTTP probes at short, slowly growing intervals (10 → 20 ms, after
+//!    5 s of listening without being ready up to 100 ms) until the API (and in
 //!    `full` mode the UI) pass.
 //!
 //! Outcomes that are not "ready" (timeout, the server exiting) are decided
@@ -22,9 +23,14 @@ use crate::procfs;
 pub const CONNECT_INTERVAL: Duration = Duration::from_millis(10);
 /// First HTTP re-probe interval once the port listens…
 pub const PROBE_INTERVAL_MIN: Duration = Duration::from_millis(10);
-/// …growing by half each round up to this, which bounds readiness lag
-/// while keeping a slow-starting server's load at ~20 requests a second.
-pub const PROBE_INTERVAL_MAX: Duration = Duration::from_millis(50);
+/// …growing by half each round up to this while the server is fresh (a
+/// real Paperclip goes from listening to "ok" in ~160 ms), which bounds the
+/// readiness lag…
+pub const PROBE_INTERVAL_FAST: Duration = Duration::from_millis(20);
+/// …and, for a server that has listened this long without becoming
+/// ready (a long recovery), up to the slow cap: a few requests a second.
+pub const FAST_PHASE: Duration = Duration::from_secs(5);
+pub const PROBE_INTERVAL_SLOW: Duration = Duration::from_millis(100);
 
 /// What the probes have seen so far, for progress and diagnostics.
 #[derive(Debug, Clone, Default)]
@@ -152,11 +158,13 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
     let port = prober.settings.port;
     let mut interval = PROBE_INTERVAL_MIN;
     let mut listening = false;
+    let mut listening_since: Option<std::time::Instant> = None;
     loop {
         if !listening {
             match prober.listening().await {
                 Ok(()) => {
                     listening = true;
+                    listening_since.get_or_insert_with(std::time::Instant::now);
                     if let Owner::Foreign(owners) = port_owner(port) {
                         return Outcome::Foreign { owners };
                     }
@@ -195,6 +203,11 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
             };
         }
         tokio::time::sleep(interval).await;
-        interval = (interval * 3 / 2).min(PROBE_INTERVAL_MAX);
+        let cap = if listening_since.is_some_and(|t| t.elapsed() > FAST_PHASE) {
+            PROBE_INTERVAL_SLOW
+        } else {
+            PROBE_INTERVAL_FAST
+        };
+        interval = (interval * 3 / 2).min(cap);
     }
 }
