@@ -105,6 +105,16 @@ async fn futures_select_all<F: Future<Output = i32> + Unpin>(futs: impl Iterator
     .await
 }
 
+/// The next tick of an optional interval; never, without one.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Awaits every handle (a tiny `join_all`).
 async fn futures_join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
     for h in handles {
@@ -410,8 +420,10 @@ impl Supervisor {
         let mut ready_fut: BoxFuture<'_, Outcome> =
             Box::pin(readiness::wait_ready(&prober, &progress_tx));
         let mut watchdog_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
-        let mut extend = tokio::time::interval(EXTEND_EVERY);
-        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        // Timers of the starting phase, dropped at ready: an armed timer
+        // would wake the idle process even when its branch is disabled.
+        let mut extend = Some(tokio::time::interval(EXTEND_EVERY));
+        let mut tick = Some(tokio::time::interval(PROGRESS_EVERY));
         let mut shown_summary = String::new();
         let mut sent_status = String::new();
         let show_line = stderr_is_tty();
@@ -427,6 +439,8 @@ impl Supervisor {
                         if show_line { output::clear_progress_line(&mut std::io::stderr()); }
                         log::info(&msg);
                         phase = Phase::Ready { since: Instant::now() };
+                        extend = None;
+                        tick = None;
                         if let Err(e) = self.lock.set_ready() {
                             log::warn(&e.message);
                         }
@@ -445,12 +459,12 @@ impl Supervisor {
                     }
                 },
                 _ = tokio::time::sleep_until(deadline), if starting => break StopReason::ReadyTimeout,
-                _ = extend.tick(), if starting && self.notifier.enabled() => {
+                _ = next_tick(&mut extend), if starting && self.notifier.enabled() => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now()) + self.settings.stop_timeout;
                     let by = EXTEND_BY.min(left + Duration::from_secs(1));
                     self.notifier.send(&[NotifyState::ExtendTimeoutUsec(by.as_micros().min(u32::MAX as u128) as u32)]);
                 }
-                _ = tick.tick(), if starting => {
+                _ = next_tick(&mut tick), if starting => {
                     let p = progress_rx.borrow().clone();
                     let summary = p.summary(self.settings.probe.port);
                     let elapsed = started.elapsed();
