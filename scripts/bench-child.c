@@ -1,0 +1,108 @@
+/* Tiny helper for scripts/bench (start/stop overhead).
+ *
+ *   bench-child stamp FILE PROG ARGS...   write CLOCK_REALTIME (ns) to FILE, then execvp PROG
+ *   bench-child serve DIR [PORT]          write DIR/start (CLOCK_REALTIME ns, first thing);
+ *                                         with PORT, answer every HTTP request on 127.0.0.1:PORT
+ *                                         with 200 text/html (one write, Connection: close);
+ *                                         on SIGTERM write DIR/term (when the signal arrived)
+ *                                         and DIR/exit (just before _exit(0)).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void put(const char *dir, const char *name, long long v) {
+    char path[4096], buf[32];
+    if (dir) snprintf(path, sizeof path, "%s/%s", dir, name);
+    else snprintf(path, sizeof path, "%s", name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) { perror(path); _exit(111); }
+    int n = snprintf(buf, sizeof buf, "%lld\n", v);
+    if (write(fd, buf, n) != n) _exit(111);
+    close(fd);
+}
+
+static volatile sig_atomic_t got_term;
+static volatile long long term_ns;
+
+static void on_term(int sig) {
+    (void)sig;
+    if (!got_term) term_ns = now_ns();
+    got_term = 1;
+}
+
+int main(int argc, char **argv) {
+    long long start = now_ns();
+    if (argc >= 4 && strcmp(argv[1], "stamp") == 0) {
+        put(NULL, argv[2], now_ns());
+        execvp(argv[3], argv + 3);
+        perror(argv[3]);
+        return 127;
+    }
+    if (argc < 3 || strcmp(argv[1], "serve") != 0) {
+        fprintf(stderr, "usage: bench-child stamp FILE PROG ARGS... | serve DIR [PORT]\n");
+        return 2;
+    }
+    const char *dir = argv[2];
+    put(dir, "start", start);
+
+    sigset_t block, orig;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &orig);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+
+    int lfd = -1;
+    if (argc >= 4) {
+        lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons((unsigned short)atoi(argv[3]));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 64) < 0) {
+            perror("bind/listen");
+            return 111;
+        }
+        put(dir, "listening", now_ns());
+    }
+    static const char resp[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n"
+        "Connection: close\r\n\r\n<html></html>";
+    while (!got_term) {
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        int n = ppoll(&p, lfd >= 0 ? 1 : 0, NULL, &orig); /* SIGTERM only delivered in here */
+        if (n > 0 && (p.revents & POLLIN)) {
+            int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+            if (c >= 0) {
+                char buf[4096];
+                (void)read(c, buf, sizeof buf);
+                (void)write(c, resp, sizeof resp - 1);
+                close(c);
+            }
+        }
+    }
+    put(dir, "term", term_ns);
+    put(dir, "exit", now_ns());
+    _exit(0);
+}
