@@ -151,12 +151,22 @@ pub async fn listening(addrs: &[SocketAddr], timeout: Duration) -> std::io::Resu
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to");
     for addr in addrs {
         match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            // A connect to a port in the ephemeral range with nobody
+            // listening can "succeed" by connecting the socket to itself
+            // (TCP simultaneous open); that is not a listener.
+            Ok(Ok(stream)) if is_self_connect(&stream) => {
+                last = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused (self-connect)")
+            }
             Ok(Ok(_stream)) => return Ok(()),
             Ok(Err(e)) => last = e,
             Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
         }
     }
     Err(last)
+}
+
+fn is_self_connect(s: &tokio::net::TcpStream) -> bool {
+    matches!((s.local_addr(), s.peer_addr()), (Ok(l), Ok(p)) if l == p)
 }
 
 /// Sends the probes for one instance.

@@ -1,0 +1,513 @@
+#!/usr/bin/env bash
+# End-to-end test of paperclipd against the REAL Paperclip server
+# (paperclipai, Node 24, embedded PostgreSQL), as an unprivileged user.
+#
+#   sudo tests/e2e/run.sh            # from the repository root, as root
+#
+# Installs (or reuses) Paperclip with tests/e2e/setup-paperclip.sh, copies the
+# paperclipd binary ($PAPERCLIPD, else target/release/paperclipd, else
+# target/debug/paperclipd) where the test user can run it, then runs:
+#   s1-ready          foreground run: READY=1 only after /api/health says "ok"
+#   s2-sigterm        SIGTERM: exit 0, Paperclip's own ordered stop, nothing left
+#   s3-server-killed  SIGKILL of node: exit 137, orphaned postgres removed, restart works
+#   s4-port-taken     a stranger on the port: exit 75, no server started
+#   s5-user-manager   install --now / status / stop / uninstall under a real
+#                     non-root `systemd --user` (tests/support/with-user-manager)
+# Prints `PASS name` / `FAIL name: why` per scenario, then `N passed, M failed`;
+# exits 1 if any failed. Every wait has a deadline; nothing sleeps "long enough".
+#
+# Environment: PAPERCLIPD (binary to test), E2E_ONLY="s1 s3" (run a subset),
+# E2E_KEEP=1 (keep the work dir even when everything passed).
+set -euo pipefail
+
+SELF=$(readlink -f "$0")
+[ -z "${PAPERCLIPD:-}" ] || PAPERCLIPD=$(readlink -f "$PAPERCLIPD")
+cd "$(dirname "$SELF")/../.."
+ROOT=$PWD
+E2E=$ROOT/tests/e2e
+T_START=$SECONDS
+
+log()  { printf '%s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die()  { printf 'e2e: error: %s\n' "$*" >&2; exit 2; }
+now_ms() { local s=${EPOCHREALTIME/./}; echo $((s / 1000)); }
+secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%03d' $((d / 1000)) $((d % 1000)); }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (creates a user, starts a systemd user manager)"
+
+# One user of pcuser, its data dir and port 3100 at a time: hold the lock that
+# scripts/bench (its part 4) also takes, for the whole run. `flock -o`: the
+# processes under test do not inherit the locked descriptor.
+LOCK=${PAPERCLIPD_E2E_CACHE:-/var/cache/paperclipd-e2e}/.bench-lock
+if [ -z "${PAPERCLIPD_E2E_LOCKED:-}" ]; then
+    mkdir -p "$(dirname "$LOCK")"
+    flock -n "$LOCK" true || log "e2e: waiting for $LOCK (held by another e2e run or scripts/bench)..."
+    PAPERCLIPD_E2E_LOCKED=1 exec flock -o -w "${E2E_LOCK_WAIT:-900}" -E 2 "$LOCK" "$SELF" "$@"
+fi
+unset PAPERCLIPD_E2E_LOCKED
+
+# --- setup ------------------------------------------------------------------
+PAPERCLIPD_SRC=${PAPERCLIPD:-}
+if [ -z "$PAPERCLIPD_SRC" ]; then
+    for c in target/release/paperclipd target/debug/paperclipd; do
+        [ -x "$c" ] && { PAPERCLIPD_SRC=$c; break; }
+    done
+fi
+[ -n "$PAPERCLIPD_SRC" ] && [ -x "$PAPERCLIPD_SRC" ] ||
+    die "no paperclipd binary: build it (cargo build --release) or set PAPERCLIPD"
+if [ -z "${PAPERCLIPD:-}" ] && [ -n "$(find src units -newer "$PAPERCLIPD_SRC" -type f 2>/dev/null | head -1)" ]; then
+    log "warning: $PAPERCLIPD_SRC is older than src/ or units/; testing it anyway (rebuild with cargo build --release)"
+fi
+
+t0=$(now_ms)
+SETUP_OUT=$("$E2E/setup-paperclip.sh") || die "tests/e2e/setup-paperclip.sh failed"
+eval "$SETUP_OUT"
+: "${NODE_BIN:?}" "${PAPERCLIPAI_BIN:?}" "${PAPERCLIP_USER:?}" "${PAPERCLIP_HOME_DIR:?}" "${DATA_DIR:?}"
+log "setup: Paperclip ready in $(secs_since "$t0") s ($PAPERCLIPAI_BIN, $("$NODE_BIN" --version), data $DATA_DIR)"
+
+PC_UID=$(id -u "$PAPERCLIP_USER")
+PC_GID=$(id -g "$PAPERCLIP_USER")
+CACHE=$(dirname "$(dirname "$PAPERCLIPAI_BIN")")
+BIN=$CACHE/bin/paperclipd
+tmp=$(mktemp "$CACHE/bin/.paperclipd.XXXXXX")
+cp "$PAPERCLIPD_SRC" "$tmp" && chmod 755 "$tmp" && mv -f "$tmp" "$BIN"
+log "setup: testing $PAPERCLIPD_SRC ($("$BIN" --version)) as $BIN"
+
+# python3 for the test user (a pyenv shim under /root is not reachable).
+PY=
+for c in /usr/bin/python3 "$(command -v python3 || true)"; do
+    [ -n "$c" ] && setpriv --reuid="$PC_UID" --regid="$PC_GID" --init-groups "$c" -c '' 2>/dev/null && { PY=$c; break; }
+done
+[ -n "$PY" ] || die "no python3 that $PAPERCLIP_USER can run"
+
+WORK=$(mktemp -d /tmp/paperclipd-e2e.XXXXXX)
+chmod 755 "$WORK"
+chown "$PC_UID:$PC_GID" "$WORK"
+cp "$E2E"/notify-listener.py "$E2E"/health-poller.py "$E2E"/check-ready.py "$E2E"/user-manager-inner.sh "$WORK"/
+chmod 755 "$WORK"/*.py "$WORK"/*.sh
+
+# Runs a command as the test user with a clean environment.
+AS_PC=(setpriv --reuid="$PC_UID" --regid="$PC_GID" --init-groups
+    env -i HOME="$PAPERCLIP_HOME_DIR" USER="$PAPERCLIP_USER" LOGNAME="$PAPERCLIP_USER"
+    PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 PAPERCLIP_SHIM_PATH="$PAPERCLIPAI_BIN")
+LOCK_FILE=$DATA_DIR/instances/default/paperclipd.lock
+API_PORT=3100 PG_PORT=54329
+
+# --- process helpers ----------------------------------------------------------
+alive() { # true while $1 exists and is not a zombie
+    local st
+    st=$(cut -d')' -f2 "/proc/$1/stat" 2>/dev/null | awk '{print $1}') || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+# wait_gone PID SECONDS: true once PID is gone (or a zombie) within the deadline.
+wait_gone() {
+    local deadline=$(( $(now_ms) + $2 * 1000 ))
+    while alive "$1"; do [ "$(now_ms)" -lt "$deadline" ] || return 1; sleep 0.01; done
+}
+# Processes of the test user (pid ppid stat command), minus the pids given.
+pc_procs() {
+    local skip=" $* " pid rest
+    { ps -u "$PC_UID" -o pid=,ppid=,stat=,args= 2>/dev/null || true; } | while read -r pid rest; do
+        [[ $skip == *" $pid "* ]] || printf '%s %s\n' "$pid" "$rest"
+    done
+}
+# Kill every process of the test user (by pid); print what was there.
+kill_pc_procs() {
+    local list pids
+    list=$(pc_procs)
+    [ -n "$list" ] || return 0
+    printf '%s\n' "$list"
+    pids=$(awk '{print $1}' <<<"$list")
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    local deadline=$(( $(now_ms) + 5000 ))
+    while [ -n "$(pc_procs | awk '$3 !~ /^Z/')" ] && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.02; done
+}
+listening() { # listening PORT: a TCP socket listens on PORT (any address)
+    local hex
+    hex=$(printf '%04X' "$1")
+    awk -v p="$hex" 'FNR > 1 && $4 == "0A" { n = split($2, a, ":"); if (a[n] == p) f = 1 } END { exit !f }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+# reap PID: a background job's exit status (once it is gone) into REAPED.
+# Not in $(...): a subshell cannot wait for this shell's children.
+reap() { REAPED=0; wait "$1" || REAPED=$?; }
+
+# --- scenario bookkeeping -----------------------------------------------------
+PASSED=0 FAILED=0
+FAIL_WHY=
+BG=()       # background jobs of the current scenario, killed in cleanup
+fail() { [ -n "$FAIL_WHY" ] || FAIL_WHY=$*; info "FAILED CHECK: $*"; }
+
+cleanup_bg() {
+    local p
+    for p in "${BG[@]}"; do
+        if alive "$p"; then
+            kill -TERM "$p" 2>/dev/null || true
+            wait_gone "$p" 35 || kill -KILL "$p" 2>/dev/null || true
+        fi
+        wait "$p" 2>/dev/null || true
+    done
+    BG=()
+}
+
+run_scenario() {
+    local name=$1 fn=$2 t left
+    if [ -n "${E2E_ONLY:-}" ] && [[ " $E2E_ONLY " != *" ${name%%-*} "* ]]; then return 0; fi
+    log ""
+    log "== $name"
+    left=$(kill_pc_procs)
+    [ -z "$left" ] || info "note: killed processes of $PAPERCLIP_USER left from before: $(tr '\n' ';' <<<"$left")"
+    if listening "$API_PORT" || listening "$PG_PORT"; then
+        info "note: port $API_PORT or $PG_PORT is in use before the scenario"
+    fi
+    FAIL_WHY='' BG=()
+    SDIR=$WORK/$name
+    install -d -o "$PC_UID" -g "$PC_GID" -m 755 "$SDIR"
+    t=$(now_ms)
+    "$fn" || [ -n "$FAIL_WHY" ] || fail "scenario aborted"
+    cleanup_bg
+    # Nothing of the test user may survive a scenario.
+    local deadline=$(( $(now_ms) + 3000 ))
+    while [ -n "$(pc_procs)" ] && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.02; done
+    left=$(kill_pc_procs)
+    [ -z "$left" ] || fail "processes of $PAPERCLIP_USER left after the scenario: $(tr '\n' ';' <<<"$left")"
+    info "elapsed: $(secs_since "$t") s"
+    if [ -z "$FAIL_WHY" ]; then
+        PASSED=$((PASSED + 1)); log "PASS $name"
+    else
+        FAILED=$((FAILED + 1)); log "FAIL $name: $FAIL_WHY"
+    fi
+}
+
+on_exit() {
+    local rc=$?
+    cleanup_bg
+    # Only once the test user was ours (after preflight).
+    [ -z "$OWN_USER" ] || kill_pc_procs >/dev/null 2>&1 || true
+    if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${E2E_KEEP:-0}" != 1 ]; then
+        rm -rf "$WORK"
+    elif [ -z "$SUMMARY" ]; then
+        echo "e2e: logs kept in $WORK" >&2
+    fi
+}
+OWN_USER='' SUMMARY=''
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- building blocks ----------------------------------------------------------
+# start_listener DIR: a NOTIFY_SOCKET (DIR/notify.sock) logging to DIR/notify.log;
+# sets LISTENER.
+start_listener() {
+    local dir=$1 deadline
+    "${AS_PC[@]}" "$PY" "$WORK/notify-listener.py" "$dir/notify.sock" "$dir/notify.log" </dev/null \
+        >>"$dir/listener.err" 2>&1 &
+    LISTENER=$!
+    BG+=("$LISTENER")
+    deadline=$(( $(now_ms) + 10000 ))
+    until [ -S "$dir/notify.sock" ]; do
+        alive "$LISTENER" && [ "$(now_ms)" -lt "$deadline" ] || { fail "the notify listener did not start: $(cat "$dir/listener.err")"; return 1; }
+        sleep 0.01
+    done
+}
+# start_run DIR: `paperclipd run` as the test user with NOTIFY_SOCKET=DIR/notify.sock,
+# output in DIR/run.out; sets RUN_PID (paperclipd's own pid: setpriv and env exec).
+start_run() {
+    local dir=$1
+    : >"$dir/notify.log"
+    chown "$PC_UID:$PC_GID" "$dir/notify.log"
+    "${AS_PC[@]}" NOTIFY_SOCKET="$dir/notify.sock" "$BIN" run --home "$DATA_DIR" </dev/null >"$dir/run.out" 2>&1 &
+    RUN_PID=$!
+    BG+=("$RUN_PID")
+}
+# wait_ready DIR SECONDS: until READY=1 is in DIR/notify.log.
+wait_ready() {
+    local dir=$1 deadline=$(( $(now_ms) + $2 * 1000 ))
+    until grep -q ' READY=1$' "$dir/notify.log" 2>/dev/null; do
+        if ! alive "$RUN_PID"; then
+            reap "$RUN_PID"
+            fail "paperclipd exited (status $REAPED) before READY=1"
+            tail_out "$dir/run.out"; return 1
+        fi
+        if [ "$(now_ms)" -ge "$deadline" ]; then
+            fail "no READY=1 within $2 s"; tail_out "$dir/run.out"; return 1
+        fi
+        sleep 0.01
+    done
+}
+tail_out() { info "--- last lines of $1:"; tail -n 25 "$1" 2>/dev/null | sed 's/^/      /'; }
+# stop_run DIR SIGNAL SECONDS: send SIGNAL to paperclipd, wait for it; sets RUN_RC.
+stop_run() {
+    local t
+    t=$(now_ms)
+    kill "-$2" "$RUN_PID"
+    if ! wait_gone "$RUN_PID" "$3"; then
+        fail "paperclipd did not exit within $3 s of SIG$2"
+        kill -KILL "$RUN_PID" 2>/dev/null || true
+        wait_gone "$RUN_PID" 5 || true
+    fi
+    reap "$RUN_PID"; RUN_RC=$REAPED
+    STOP_MS=$(( $(now_ms) - t ))
+}
+lock_child_pid() { # the server pid from the lock record
+    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("child_pid") or "")' "$LOCK_FILE" 2>/dev/null
+}
+exe_name() { local e; e=$(readlink "/proc/$1/exe" 2>/dev/null) && echo "${e##*/}"; }
+# Pids of the test user's Paperclip server processes (node shows up as
+# "MainThread" in /proc/PID/comm, so look at the executable).
+server_pids() {
+    local p
+    for p in $(pgrep -u "$PC_UID" || true); do
+        case $(exe_name "$p") in node | postgres) echo "$p" ;; esac
+    done
+}
+ppid_of() { awk '{print $4}' "/proc/$1/stat" 2>/dev/null | head -1; } # (comm has no spaces here)
+# no_pc_procs_now WHAT [SKIP_PIDS...]: fail if any process of the test user exists.
+no_pc_procs_now() {
+    local what=$1 left; shift
+    left=$(pc_procs "$@")
+    if [ -n "$left" ]; then fail "$what: processes of $PAPERCLIP_USER remain: $(tr '\n' ';' <<<"$left")"; return 1; fi
+    info "no process of $PAPERCLIP_USER remains $what"
+}
+ports_free() {
+    local p bad=
+    for p in "$API_PORT" "$PG_PORT"; do listening "$p" && bad+=" $p"; done
+    if [ -n "$bad" ]; then fail "$1: still listening on port(s)$bad"; return 1; fi
+    info "ports $API_PORT and $PG_PORT are free $1"
+}
+
+# --- scenarios ----------------------------------------------------------------
+
+# 1. READY=1 only once /api/health says "ok" (not during "starting").
+s1_ready() {
+    local d=$SDIR t poller rc
+    start_listener "$d" || return 1
+    "$PY" "$WORK/health-poller.py" 127.0.0.1 "$API_PORT" 5 180 "$d/poll.log" </dev/null 2>"$d/poller.err" &
+    poller=$!
+    BG+=("$poller")
+    local deadline=$(( $(now_ms) + 10000 ))
+    until [ -s "$d/poll.log" ]; do
+        alive "$poller" && [ "$(now_ms)" -lt "$deadline" ] || { fail "the health poller did not start: $(cat "$d/poller.err")"; return 1; }
+        sleep 0.01
+    done
+    t=$(now_ms)
+    start_run "$d"
+    wait_ready "$d" 180 || return 1
+    info "READY=1 $(secs_since "$t") s after start; $(grep -m1 ' STATUS=ready' "$d/notify.log" | cut -d' ' -f3-)"
+    wait_gone "$poller" 10 || { fail "the poller did not finish within 10 s after READY=1"; return 1; }
+    if ! grep -q '^FIRST_OK' "$d/poll.log"; then fail "the poller never saw \"ok\": $(tail -n 3 "$d/poll.log" | tr '\n' ';')"; return 1; fi
+    local verdict
+    rc=0; verdict=$("$PY" "$WORK/check-ready.py" "$d/notify.log" "$d/poll.log") || rc=$?
+    while IFS= read -r l; do info "$l"; done <<<"$verdict"
+    READY_DELAYS+=("$(sed -n 's/^READY_DELAY_MS=//p' <<<"$verdict")")
+    [ "$rc" -eq 0 ] || fail "$(grep -m1 '^PROBLEM' <<<"$verdict" | cut -d' ' -f2-)"
+
+    local ct
+    ct=$(curl -sS -o /dev/null --max-time 5 -w '%{http_code} %{content_type}' "http://127.0.0.1:$API_PORT/" 2>&1) || true
+    if [[ $ct == "200 text/html"* ]]; then info "/ serves $ct"; else fail "/ answered '$ct' (want 200 text/html)"; fi
+
+    rc=0; "${AS_PC[@]}" timeout 30 "$BIN" probe --home "$DATA_DIR" >"$d/probe.out" 2>&1 || rc=$?
+    if [ "$rc" -eq 0 ]; then info "probe: exit 0: $(tr '\n' ';' <"$d/probe.out")"
+    else fail "paperclipd probe exited $rc: $(tr '\n' ';' <"$d/probe.out")"; fi
+
+    rc=0; "${AS_PC[@]}" timeout 30 "$BIN" status --home "$DATA_DIR" --json >"$d/status.json" 2>"$d/status.err" || rc=$?
+    local st
+    st=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["state"])' "$d/status.json" 2>/dev/null || echo "?")
+    if [ "$rc" -eq 0 ] && [ "$st" = ready ]; then info "status --json: exit 0, state ready"
+    else fail "status --json: exit $rc, state '$st' (want 0, ready): $(head -c 400 "$d/status.err")"; fi
+
+    stop_run "$d" TERM 40
+    [ "$RUN_RC" -eq 0 ] || fail "paperclipd exited $RUN_RC after SIGTERM (want 0)"
+    return 0
+}
+
+# 2. SIGTERM: exit 0 within 30 s, Paperclip stopped PostgreSQL itself, nothing left.
+s2_sigterm() {
+    local d=$SDIR t
+    start_listener "$d" || return 1
+    t=$(now_ms)
+    start_run "$d"
+    wait_ready "$d" 180 || return 1
+    info "READY=1 after $(secs_since "$t") s"
+    local child
+    child=$(lock_child_pid)
+    info "lock record: paperclipd $RUN_PID, server $child ($(exe_name "$child"))"
+    stop_run "$d" TERM 30
+    info "exit $RUN_RC ${STOP_MS} ms after SIGTERM"
+    [ "$RUN_RC" -eq 0 ] || fail "paperclipd exited $RUN_RC after SIGTERM (want 0)"
+    no_pc_procs_now "right after paperclipd exited" "$LISTENER" || true
+    ports_free "right after paperclipd exited" || true
+    if grep -q 'Stopping embedded PostgreSQL' "$d/run.out"; then
+        info "server output: $(grep -m1 -o 'Stopping embedded PostgreSQL.*' "$d/run.out" | sed 's/\x1b\[[0-9;]*m//g')"
+    else
+        fail "the server's output has no 'Stopping embedded PostgreSQL' line (no ordered shutdown)"; tail_out "$d/run.out"
+    fi
+    grep -q ' STOPPING=1$' "$d/notify.log" && info "STOPPING=1 was sent" || fail "no STOPPING=1 notification"
+    local rc=0
+    "${AS_PC[@]}" timeout 30 "$BIN" status --home "$DATA_DIR" >"$d/status.out" 2>&1 || rc=$?
+    [ "$rc" -eq 3 ] && info "status after stop: exit 3 (stopped)" || fail "status after stop exited $rc (want 3 stopped): $(tr '\n' ';' <"$d/status.out")"
+    return 0
+}
+
+# 3. SIGKILL of the server: exit 137, orphaned postgres removed, a new run is ready again.
+s3_server_killed() {
+    local d=$SDIR t child pgs
+    start_listener "$d" || return 1
+    t=$(now_ms)
+    start_run "$d"
+    wait_ready "$d" 180 || return 1
+    info "READY=1 after $(secs_since "$t") s"
+    child=$(lock_child_pid)
+    if [ -z "$child" ] || [ "$(exe_name "$child")" != node ]; then
+        fail "lock record's child_pid '$child' is not a node process"; return 1
+    fi
+    [ "$(ppid_of "$child")" = "$RUN_PID" ] || fail "server $child is not a child of paperclipd $RUN_PID (ppid $(ppid_of "$child"))"
+    pgs=$(for p in $(server_pids); do [ "$(exe_name "$p")" = postgres ] && echo "$p"; done | tr '\n' ' ')
+    [ -n "$pgs" ] || { fail "no postgres process before the kill"; return 1; }
+    info "server node $child, postgres pids: $pgs"
+    kill -KILL "$child"
+    t=$(now_ms)
+    if ! wait_gone "$RUN_PID" 30; then fail "paperclipd did not exit within 30 s of the server's death"; return 1; fi
+    local rc
+    reap "$RUN_PID"; rc=$REAPED
+    info "paperclipd exit $rc $(( $(now_ms) - t )) ms after the server was killed"
+    [ "$rc" -eq 137 ] || fail "paperclipd exited $rc after its server was SIGKILLed (want 137)"
+    no_pc_procs_now "right after paperclipd exited" "$LISTENER" || true
+    ports_free "right after paperclipd exited" || true
+    grep -qi 'signal\|killed\|SIGKILL' "$d/run.out" && info "paperclipd said: $(grep -i -m1 'signal\|killed\|SIGKILL' "$d/run.out" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-200)"
+
+    # A new run must come up on the same data dir.
+    mv "$d/run.out" "$d/run1.out"
+    t=$(now_ms)
+    start_run "$d"
+    wait_ready "$d" 180 || return 1
+    info "new run: READY=1 after $(secs_since "$t") s"
+    stop_run "$d" TERM 30
+    [ "$RUN_RC" -eq 0 ] || fail "the new run exited $RUN_RC after SIGTERM (want 0)"
+    no_pc_procs_now "after the new run stopped" "$LISTENER" || true
+    return 0
+}
+
+# 4. A stranger on the port: exit 75 naming the port; no server started.
+s4_port_taken() {
+    local d=$SDIR stranger t seen=
+    "$PY" -c '
+import socket, sys, signal
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+while True:
+    c, _ = s.accept(); c.close()
+' "$API_PORT" </dev/null 2>"$d/stranger.err" &
+    stranger=$!
+    BG+=("$stranger")
+    local deadline=$(( $(now_ms) + 10000 ))
+    until listening "$API_PORT"; do
+        alive "$stranger" && [ "$(now_ms)" -lt "$deadline" ] || { fail "the foreign listener did not start: $(cat "$d/stranger.err")"; return 1; }
+        sleep 0.01
+    done
+    info "foreign listener (root, pid $stranger) on 127.0.0.1:$API_PORT"
+    t=$(now_ms)
+    "${AS_PC[@]}" "$BIN" run --home "$DATA_DIR" </dev/null >"$d/run.out" 2>&1 &
+    RUN_PID=$!
+    BG+=("$RUN_PID")
+    # Watch for any sign of a Paperclip server while paperclipd runs.
+    deadline=$(( $(now_ms) + 60000 ))
+    while alive "$RUN_PID"; do
+        if [ -n "$(server_pids)" ]; then seen+=" node/postgres-process"; fi
+        if listening 3101 || listening "$PG_PORT"; then seen+=" listener-on-3101/$PG_PORT"; fi
+        [ -z "$seen" ] || break
+        [ "$(now_ms)" -lt "$deadline" ] || { fail "paperclipd still running after 60 s"; break; }
+        sleep 0.005
+    done
+    wait_gone "$RUN_PID" 40 || true
+    local rc
+    reap "$RUN_PID"; rc=$REAPED
+    info "paperclipd exit $rc after $(secs_since "$t") s: $(sed 's/\x1b\[[0-9;]*m//g' "$d/run.out" | tr '\n' ' ' | cut -c1-300)"
+    [ -z "$seen" ] || fail "a Paperclip server was started:$seen"
+    [ "$rc" -eq 75 ] || fail "paperclipd exited $rc with the port taken (want 75)"
+    grep -q "$API_PORT" "$d/run.out" || fail "the message does not name port $API_PORT"
+    grep -q "$stranger" "$d/run.out" && info "the message names the owner pid $stranger" ||
+        info "note: the message does not name the owner pid $stranger (another user's process)"
+    listening 3101 && fail "something listens on 3101"
+    return 0
+}
+
+# 5. install --now / status / stop / uninstall under a real non-root user manager.
+s5_user_manager() {
+    local d=$SDIR rc=0 unit_dir=$PAPERCLIP_HOME_DIR/.config/systemd/user stale t
+    stale=$(find "$unit_dir" -name 'paperclip@*' 2>/dev/null || true)
+    if [ -n "$stale" ]; then
+        info "note: removing stale unit files from an earlier run: $(tr '\n' ' ' <<<"$stale")"
+        find "$unit_dir" -name 'paperclip@*' -delete
+    fi
+    t=$(now_ms)
+    # WUM_KEEP + TMPDIR: the harness leaves its journal copy under $d (the test
+    # user, a system user, cannot read its own journal lines from inside).
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+        WUM_HOME="$PAPERCLIP_HOME_DIR" WUM_KEEP=1 TMPDIR="$d" PCD_BIN="$BIN" PCD_SHIM="$PAPERCLIPAI_BIN" PCD_DATA="$DATA_DIR" \
+        PCD_PY="$PY" PCD_OUT="$d" \
+        timeout -k 10 300 "$ROOT/tests/support/with-user-manager" --user "$PAPERCLIP_USER" -- \
+        bash "$WORK/user-manager-inner.sh" </dev/null >"$d/inner.out" 2>&1 || rc=$?
+    local line
+    while IFS= read -r line; do
+        case $line in
+            "CHECK ok "*) info "ok: ${line#CHECK ok }" ;;
+            "CHECK fail "*) fail "${line#CHECK fail }" ;;
+            "TIME "*) set -- $line; info "$2: $3 ms" ;;
+            "with-user-manager: kept "*) ;;
+            *) info "$line" ;;
+        esac
+    done <"$d/inner.out"
+    info "harness exited $rc after $(secs_since "$t") s"
+    [ "$rc" -eq 0 ] || fail "with-user-manager / inner script exited $rc"
+    grep -q '^CHECK ok uninstall' "$d/inner.out" || fail "the inner script did not get to uninstall"
+    no_pc_procs_now "after the harness exited" || true
+    local journal
+    journal=$(find "$d" -path "$d/wum.*/journal.txt" 2>/dev/null | head -1)
+    if [ -z "$journal" ]; then
+        fail "the harness left no journal copy under $d"
+    else
+        sed -i 's/\x1b\[[0-9;]*m//g' "$journal"
+        grep -E 'paperclip(d|@default)' "$journal" | grep -E 'ready after|Started|Stopp|exited|stopped' | cut -c1-220 | sed 's/^/journal: /' |
+            while IFS= read -r line; do info "$line"; done
+        grep -q 'Stopping embedded PostgreSQL' "$journal" ||
+            fail "the unit's journal has no 'Stopping embedded PostgreSQL' line (no ordered shutdown)"
+    fi
+    stale=$(find "$unit_dir" -name 'paperclip@*' 2>/dev/null || true)
+    [ -z "$stale" ] || fail "unit files left in $unit_dir: $(tr '\n' ' ' <<<"$stale")"
+    return 0
+}
+
+# Never kill what we did not start: wait (bounded) until the test user is idle.
+preflight() {
+    local deadline=$(( $(now_ms) + ${E2E_IDLE_WAIT:-60} * 1000 )) busy
+    while :; do
+        busy=$(pc_procs)
+        listening "$API_PORT" && busy+="port $API_PORT in use;"
+        listening "$PG_PORT" && busy+="port $PG_PORT in use;"
+        [ -n "$busy" ] || return 0
+        [ "$(now_ms)" -lt "$deadline" ] ||
+            die "$PAPERCLIP_USER or its ports are busy (someone else's run?); not killing what this script did not start: $(tr '\n' ';' <<<"$busy")"
+        sleep 0.2
+    done
+}
+OWN_USER=
+preflight
+OWN_USER=1
+
+READY_DELAYS=()
+run_scenario s1-ready s1_ready
+run_scenario s2-sigterm s2_sigterm
+run_scenario s3-server-killed s3_server_killed
+run_scenario s4-port-taken s4_port_taken
+run_scenario s5-user-manager s5_user_manager
+
+log ""
+[ ${#READY_DELAYS[@]} -eq 0 ] || log "READY=1 delay after the first \"ok\": ${READY_DELAYS[*]} ms"
+log "total: $((SECONDS - T_START)) s"
+[ "$FAILED" -eq 0 ] && [ "${E2E_KEEP:-0}" != 1 ] || log "logs kept in $WORK"
+SUMMARY=1
+log "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
