@@ -155,7 +155,10 @@ pub async fn listening(addrs: &[SocketAddr], timeout: Duration) -> std::io::Resu
             // listening can "succeed" by connecting the socket to itself
             // (TCP simultaneous open); that is not a listener.
             Ok(Ok(stream)) if is_self_connect(&stream) => {
-                last = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused (self-connect)")
+                last = std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "connection refused (self-connect)",
+                )
             }
             Ok(Ok(_stream)) => return Ok(()),
             Ok(Err(e)) => last = e,

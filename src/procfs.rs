@@ -118,6 +118,48 @@ pub fn parse_listeners(text: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
+/// The uids owning listening sockets on TCP `port` (column 8 of
+/// `/proc/net/tcp{,6}`), readable even when the owner's fds are not.
+pub fn listening_uids(port: u16) -> Vec<u32> {
+    let mut uids = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(table) {
+            for uid in parse_listener_uids(&text, port) {
+                if !uids.contains(&uid) {
+                    uids.push(uid);
+                }
+            }
+        }
+    }
+    uids
+}
+
+pub fn parse_listener_uids(text: &str, port: u16) -> Vec<u32> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (_, p) = f.get(1)?.rsplit_once(':')?;
+            let p = u16::from_str_radix(p, 16).ok()?;
+            (p == port && *f.get(3)? == "0A").then(|| f.get(7)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// `root (uid 0)`, or just the uid when it has no name.
+pub fn user_name(uid: u32) -> String {
+    let name = fs::read_to_string("/etc/passwd").ok().and_then(|t| {
+        t.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.get(2)? == &uid.to_string().as_str()).then(|| f[0].to_string())
+        })
+    });
+    match name {
+        Some(n) => format!("{n} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
 /// Processes holding one of these socket inodes open (only those whose fds
 /// we may read: our own user's, or all as root).
 pub fn socket_owners(inodes: &HashSet<u64>) -> Vec<i32> {
@@ -236,6 +278,7 @@ mod tests {
     fn listeners_table() {
         let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:0C1C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:0C1C 0100007F:9999 01 00000000:00000000 00:00000000 00000000     0        0 555 1\n";
         assert_eq!(parse_listeners(t, 3100), vec![12345]);
+        assert_eq!(parse_listener_uids(t, 3100), vec![0]);
         assert!(parse_listeners(t, 3101).is_empty());
     }
 

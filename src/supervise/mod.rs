@@ -354,7 +354,18 @@ async fn refuse_taken_port(prober: &Prober) -> Result<()> {
     let port = prober.settings.port;
     let owners = procfs::port_owners(port);
     let who = if owners.is_empty() {
-        "a process paperclipd cannot identify (another user's, or in another namespace)".to_string()
+        let uids = procfs::listening_uids(port);
+        if uids.is_empty() {
+            "a process paperclipd cannot identify (in another network namespace?)".to_string()
+        } else {
+            format!(
+                "a process of {} that paperclipd may not inspect (find it with `sudo ss -ltnp 'sport = :{port}'`)",
+                uids.iter()
+                    .map(|u| procfs::user_name(*u))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
     } else {
         owners
             .iter()
@@ -525,11 +536,16 @@ impl Supervisor {
         match phase {
             Phase::Ready { since } => {
                 let code = exit.shell_code();
+                let up = since.elapsed();
+                let served = if up < Duration::from_secs(60) {
+                    format!("{:.1}s", up.as_secs_f64())
+                } else {
+                    humantime::format_duration(Duration::from_secs(up.as_secs())).to_string()
+                };
                 let msg = format!(
-                    "the server (pid {}) {} after {} of service; exiting with {code}",
+                    "the server (pid {}) {} after {served} of service; exiting with {code}",
                     self.server.pid,
                     exit.describe(),
-                    humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
                 );
                 if code == 0 {
                     log::info(&msg)
