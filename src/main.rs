@@ -1,41 +1,13 @@
-//! `paperclipd`: makes a Paperclip instance a trustworthy service.
-//!
-//! Layout (each module owns one thing):
-//! * [`cli`]: clap definitions, raw flags only;
-//! * [`config`]: flags + `paperclipd.toml` + Paperclip's `config.json` +
-//!   defaults → validated settings (nothing touched before this passes);
-//! * [`instance`]: the instance id and every name derived from it;
-//! * [`lock`]: the per-instance `flock` and its diagnostic record;
-//! * [`supervise`]: the `run` loop: spawn, readiness, watchdog, stop, reap;
-//! * [`probe`]: the API and UI probes and their verdicts;
-//! * [`notify`]: systemd's `sd_notify` protocol;
-//! * [`manager`]: which service manager started us;
-//! * [`procfs`]: what /proc says about processes, ports and locks;
-//! * [`error`]: one error type whose kind decides the exit code.
-//!
-//! `main` only parses, dispatches, prints an error once, and maps it to the
-//! documented exit code.
-
-mod cli;
-mod config;
-mod error;
-mod instance;
-mod lock;
-mod log;
-mod manager;
-mod notify;
-mod probe;
-mod procfs;
-mod service;
-mod status;
-mod supervise;
+//! `paperclipd`: parse, dispatch, print an error once, map it to the
+//! documented exit code. The parts live in the library (`src/lib.rs`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
-use error::{Error, Result};
+use paperclipd::cli::{self, Cli, Command};
+use paperclipd::error::{Error, Result};
+use paperclipd::{config, instance, log, manager, probe, service, status, supervise};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
