@@ -125,6 +125,8 @@ pub fn write_unit_file(path: &Path, content: &str) -> Result<bool> {
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
+        // Exactly 0644 whatever the umask: managers and users must read it.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         f.write_all(content.as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, path)
