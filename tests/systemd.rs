@@ -313,3 +313,11 @@ fn without_a_bus_lifecycle_falls_back_to_systemctl() {
     o.assert_passed();
     assert_eq!(o.result("status_exit"), "0", "{}", o.transcript());
 }
+
+/// 12. A hand-started run racing `systemctl --user start`: one server.
+#[test]
+fn run_racing_systemctl_start_yields_one_server() {
+    let o = scenario("race-run-vs-start");
+    o.assert_passed();
+    assert_eq!(o.result("rounds"), "5", "{}", o.transcript());
+}
