@@ -53,7 +53,11 @@ fn a_hundred_simultaneous_runs_ten_rounds_start_exactly_one_server_each() {
             .collect();
         n.wait_for("READY=1", DEADLINE);
         wait_until(DEADLINE, "99 runs to give up", || {
-            runs.iter_mut().map(|r| r.child.try_wait().ok().flatten().is_some()).filter(|d| *d).count() >= 99
+            runs.iter_mut()
+                .map(|r| r.child.try_wait().ok().flatten().is_some())
+                .filter(|d| *d)
+                .count()
+                >= 99
         });
         let mut alive = Vec::new();
         for r in runs.iter_mut() {
@@ -62,8 +66,17 @@ fn a_hundred_simultaneous_runs_ten_rounds_start_exactly_one_server_each() {
                 Some(st) => assert_eq!(st.code(), Some(75), "round {round}: {}", r.stderr()),
             }
         }
-        assert_eq!(alive.len(), 1, "round {round}: {} runs still alive", alive.len());
-        assert_eq!(starts(&w).len(), before + 1, "round {round}: more than one server started");
+        assert_eq!(
+            alive.len(),
+            1,
+            "round {round}: {} runs still alive",
+            alive.len()
+        );
+        assert_eq!(
+            starts(&w).len(),
+            before + 1,
+            "round {round}: more than one server started"
+        );
         signal(alive[0], libc::SIGTERM);
         for r in runs.iter_mut() {
             r.wait();
@@ -92,7 +105,9 @@ fn sigkill_of_the_wrapper_at_random_moments_leaves_no_orphan() {
         signal(r.pid(), libc::SIGKILL);
         r.wait();
         // Every server any round started is gone (parent-death signal).
-        wait_until(DEADLINE, "every started server to be gone", || starts(&w).iter().all(|p| !pid_alive(*p)));
+        wait_until(DEADLINE, "every started server to be gone", || {
+            starts(&w).iter().all(|p| !pid_alive(*p))
+        });
         // The kernel released the lock: the next run starts and is ready.
         let mut n2 = NotifySocket::bind(&w.dir.path().join(format!("k{round}-next")).tap_dir());
         let mut cmd = w.run_cmd(&[], &[]);
@@ -113,7 +128,12 @@ fn sigkill_of_the_server_with_grandchildren_twenty_rounds_reaps_all() {
         cmd.env("NOTIFY_SOCKET", &n.path);
         let mut r = w.spawn(cmd, &format!("g{round}"));
         n.wait_for("READY=1", DEADLINE);
-        let gc: i32 = w.state_file("grandchild.pid").unwrap().trim().parse().unwrap();
+        let gc: i32 = w
+            .state_file("grandchild.pid")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         signal(w.fixture_pid().unwrap() as u32, libc::SIGKILL);
         assert_eq!(r.code(), 137, "round {round}: {}", r.stderr());
         assert!(!pid_alive(gc), "round {round}: grandchild {gc} survived");
