@@ -29,17 +29,10 @@ const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Environment variables that belong to the service manager or to us; a
 /// config `[env]` table may not set them.
-const RESERVED_ENV: &[&str] = &[
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "PAPERCLIP_SERVICE_MANAGED",
-    "PAPERCLIP_INSTANCE_ID",
-    "PAPERCLIP_HOME",
-];
+fn reserved_env(key: &str) -> bool {
+    crate::supervise::child::REMOVED_ENV.contains(&key)
+        || crate::supervise::child::PAPERCLIP_ENV.contains(&key)
+}
 
 /// `paperclipd.toml`: flat keys mirroring the flags.
 #[derive(Debug, Default, Deserialize)]
@@ -393,7 +386,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
 
     let env = file.env.clone().unwrap_or_default();
     for key in env.keys() {
-        if RESERVED_ENV.contains(&key.as_str()) {
+        if reserved_env(key) {
             return Err(Error::config(format!(
                 "{} sets {key}, which paperclipd sets or removes itself; remove it from [env] (use --instance/--home for the instance)",
                 in_file("env")

@@ -244,6 +244,14 @@ pub fn describe(pid: i32) -> String {
     }
 }
 
+/// Describes several processes, comma-separated.
+pub fn describe_all(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|p| describe(*p))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()

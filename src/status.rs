@@ -288,10 +288,7 @@ fn describe_owners(pids: &[i32]) -> String {
     if pids.is_empty() {
         "owner unknown".to_string()
     } else {
-        pids.iter()
-            .map(|p| procfs::describe(*p))
-            .collect::<Vec<_>>()
-            .join(", ")
+        procfs::describe_all(pids)
     }
 }
 

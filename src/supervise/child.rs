@@ -29,6 +29,13 @@ pub const REMOVED_ENV: &[&str] = &[
     "LISTEN_FDNAMES",
 ];
 
+/// The variables we set for the server (see [`paperclip_env`]).
+pub const PAPERCLIP_ENV: &[&str] = &[
+    "PAPERCLIP_SERVICE_MANAGED",
+    "PAPERCLIP_INSTANCE_ID",
+    "PAPERCLIP_HOME",
+];
+
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitKind {

@@ -367,11 +367,7 @@ async fn refuse_taken_port(prober: &Prober) -> Result<()> {
             )
         }
     } else {
-        owners
-            .iter()
-            .map(|p| procfs::describe(*p))
-            .collect::<Vec<_>>()
-            .join(", ")
+        procfs::describe_all(&owners)
     };
     Err(Error::busy(format!(
         "port {port} ({}) already accepts connections, held by {who}. The server would not be ours to probe \
@@ -461,7 +457,7 @@ impl Supervisor {
                         }
                     }
                     Outcome::Foreign { owners } => {
-                        let who = owners.iter().map(|p| procfs::describe(*p)).collect::<Vec<_>>().join(", ");
+                        let who = procfs::describe_all(&owners);
                         log::error(&format!(
                             "port {} is held by {who}, not by our server; stopping our server",
                             prober.settings.port
@@ -682,11 +678,7 @@ impl Supervisor {
                     if owners.is_empty() {
                         "another process".to_string()
                     } else {
-                        owners
-                            .iter()
-                            .map(|p| procfs::describe(*p))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        procfs::describe_all(&owners)
                     }
                 )))
             }
