@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::config::ProbeSettings;
 use crate::error::{Error, Result};
 use crate::lock::{self, Holder};
-use crate::manager::systemd::{Scope, Systemd, UnitInfo};
+use crate::manager::systemd::{Scope, UnitInfo};
 use crate::probe::{ProbeResult, Prober};
 use crate::procfs;
 
@@ -202,6 +202,7 @@ type ManagerState = (Option<UnitInfo>, Option<UnitInfo>, Option<String>);
 
 #[cfg(not(target_os = "macos"))]
 async fn systemd_view(instance: &crate::instance::Instance, scope: Scope) -> ManagerState {
+    use crate::manager::systemd::Systemd;
     match Systemd::connect_or_systemctl_within(scope, std::time::Duration::from_secs(5), false)
         .await
     {
