@@ -25,9 +25,15 @@ fn chown(p: &std::path::Path, uid: u32) {
     std::os::unix::fs::chown(p, Some(uid), Some(uid)).expect("chown");
 }
 
-/// paperclipd as user `nobody` (the binary and the fixture must be
-/// reachable by it; the temp dirs are made traversable).
+/// paperclipd as user `nobody`. The binary is copied next to the home
+/// (the checkout may live where `nobody` cannot reach, e.g. under /root).
 fn as_nobody(args: &[&str], home: &std::path::Path) -> std::process::Output {
+    let dir = home.parent().expect("home has a parent").join("nobody-bin");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("paperclipd");
+    fs::copy(bin(), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     Command::new("setpriv")
         .args([
             "--reuid",
@@ -37,7 +43,7 @@ fn as_nobody(args: &[&str], home: &std::path::Path) -> std::process::Output {
             "--clear-groups",
             "--",
         ])
-        .arg(bin())
+        .arg(&exe)
         .args(&args[..1])
         .arg("--home")
         .arg(home)
