@@ -69,17 +69,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ManagedArgs {
-    /// Instance id.
-    #[arg(
-        short = 'i',
-        long,
-        env = "PAPERCLIP_INSTANCE_ID",
-        default_value = "default"
-    )]
-    pub instance: String,
-    /// Paperclip home directory [default: ~/.paperclip].
-    #[arg(long, env = "PAPERCLIP_HOME", value_name = "DIR")]
-    pub home: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: Target,
     /// Use the system manager instead of the user's.
     #[arg(long)]
     pub system: bool,
@@ -124,9 +115,9 @@ pub struct LogsArgs {
     pub lines: Option<usize>,
 }
 
-/// Which instance, and how to reach and probe it.
+/// Which instance: its id and its Paperclip home.
 #[derive(Debug, Args, Clone, Default)]
-pub struct Selection {
+pub struct Target {
     /// Instance id (letters, digits, '_' and '-'; at most 64).
     #[arg(
         short = 'i',
@@ -138,6 +129,13 @@ pub struct Selection {
     /// Paperclip home directory [default: ~/.paperclip].
     #[arg(long, env = "PAPERCLIP_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
+}
+
+/// Which instance, and how to reach and probe it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Selection {
+    #[command(flatten)]
+    pub target: Target,
     /// Config file [default: <home>/instances/<id>/paperclipd.toml if it exists].
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::cli::{Mode, Selection};
+use crate::cli::{Mode, Selection, Target};
 use crate::error::{Error, Result};
 use crate::instance::{Instance, InstanceId, resolve_home};
 
@@ -92,9 +92,9 @@ pub struct PaperclipConfig {
     pub serve_ui: Option<bool>,
 }
 
-pub fn resolve_instance(sel: &Selection) -> Result<Instance> {
-    let id = InstanceId::parse(&sel.instance)?;
-    let home = resolve_home(sel.home.as_deref())?;
+pub fn resolve_instance(target: &Target) -> Result<Instance> {
+    let id = InstanceId::parse(&target.instance)?;
+    let home = resolve_home(target.home.as_deref())?;
     Ok(Instance::new(id, home))
 }
 
@@ -330,14 +330,14 @@ pub fn resolve_probe(
 }
 
 pub fn resolve_probe_settings(sel: &Selection) -> Result<ProbeSettings> {
-    let instance = resolve_instance(sel)?;
+    let instance = resolve_instance(&sel.target)?;
     let (file, _) = load_file_config(sel, &instance)?;
     resolve_probe(sel, instance, &file)
 }
 
 pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
     let sel = &args.selection;
-    let instance = resolve_instance(sel)?;
+    let instance = resolve_instance(&sel.target)?;
     let (file, file_path) = load_file_config(sel, &instance)?;
     let in_file = |key: &str| match &file_path {
         Some(p) => format!("{key} in {}", p.display()),

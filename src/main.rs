@@ -76,7 +76,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 now: args.now,
                 dry_run: args.dry_run,
                 replace_upstream: args.replace_upstream,
-                explicit_home: args.managed.home.is_some(),
+                explicit_home: args.managed.target.home.is_some(),
             };
             rt.block_on(service::install(&instance, &opts))
         }
@@ -104,8 +104,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
 #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 fn probe_settings_for(a: &cli::ManagedArgs) -> Result<config::ProbeSettings> {
     config::resolve_probe_settings(&cli::Selection {
-        instance: a.instance.clone(),
-        home: a.home.clone(),
+        target: a.target.clone(),
         ..Default::default()
     })
 }
@@ -159,7 +158,7 @@ mod macos {
                 if let Ok(p) = supervise::child::default_program() {
                     vars.push(("PAPERCLIP_SHIM_PATH", p.to_string_lossy().into_owned()));
                 }
-                if a.managed.home.is_some() {
+                if a.managed.target.home.is_some() {
                     vars.push(("PAPERCLIP_HOME", inst.home.to_string_lossy().into_owned()));
                 }
                 let settings = if a.now {
@@ -214,32 +213,23 @@ fn scope(system: bool) -> manager::systemd::Scope {
 }
 
 fn managed_instance(a: &cli::ManagedArgs) -> Result<instance::Instance> {
-    let id = instance::InstanceId::parse(&a.instance)?;
-    let home = instance::resolve_home(a.home.as_deref())?;
-    Ok(instance::Instance::new(id, home))
+    config::resolve_instance(&a.target)
 }
 
 /// `paperclipd probe`: both probes once, now.
 async fn probe_once(settings: config::ProbeSettings, json: bool) -> Result<u8> {
     let prober = probe::Prober::new(settings.clone(), probe::REQUEST_TIMEOUT)?;
-    let listening = prober.listening().await;
-    let (api, ui) = match &listening {
-        Ok(()) => {
-            let (a, u) = prober.both().await;
-            (Some(a), u)
-        }
-        Err(_) => (None, None),
-    };
-    let ready = api.as_ref().is_some_and(|a| a.ready) && ui.as_ref().is_none_or(|u| u.ready);
+    let snap = prober.snapshot().await;
+    let ready = snap.ready();
     if json {
         let v = serde_json::json!({
             "instance": settings.instance.id.as_str(),
             "url": settings.url.as_str(),
             "mode": settings.mode.as_str(),
-            "listening": listening.is_ok(),
-            "connect_error": listening.as_ref().err().map(supervise::readiness::describe_io),
+            "listening": snap.listening(),
+            "connect_error": snap.connect_error,
             "ready": ready,
-            "probes": { "api": api, "ui": ui },
+            "probes": { "api": snap.api, "ui": snap.ui },
         });
         crate::log::out(
             &serde_json::to_string_pretty(&v)
@@ -247,17 +237,16 @@ async fn probe_once(settings: config::ProbeSettings, json: bool) -> Result<u8> {
                 .to_string(),
         );
     } else {
-        match &listening {
-            Err(e) => crate::log::out(&format!(
-                "not ready: nothing accepts connections on {} ({}); no HTTP request sent",
+        match &snap.connect_error {
+            Some(e) => crate::log::out(&format!(
+                "not ready: nothing accepts connections on {} ({e}); no HTTP request sent",
                 settings.url,
-                supervise::readiness::describe_io(e)
             )),
-            Ok(()) => {
-                if let Some(a) = &api {
+            None => {
+                if let Some(a) = &snap.api {
                     crate::log::out(&format!("{a}"));
                 }
-                if let Some(u) = &ui {
+                if let Some(u) = &snap.ui {
                     crate::log::out(&format!("{u}"));
                 }
                 crate::log::out(&format!(

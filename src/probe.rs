@@ -146,6 +146,41 @@ fn media_type(ct: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// `connection refused` rather than `Connection refused (os error 111)`.
+pub fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::TimedOut => "connect timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Ready: the API passes, and the UI too when it is probed (`full` mode).
+pub fn both_ready(api: &ProbeResult, ui: Option<&ProbeResult>) -> bool {
+    api.ready && ui.is_none_or(|u| u.ready)
+}
+
+/// Both probes once, now: no HTTP request unless the port listens.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Why the connect check failed, when it did.
+    pub connect_error: Option<String>,
+    pub api: Option<ProbeResult>,
+    pub ui: Option<ProbeResult>,
+}
+
+impl Snapshot {
+    pub fn listening(&self) -> bool {
+        self.connect_error.is_none()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.api
+            .as_ref()
+            .is_some_and(|a| both_ready(a, self.ui.as_ref()))
+    }
+}
+
 /// Is something accepting TCP connections at these addresses?
 pub async fn listening(addrs: &[SocketAddr], timeout: Duration) -> std::io::Result<()> {
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to");
@@ -217,6 +252,25 @@ impl Prober {
             (a, Some(u))
         } else {
             (self.api().await, None)
+        }
+    }
+
+    /// A connect check, then both probes if the port listens.
+    pub async fn snapshot(&self) -> Snapshot {
+        match self.listening().await {
+            Err(e) => Snapshot {
+                connect_error: Some(describe_io(&e)),
+                api: None,
+                ui: None,
+            },
+            Ok(()) => {
+                let (api, ui) = self.both().await;
+                Snapshot {
+                    connect_error: None,
+                    api: Some(api),
+                    ui,
+                }
+            }
         }
     }
 

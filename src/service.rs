@@ -646,14 +646,17 @@ pub mod launchd {
             let start = Instant::now();
             let mut last = String::from("no probe yet");
             while start.elapsed() < timeout {
-                if crate::lock::probe_holder(&settings.instance).is_some()
-                    && prober.listening().await.is_ok()
-                {
-                    let (api, ui) = prober.both().await;
-                    if api.ready && ui.as_ref().is_none_or(|u| u.ready) {
+                if crate::lock::probe_holder(&settings.instance).is_some() {
+                    let snap = prober.snapshot().await;
+                    if snap.ready() {
                         return Ok(());
                     }
-                    last = format!("{api}{}", ui.map(|u| format!("; {u}")).unwrap_or_default());
+                    if let Some(api) = &snap.api {
+                        last = format!(
+                            "{api}{}",
+                            snap.ui.map(|u| format!("; {u}")).unwrap_or_default()
+                        );
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -73,14 +73,9 @@ pub async fn gather(settings: ProbeSettings, scope: Scope) -> Result<Status> {
     #[cfg(target_os = "macos")]
     let (unit, upstream, error) = launchd_view(&instance, scope);
     let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
-    let listening = prober.listening().await.is_ok();
-    let (api, ui) = if listening {
-        let (a, u) = prober.both().await;
-        (Some(a), u)
-    } else {
-        (None, None)
-    };
-    let probes_ready = api.as_ref().is_some_and(|a| a.ready) && ui.as_ref().is_none_or(|u| u.ready);
+    let snap = prober.snapshot().await;
+    let (listening, probes_ready) = (snap.listening(), snap.ready());
+    let (api, ui) = (snap.api, snap.ui);
     let owner_pids = if listening {
         procfs::port_owners(settings.port)
     } else {

@@ -100,6 +100,18 @@ fn an_unreadable_lock_file_is_refused_and_kept() {
     assert_eq!(fs::read_to_string(&lock).unwrap(), "root's");
 }
 
+/// Runs `script` in a private mount namespace; it must end in exit 78.
+/// Returns its stderr.
+fn config_error_in_mount_ns(script: &str) -> String {
+    let o = Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    err
+}
+
 #[test]
 fn a_read_only_file_system_is_a_clear_config_error() {
     require_root();
@@ -112,12 +124,7 @@ fn a_read_only_file_system_is_a_clear_config_error() {
         h = home.display(),
         bin = bin()
     );
-    let o = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(78), "{err}");
+    let err = config_error_in_mount_ns(&script);
     assert!(err.contains("Read-only file system"), "{err}");
     // The instance directory exists but its file system turned read-only:
     // the lock cannot be created.
@@ -127,51 +134,22 @@ fn a_read_only_file_system_is_a_clear_config_error() {
         h = home.display(),
         bin = bin()
     );
-    let o = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(78), "{err}");
+    let err = config_error_in_mount_ns(&script);
     assert!(err.contains("read-only"), "{err}");
 }
 
 #[test]
 fn a_notify_socket_path_longer_than_sun_path_is_a_warning() {
-    let w = World::new();
     let long = format!("/tmp/{}", "n".repeat(200));
-    let mut cmd = w.run_cmd(&[], &[]);
-    cmd.env("NOTIFY_SOCKET", &long);
-    let mut r = w.spawn(cmd, "run");
-    wait_until(DEADLINE, "ready in the log", || {
-        r.stderr().contains("ready after")
-    });
-    assert!(
-        r.stderr().contains("longer than sun_path"),
-        "{}",
-        r.stderr()
-    );
-    signal(r.pid(), libc::SIGTERM);
-    assert_eq!(r.code(), 0);
+    World::new().notify_socket_warns_but_runs(long.as_ref(), "longer than sun_path");
 }
 
 #[test]
 fn a_relative_notify_socket_is_a_warning() {
-    let w = World::new();
-    let mut cmd = w.run_cmd(&[], &[]);
-    cmd.env("NOTIFY_SOCKET", "relative/notify.sock");
-    let mut r = w.spawn(cmd, "run");
-    wait_until(DEADLINE, "ready in the log", || {
-        r.stderr().contains("ready after")
-    });
-    assert!(
-        r.stderr()
-            .contains("neither an absolute path nor an @abstract name"),
-        "{}",
-        r.stderr()
+    World::new().notify_socket_warns_but_runs(
+        "relative/notify.sock".as_ref(),
+        "neither an absolute path nor an @abstract name",
     );
-    signal(r.pid(), libc::SIGTERM);
-    assert_eq!(r.code(), 0);
 }
 
 #[test]

@@ -324,19 +324,8 @@ fn install_dry_run_prints_the_units_and_writes_nothing() {
 #[test]
 fn status_of_a_stopped_instance_exits_3() {
     let w = World::new();
-    let o = Command::new(bin())
-        .args(["status", "--home"])
-        .arg(w.home())
-        .args(["--url", &w.url(), "--json"])
-        .env("XDG_RUNTIME_DIR", w.dir.path())
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            format!("unix:path={}/nobus", w.dir.path().display()),
-        )
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (code, v, err) = w.status_json();
+    assert_eq!(code, 3, "{err}");
     assert_eq!(v["state"], "stopped");
     assert!(
         v["manager"]["error"]

@@ -5,9 +5,10 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::*;
+
+/// A new PID namespace with its own /proc: paperclipd is PID 1 inside.
+const UNSHARE_PID: &[&str] = &["unshare", "--pid", "--fork", "--mount-proc", "--"];
 
 fn require_root() {
     assert_eq!(
@@ -47,23 +48,8 @@ fn as_pid1_it_reaps_orphans_and_stops_on_sigterm() {
     require_root();
     let w = World::new();
     let mut n = NotifySocket::bind(w.dir.path());
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--"]);
-    cmd.arg(bin())
-        .arg("run")
-        .arg("--home")
-        .arg(w.home())
-        .arg("--url")
-        .arg(w.url());
-    cmd.arg("--").arg("python3").arg(fixture());
-    cmd.arg("--port")
-        .arg(w.port.to_string())
-        .arg("--state-dir")
-        .arg(w.state());
-    cmd.args(["--orphans", "5"]);
-    cmd.env("NOTIFY_SOCKET", &n.path)
-        .env_remove("PAPERCLIP_HOME")
-        .env_remove("PAPERCLIP_INSTANCE_ID");
+    let mut cmd = w.run_cmd_via(UNSHARE_PID, &[], &["--orphans", "5"]);
+    cmd.env("NOTIFY_SOCKET", &n.path);
     let mut r = w.spawn(cmd, "pid1");
     n.wait_for("READY=1", DEADLINE);
     let pid1 = pid1_of(r.pid()).expect("paperclipd runs inside the namespace");
@@ -104,22 +90,11 @@ fn only_the_server_left(pid1: i32) -> bool {
 fn as_pid1_the_servers_exit_code_is_passed_on() {
     require_root();
     let w = World::new();
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--"]);
-    cmd.arg(bin())
-        .arg("run")
-        .arg("--home")
-        .arg(w.home())
-        .arg("--url")
-        .arg(w.url());
-    cmd.arg("--").arg("python3").arg(fixture());
-    cmd.arg("--port")
-        .arg(w.port.to_string())
-        .arg("--state-dir")
-        .arg(w.state());
-    cmd.args(["--exit-after", "0.5", "--exit-code", "7"]);
-    cmd.env_remove("PAPERCLIP_HOME")
-        .env_remove("PAPERCLIP_INSTANCE_ID");
+    let cmd = w.run_cmd_via(
+        UNSHARE_PID,
+        &[],
+        &["--exit-after", "0.5", "--exit-code", "7"],
+    );
     let mut r = w.spawn(cmd, "pid1");
     assert_eq!(r.code(), 7, "{}", r.stderr());
 }

@@ -42,42 +42,15 @@ fn starts(w: &World) -> Vec<i32> {
 fn a_hundred_simultaneous_runs_ten_rounds_start_exactly_one_server_each() {
     let w = World::new();
     for round in 0..10 {
-        let mut n = NotifySocket::bind(&w.dir.path().join(format!("r{round}")).tap_dir());
+        let mut n = w.notify_socket(&format!("r{round}"));
         let before = starts(&w).len();
-        let mut runs: Vec<Running> = (0..100)
-            .map(|i| {
-                let mut cmd = w.run_cmd(&[], &[]);
-                cmd.env("NOTIFY_SOCKET", &n.path);
-                w.spawn(cmd, &format!("r{round}-{i}"))
-            })
-            .collect();
-        n.wait_for("READY=1", DEADLINE);
-        wait_until(DEADLINE, "99 runs to give up", || {
-            runs.iter_mut()
-                .map(|r| r.child.try_wait().ok().flatten().is_some())
-                .filter(|d| *d)
-                .count()
-                >= 99
-        });
-        let mut alive = Vec::new();
-        for r in runs.iter_mut() {
-            match r.child.try_wait().unwrap() {
-                None => alive.push(r.pid()),
-                Some(st) => assert_eq!(st.code(), Some(75), "round {round}: {}", r.stderr()),
-            }
-        }
-        assert_eq!(
-            alive.len(),
-            1,
-            "round {round}: {} runs still alive",
-            alive.len()
-        );
+        let (winner, mut runs) = w.race(100, &mut n, &format!("r{round}-"));
         assert_eq!(
             starts(&w).len(),
             before + 1,
             "round {round}: more than one server started"
         );
-        signal(alive[0], libc::SIGTERM);
+        signal(winner, libc::SIGTERM);
         for r in runs.iter_mut() {
             r.wait();
         }
@@ -90,7 +63,7 @@ fn sigkill_of_the_wrapper_at_random_moments_leaves_no_orphan() {
     let w = World::new();
     let mut rng = Rng::seeded();
     for round in 0..20 {
-        let mut n = NotifySocket::bind(&w.dir.path().join(format!("k{round}")).tap_dir());
+        let mut n = w.notify_socket(&format!("k{round}"));
         let mut cmd = w.run_cmd(&[], &["--listen-after", "0.3", "--api-ok-after", "0.5"]);
         cmd.env("NOTIFY_SOCKET", &n.path);
         let mut r = w.spawn(cmd, &format!("k{round}"));
@@ -109,7 +82,7 @@ fn sigkill_of_the_wrapper_at_random_moments_leaves_no_orphan() {
             starts(&w).iter().all(|p| !pid_alive(*p))
         });
         // The kernel released the lock: the next run starts and is ready.
-        let mut n2 = NotifySocket::bind(&w.dir.path().join(format!("k{round}-next")).tap_dir());
+        let mut n2 = w.notify_socket(&format!("k{round}-next"));
         let mut cmd = w.run_cmd(&[], &[]);
         cmd.env("NOTIFY_SOCKET", &n2.path);
         let mut next = w.spawn(cmd, &format!("k{round}-next"));
@@ -123,7 +96,7 @@ fn sigkill_of_the_wrapper_at_random_moments_leaves_no_orphan() {
 fn sigkill_of_the_server_with_grandchildren_twenty_rounds_reaps_all() {
     let w = World::new();
     for round in 0..20 {
-        let mut n = NotifySocket::bind(&w.dir.path().join(format!("g{round}")).tap_dir());
+        let mut n = w.notify_socket(&format!("g{round}"));
         let mut cmd = w.run_cmd(&[], &["--grandchild", "--orphans", "2"]);
         cmd.env("NOTIFY_SOCKET", &n.path);
         let mut r = w.spawn(cmd, &format!("g{round}"));
@@ -137,16 +110,5 @@ fn sigkill_of_the_server_with_grandchildren_twenty_rounds_reaps_all() {
         signal(w.fixture_pid().unwrap() as u32, libc::SIGKILL);
         assert_eq!(r.code(), 137, "round {round}: {}", r.stderr());
         assert!(!pid_alive(gc), "round {round}: grandchild {gc} survived");
-    }
-}
-
-trait TapDir {
-    fn tap_dir(self) -> Self;
-}
-
-impl TapDir for std::path::PathBuf {
-    fn tap_dir(self) -> Self {
-        std::fs::create_dir_all(&self).expect("create dir");
-        self
     }
 }

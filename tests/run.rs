@@ -231,7 +231,7 @@ fn sigterm_forwards_to_the_server_exits_0_and_frees_the_lock() {
     );
     n.wait_for("STOPPING=1", DEADLINE);
     // The lock is free: a second run starts and becomes ready.
-    let mut n2 = NotifySocket::bind(&w.dir.path().join("n2").tap_mkdir());
+    let mut n2 = w.notify_socket("n2");
     let mut cmd = w.run_cmd(&[], &[]);
     cmd.env("NOTIFY_SOCKET", &n2.path);
     let mut r2 = w.spawn(cmd, "run2");
@@ -242,16 +242,6 @@ fn sigterm_forwards_to_the_server_exits_0_and_frees_the_lock() {
         w.state_file("signals").unwrap().contains("SIGINT"),
         "SIGINT is forwarded as SIGINT"
     );
-}
-
-trait TapMkdir {
-    fn tap_mkdir(self) -> Self;
-}
-impl TapMkdir for std::path::PathBuf {
-    fn tap_mkdir(self) -> Self {
-        fs::create_dir_all(&self).unwrap();
-        self
-    }
 }
 
 #[test]
@@ -273,33 +263,9 @@ fn a_server_ignoring_sigterm_is_killed_after_the_stop_timeout() {
 fn twenty_simultaneous_runs_start_exactly_one_server() {
     let w = World::new();
     let mut n = NotifySocket::bind(w.dir.path());
-    let mut runs: Vec<Running> = (0..20)
-        .map(|i| {
-            let mut cmd = w.run_cmd(&[], &[]);
-            cmd.env("NOTIFY_SOCKET", &n.path);
-            w.spawn(cmd, &format!("run{i}"))
-        })
-        .collect();
-    n.wait_for("READY=1", DEADLINE);
     // Every loser exits 75 on its own; the winner keeps running.
-    wait_until(DEADLINE, "19 runs to exit", || {
-        runs.iter_mut()
-            .map(|r| r.child.try_wait().ok().flatten().is_some())
-            .filter(|done| *done)
-            .count()
-            >= 19
-    });
-    let mut winners = Vec::new();
-    for r in runs.iter_mut() {
-        match r.child.try_wait().unwrap() {
-            None => winners.push(r.pid()),
-            Some(st) => {
-                assert_eq!(st.code(), Some(75), "{}", r.stderr());
-                assert!(r.stderr().contains("already running"), "{}", r.stderr());
-            }
-        }
-    }
-    assert_eq!(winners.len(), 1);
+    let (winner, mut runs) = w.race(20, &mut n, "run");
+    let winners = [winner];
     let starts = w.state_file("starts").unwrap();
     assert_eq!(
         starts.lines().count(),
@@ -575,15 +541,10 @@ fn watchdog_pid_of_another_process_is_not_ours() {
 #[test]
 fn a_notify_socket_pointing_at_nothing_is_a_warning_not_a_failure() {
     let w = World::new();
-    let mut cmd = w.run_cmd(&[], &[]);
-    cmd.env("NOTIFY_SOCKET", w.dir.path().join("nobody-listens.sock"));
-    let mut r = w.spawn(cmd, "run");
-    wait_until(DEADLINE, "ready in the log", || {
-        r.stderr().contains("ready after")
-    });
-    assert!(r.stderr().contains("NOTIFY_SOCKET"), "{}", r.stderr());
-    signal(r.pid(), libc::SIGTERM);
-    assert_eq!(r.code(), 0);
+    w.notify_socket_warns_but_runs(
+        w.dir.path().join("nobody-listens.sock").as_os_str(),
+        "NOTIFY_SOCKET",
+    );
 }
 
 #[test]
@@ -609,23 +570,6 @@ fn abstract_notify_socket_is_supported() {
     assert_eq!(r.code(), 0);
 }
 
-fn status_json(w: &World) -> (i32, serde_json::Value) {
-    let o = std::process::Command::new(bin())
-        .args(["status", "--home"])
-        .arg(w.home())
-        .args(["--url", &w.url(), "--json"])
-        .env("XDG_RUNTIME_DIR", w.dir.path())
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            format!("unix:path={}/nobus", w.dir.path().display()),
-        )
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
-    (o.status.code().unwrap_or(-1), v)
-}
-
 #[test]
 fn status_tells_starting_ready_and_conflict_apart() {
     let w = World::new();
@@ -636,13 +580,13 @@ fn status_tells_starting_ready_and_conflict_apart() {
     wait_until(DEADLINE, "the server to start", || {
         w.fixture_pid().is_some()
     });
-    let (code, v) = status_json(&w);
+    let (code, v, _) = w.status_json();
     if v["probes"]["ready"] == false {
         assert_eq!((code, v["state"].as_str()), (1, Some("starting")), "{v}");
         assert_eq!(v["lock"]["pid"], r.pid(), "{v}");
     }
     n.wait_for("READY=1", DEADLINE);
-    let (code, v) = status_json(&w);
+    let (code, v, _) = w.status_json();
     assert_eq!((code, v["state"].as_str()), (0, Some("ready")), "{v}");
     assert_eq!(
         v["lock"]["record"]["child_pid"],
@@ -658,9 +602,9 @@ fn status_tells_starting_ready_and_conflict_apart() {
     assert_eq!(r.code(), 0);
     // A stranger on the port with nothing of ours running: conflict.
     let stranger = std::net::TcpListener::bind(("127.0.0.1", w.port)).unwrap();
-    let (code, v) = status_json(&w);
+    let (code, v, _) = w.status_json();
     assert_eq!((code, v["state"].as_str()), (1, Some("conflict")), "{v}");
     drop(stranger);
-    let (code, v) = status_json(&w);
+    let (code, v, _) = w.status_json();
     assert_eq!((code, v["state"].as_str()), (3, Some("stopped")), "{v}");
 }

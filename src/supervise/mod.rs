@@ -191,8 +191,10 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
         // changed.
         settings.probe = crate::config::resolve_probe(
             &crate::cli::Selection {
-                instance: instance.id.to_string(),
-                home: Some(instance.home.clone()),
+                target: crate::cli::Target {
+                    instance: instance.id.to_string(),
+                    home: Some(instance.home.clone()),
+                },
                 mode: Some(settings.probe.mode),
                 ..Default::default()
             },

@@ -143,15 +143,6 @@ pub fn port_owner(port: u16) -> Owner {
     }
 }
 
-/// `connection refused` rather than `Connection refused (os error 111)`.
-pub fn describe_io(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        std::io::ErrorKind::TimedOut => "connect timed out".into(),
-        _ => e.to_string(),
-    }
-}
-
 /// Polls until ready (or until the port turns out to be someone else's).
 pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> Outcome {
     let start = Instant::now();
@@ -176,7 +167,7 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
                 Err(e) => {
                     progress.send_modify(|p| {
                         p.listening = false;
-                        p.connect_error = Some(describe_io(&e));
+                        p.connect_error = Some(crate::probe::describe_io(&e));
                     });
                     tokio::time::sleep(CONNECT_INTERVAL).await;
                     continue;
@@ -184,7 +175,7 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
             }
         }
         let (api, ui) = prober.both().await;
-        let ready = api.ready && ui.as_ref().is_none_or(|u| u.ready);
+        let ready = crate::probe::both_ready(&api, ui.as_ref());
         // A refused connection means the listener went away (a restart
         // inside the server): go back to cheap connect checks.
         let refused = |r: &ProbeResult| r.http_status.is_none() && r.detail.contains("connect");

@@ -115,7 +115,19 @@ impl World {
     /// `paperclipd` with this world's home, the given args, and the fixture
     /// as the server (fixture args after `--`).
     pub fn run_cmd(&self, args: &[&str], fixture_args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
+        self.run_cmd_via(&[], args, fixture_args)
+    }
+
+    /// The same, run through `prefix` (e.g. `unshare --pid --fork --`).
+    pub fn run_cmd_via(&self, prefix: &[&str], args: &[&str], fixture_args: &[&str]) -> Command {
+        let mut c = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         c.arg("run")
             .arg("--home")
             .arg(self.home())
@@ -136,6 +148,92 @@ impl World {
             .env_remove("INVOCATION_ID");
         c.stdin(Stdio::null());
         c
+    }
+
+    /// A notify socket in its own subdirectory `name`.
+    pub fn notify_socket(&self, name: &str) -> NotifySocket {
+        let dir = self.dir.path().join(name);
+        fs::create_dir_all(&dir).expect("create notify dir");
+        NotifySocket::bind(&dir)
+    }
+
+    /// `paperclipd status --json` for this world, without a reachable bus:
+    /// (exit code, JSON, stderr).
+    pub fn status_json(&self) -> (i32, serde_json::Value, String) {
+        let o = Command::new(bin())
+            .args(["status", "--home"])
+            .arg(self.home())
+            .args(["--url", &self.url(), "--json"])
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}/nobus", self.dir.path().display()),
+            )
+            .output()
+            .expect("run paperclipd status");
+        let v = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+        (
+            o.status.code().unwrap_or(-1),
+            v,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    /// Starts `count` runs of the default instance at once; waits for
+    /// READY=1 and for every loser to exit 75 naming the lock holder.
+    /// Returns the one winner's pid and all runs.
+    pub fn race(&self, count: usize, notify: &mut NotifySocket, tag: &str) -> (u32, Vec<Running>) {
+        let mut runs: Vec<Running> = (0..count)
+            .map(|i| {
+                let mut cmd = self.run_cmd(&[], &[]);
+                cmd.env("NOTIFY_SOCKET", &notify.path);
+                self.spawn(cmd, &format!("{tag}{i}"))
+            })
+            .collect();
+        notify.wait_for("READY=1", DEADLINE);
+        wait_until(DEADLINE, "every loser to exit", || {
+            runs.iter_mut()
+                .map(|r| r.child.try_wait().ok().flatten().is_some())
+                .filter(|done| *done)
+                .count()
+                >= count - 1
+        });
+        let mut winners = Vec::new();
+        for r in runs.iter_mut() {
+            match r.child.try_wait().expect("try_wait") {
+                None => winners.push(r.pid()),
+                Some(st) => {
+                    assert_eq!(st.code(), Some(75), "{tag}: {}", r.stderr());
+                    assert!(
+                        r.stderr().contains("already running"),
+                        "{tag}: {}",
+                        r.stderr()
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "{tag}: {} runs still alive",
+            winners.len()
+        );
+        (winners[0], runs)
+    }
+
+    /// With `NOTIFY_SOCKET=value` the run still becomes ready and stops
+    /// cleanly; its stderr warns with `needle`.
+    pub fn notify_socket_warns_but_runs(&self, value: &std::ffi::OsStr, needle: &str) {
+        let mut cmd = self.run_cmd(&[], &[]);
+        cmd.env("NOTIFY_SOCKET", value);
+        let mut r = self.spawn(cmd, "run");
+        wait_until(DEADLINE, "ready in the log", || {
+            r.stderr().contains("ready after")
+        });
+        assert!(r.stderr().contains(needle), "{}", r.stderr());
+        signal(r.pid(), libc::SIGTERM);
+        assert_eq!(r.code(), 0);
     }
 
     /// Starts a command with stdout and stderr captured to files (pipes
