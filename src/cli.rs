@@ -201,3 +201,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}; expected a duration such as 500ms, 90s or 5m"))
 }
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> String {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "paperclipd", &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The man page (roff).
+pub fn manpage() -> crate::error::Result<String> {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+        .render(&mut buf)
+        .map_err(|e| crate::error::Error::os(format!("cannot render the man page: {e}")))?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::cli::{Mode, Selection, Target};
 use crate::error::{Error, Result};
 use crate::instance::{Instance, InstanceId, resolve_home};
+use crate::paperclip;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3100";
 pub const DEFAULT_API_PATH: &str = "/api/health";
@@ -26,13 +27,6 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest timeouts we accept: beyond these a typo is likelier than intent.
 const MAX_READY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Environment variables that belong to the service manager or to us; a
-/// config `[env]` table may not set them.
-fn reserved_env(key: &str) -> bool {
-    crate::supervise::child::REMOVED_ENV.contains(&key)
-        || crate::supervise::child::PAPERCLIP_ENV.contains(&key)
-}
 
 /// `paperclipd.toml`: flat keys mirroring the flags.
 #[derive(Debug, Default, Deserialize)]
@@ -84,14 +78,6 @@ pub struct RunSettings {
     pub env: BTreeMap<String, String>,
 }
 
-/// What the instance's own `config.json` says about where it serves.
-#[derive(Debug, Default, PartialEq)]
-pub struct PaperclipConfig {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub serve_ui: Option<bool>,
-}
-
 pub fn resolve_instance(target: &Target) -> Result<Instance> {
     let id = InstanceId::parse(&target.instance)?;
     let home = resolve_home(target.home.as_deref())?;
@@ -137,61 +123,6 @@ pub fn parse_file_config(text: &str) -> std::result::Result<FileConfig, String> 
             msg.push('\n');
         }
         msg
-    })
-}
-
-/// Reads `<instance root>/config.json`. A missing file is not an error (a
-/// fresh instance); a malformed one is, because guessing would probe the
-/// wrong server.
-pub fn load_paperclip_config(path: &Path) -> Result<Option<PaperclipConfig>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::config(format!(
-                "cannot read Paperclip's config {}: {e}; fix its permissions or pass --url",
-                path.display()
-            )));
-        }
-    };
-    parse_paperclip_config(&text).map(Some).map_err(|e| {
-        Error::config(format!(
-            "Paperclip's config {} is not valid: {e}; expected the JSON that `paperclipai onboard` writes; fix it, or pass --url and --mode",
-            path.display()
-        ))
-    })
-}
-
-pub fn parse_paperclip_config(text: &str) -> std::result::Result<PaperclipConfig, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let Some(server) = v.get("server") else {
-        return Ok(PaperclipConfig::default());
-    };
-    let host = match server.get("host") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(other) => return Err(format!("server.host is {other}, expected a string")),
-    };
-    let port = match server.get("port") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(p) => match p.as_u64().and_then(|n| u16::try_from(n).ok()) {
-            Some(n) if n > 0 => Some(n),
-            _ => {
-                return Err(format!(
-                    "server.port is {p}, expected a port number 1-65535"
-                ));
-            }
-        },
-    };
-    let serve_ui = match server.get("serveUi") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Bool(b)) => Some(*b),
-        Some(other) => return Err(format!("server.serveUi is {other}, expected true or false")),
-    };
-    Ok(PaperclipConfig {
-        host,
-        port,
-        serve_ui,
     })
 }
 
@@ -262,7 +193,7 @@ pub fn resolve_probe(
     instance: Instance,
     file: &FileConfig,
 ) -> Result<ProbeSettings> {
-    let pc = load_paperclip_config(&instance.paperclip_config())?.unwrap_or_default();
+    let pc = paperclip::load_config(&instance.paperclip_config())?.unwrap_or_default();
     let url_text = match (&sel.url, &file.url) {
         (Some(u), _) | (None, Some(u)) => u.clone(),
         (None, None) => match (&pc.host, pc.port) {
@@ -386,7 +317,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
 
     let env = file.env.clone().unwrap_or_default();
     for key in env.keys() {
-        if reserved_env(key) {
+        if paperclip::reserved_env(key) {
             return Err(Error::config(format!(
                 "{} sets {key}, which paperclipd sets or removes itself; remove it from [env] (use --instance/--home for the instance)",
                 in_file("env")
@@ -434,28 +365,6 @@ mod tests {
         assert_eq!(c.mode, Some(Mode::ApiOnly));
         assert_eq!(c.ready_timeout, Some(Duration::from_secs(90)));
         assert_eq!(c.env.unwrap()["A"], "b");
-    }
-
-    #[test]
-    fn paperclip_config_fields() {
-        let c =
-            parse_paperclip_config(r#"{"server":{"host":"0.0.0.0","port":3200,"serveUi":false}}"#)
-                .unwrap();
-        assert_eq!(
-            c,
-            PaperclipConfig {
-                host: Some("0.0.0.0".into()),
-                port: Some(3200),
-                serve_ui: Some(false)
-            }
-        );
-        assert!(parse_paperclip_config(r#"{"server":{"port":"x"}}"#).is_err());
-        assert!(parse_paperclip_config(r#"{"server":{"port":70000}}"#).is_err());
-        assert!(parse_paperclip_config("{").is_err());
-        assert_eq!(
-            parse_paperclip_config("{}").unwrap(),
-            PaperclipConfig::default()
-        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Instance identity: the id, its home, and every name derived from it.
 //!
-//! Every path and name that other parts use (lock path, config paths, unit
-//! name, launchd label) comes from here, so that two parts can never
-//! disagree about which instance they mean.
+//! Every path other parts use (root, lock, config files, logs) comes from
+//! here; the names a service manager gives it come from `systemd` and
+//! `launchd`, each from the id alone, so two parts never disagree about
+//! which instance they mean.
 
 use std::path::{Path, PathBuf};
 
@@ -83,29 +84,9 @@ impl Instance {
     pub fn lock_path(&self) -> PathBuf {
         self.root().join("paperclipd.lock")
     }
-    /// Where launchd writes the service's output.
-    #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+    /// Where paperclipd's own log files go (launchd, `--log-file`).
     pub fn log_dir(&self) -> PathBuf {
         self.root().join("logs")
-    }
-    /// The launchd label of this instance.
-    #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
-    pub fn launchd_label(&self) -> String {
-        format!("ai.paperclip.paperclipd.{}", self.id)
-    }
-    /// The systemd unit of this instance (template `paperclip@.service`).
-    #[cfg_attr(not(test), allow(dead_code))] // used by manager integration
-    pub fn unit_name(&self) -> String {
-        format!("paperclip@{}.service", self.id)
-    }
-    /// Upstream's own unit for this instance (`paperclipai service install`).
-    #[cfg_attr(not(test), allow(dead_code))] // used by manager integration
-    pub fn upstream_unit_name(&self) -> String {
-        if self.id.as_str() == "default" {
-            "paperclipai.service".to_string()
-        } else {
-            format!("paperclipai-{}.service", self.id)
-        }
     }
 }
 
@@ -165,7 +146,5 @@ mod tests {
     fn derived_names() {
         let i = Instance::new(InstanceId::parse("dev").unwrap(), "/h".into());
         assert_eq!(i.lock_path(), Path::new("/h/instances/dev/paperclipd.lock"));
-        assert_eq!(i.unit_name(), "paperclip@dev.service");
-        assert_eq!(i.upstream_unit_name(), "paperclipai-dev.service");
     }
 }

@@ -1,35 +1,51 @@
 //! `paperclipd`: makes a Paperclip instance a trustworthy service.
 //!
-//! Layout (each module owns one thing):
-//! * [`cli`] — clap definitions, raw flags only;
-//! * [`config`] — flags + `paperclipd.toml` + Paperclip's `config.json` +
-//!   defaults → validated settings (nothing touched before this passes);
-//! * [`instance`] — the instance id and every name derived from it;
-//! * [`lock`] — the per-instance `flock` and its diagnostic record;
-//! * [`supervise`] — the `run` loop: spawn, readiness, watchdog, stop, reap;
-//! * [`probe`] — the API and UI probes and their verdicts;
-//! * [`notify`] — systemd's `sd_notify` protocol;
-//! * [`manager`] — which service manager started us; systemd over D-Bus,
-//!   launchd through launchctl;
-//! * [`service`] — install/uninstall/start/stop/restart/logs;
-//! * [`status`] — one view from every source;
-//! * [`procfs`] — what /proc says about processes, ports and locks;
-//! * [`error`] — one error type whose kind decides the exit code.
+//! The layout, each module owning one thing:
 //!
-//! The binary (`src/main.rs`) only parses, dispatches, prints an error
-//! once, and maps it to the documented exit code. The library exists so
-//! that fuzz targets (`fuzz/`) reach the parsers.
+//! | module | owns |
+//! |---|---|
+//! | [`cli`], `dispatch` | the flags (clap); which part runs each subcommand |
+//! | `config` | flags + `paperclipd.toml` + `config.json` + defaults → validated settings |
+//! | `instance`, `lock` | the instance id and its paths; the per-instance `flock` and its record |
+//! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
+//! | `supervise/` | `run`: preflight, onboard, signals, child, readiness, output, watchdog, stop, outcome |
+//! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |
+//! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands |
+//! | `status/` | facts from every source → one state (pure) → text or JSON |
+//! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
+//! | `sys`, `log`, [`error`] | libc wrappers (every `unsafe`); our own output; the error whose kind is the exit code |
+//!
+//! The binary (`src/main.rs`) only parses, dispatches, prints an error once
+//! and maps it to the exit code. [`fuzzing`] is the surface the cargo-fuzz
+//! targets reach.
 
 pub mod cli;
-pub mod config;
+mod config;
+mod dispatch;
 pub mod error;
-pub mod instance;
-pub mod lock;
-pub mod log;
-pub mod manager;
-pub mod notify;
-pub mod probe;
-pub mod procfs;
-pub mod service;
-pub mod status;
-pub mod supervise;
+mod instance;
+mod invoker;
+// Portable and unit-tested on Linux; only dispatched to on macOS.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+mod launchd;
+mod lock;
+mod log;
+mod notify;
+mod owned_file;
+mod paperclip;
+mod probe;
+mod procfs;
+mod program;
+mod status;
+mod supervise;
+mod sys;
+mod systemd;
+
+pub use dispatch::{dispatch, print_error};
+
+/// The parsers and verdicts the fuzz targets exercise.
+pub mod fuzzing {
+    pub use crate::config::{parse_base_url, parse_file_config};
+    pub use crate::paperclip::parse_config as parse_paperclip_config;
+    pub use crate::probe::{api_verdict, ui_verdict};
+}

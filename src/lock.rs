@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::instance::Instance;
 use crate::procfs;
+use crate::sys::{self, Flock};
 
 /// What the holder writes into the lock file after acquiring it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -38,7 +39,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn for_this_process(manager: &crate::manager::Invoker) -> Self {
+    pub fn for_this_process(manager: &crate::invoker::Invoker) -> Self {
         let pid = std::process::id() as i32;
         Record {
             pid,
@@ -95,7 +96,7 @@ impl Holder {
             .map(|r| (r.manager.as_str(), r.unit.as_deref()))
         {
             Some(("systemd", Some(unit))) => {
-                let user = if unsafe { libc::geteuid() } == 0 && !unit.contains('@') {
+                let user = if crate::sys::euid() == 0 && !unit.contains('@') {
                     ""
                 } else {
                     " --user"
@@ -148,7 +149,7 @@ pub fn prepare_root(instance: &Instance) -> Result<PathBuf> {
             root.display()
         )));
     }
-    let euid = unsafe { libc::geteuid() };
+    let euid = crate::sys::euid();
     if meta.uid() != euid && euid != 0 {
         return Err(Error::config(format!(
             "the instance directory {} belongs to uid {}, not to you (uid {euid}); run paperclipd as that user, or fix the owner",
@@ -172,13 +173,10 @@ pub fn try_acquire(instance: &Instance, record: Record) -> Result<Acquire> {
     prepare_root(instance)?;
     let path = instance.lock_path();
     let mut file = open_lock_file(&path)?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Ok(Acquire::Held(read_holder(&mut file)));
-        }
-        return Err(Error::os(format!("cannot lock {}: {err}", path.display())));
+    match sys::flock(file.as_raw_fd(), Flock::TryExclusive) {
+        Ok(true) => {}
+        Ok(false) => return Ok(Acquire::Held(read_holder(&mut file))),
+        Err(err) => return Err(Error::os(format!("cannot lock {}: {err}", path.display()))),
     }
     let mut lock = InstanceLock { file, path, record };
     lock.write_record()?;
@@ -252,9 +250,8 @@ pub fn probe_holder(instance: &Instance) -> Option<Holder> {
         .open(instance.lock_path())
         .ok()?;
     // A shared lock succeeds exactly when no exclusive holder exists.
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    if matches!(sys::flock(file.as_raw_fd(), Flock::TryShared), Ok(true)) {
+        let _ = sys::flock(file.as_raw_fd(), Flock::Unlock);
         return None;
     }
     Some(read_holder(&mut file))

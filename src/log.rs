@@ -1,10 +1,14 @@
-//! Our own messages on stderr, one line each, prefixed with the program
-//! name. Under systemd (stderr connected to the journal, `$JOURNAL_STREAM`
-//! names it) each line carries a `<N>` priority prefix, which journald
-//! turns into the message priority.
+//! Our own text on the terminal and in the journal: one-line messages on
+//! stderr, prefixed with the program name, the live progress line, and
+//! command results on stdout.
+//!
+//! Under systemd (stderr connected to the journal, `$JOURNAL_STREAM` names
+//! it) each line carries a `<N>` priority prefix, which journald turns into
+//! the message priority.
 
 use std::io::Write;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn journal() -> bool {
     static J: OnceLock<bool> = OnceLock::new();
@@ -15,32 +19,21 @@ fn journal() -> bool {
         let Some((dev, ino)) = v.to_str().and_then(|s| s.split_once(':')) else {
             return false;
         };
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat on fd 2 with a valid out-pointer.
-        if unsafe { libc::fstat(2, &mut st) } != 0 {
-            return false;
-        }
-        dev.parse::<u64>().ok() == Some(st.st_dev as u64)
-            && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
+        crate::sys::dev_ino(2).is_some_and(|(d, i)| {
+            dev.parse::<u64>().ok() == Some(d) && ino.parse::<u64>().ok() == Some(i)
+        })
     })
 }
 
 fn emit(prio: u8, label: &str, msg: &str) {
     let mut err = std::io::stderr().lock();
-    crate::supervise::output::clear_progress_line(&mut err);
+    clear_progress_line(&mut err);
     for (i, line) in msg.lines().enumerate() {
+        let label = if i == 0 { label } else { "  " };
         let _ = if journal() {
-            writeln!(
-                err,
-                "<{prio}>paperclipd: {}{line}",
-                if i == 0 { label } else { "  " }
-            )
+            writeln!(err, "<{prio}>paperclipd: {label}{line}")
         } else {
-            writeln!(
-                err,
-                "paperclipd: {}{line}",
-                if i == 0 { label } else { "  " }
-            )
+            writeln!(err, "paperclipd: {label}{line}")
         };
     }
 }
@@ -66,4 +59,34 @@ pub fn out(text: &str) {
         let _ = o.write_all(b"\n");
     }
     let _ = o.flush();
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn out_json(v: &impl serde::Serialize) -> crate::error::Result<()> {
+    let text = serde_json::to_string_pretty(v)
+        .map_err(|e| crate::error::Error::os(format!("cannot encode JSON: {e}")))?;
+    out(&text);
+    Ok(())
+}
+
+static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// Erases the live progress line, if one is shown, before other output.
+pub fn clear_progress_line(w: &mut impl Write) {
+    if PROGRESS_SHOWN.swap(false, Ordering::Relaxed) {
+        let _ = w.write_all(b"\r\x1b[2K");
+    }
+}
+
+/// Shows `text` as the live progress line (terminal only).
+pub fn show_progress_line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let width = crate::sys::terminal_width(2)
+        .unwrap_or(100)
+        .saturating_sub(1)
+        .max(20);
+    let shown: String = text.chars().take(width).collect();
+    let _ = write!(err, "\r\x1b[2K{shown}");
+    let _ = err.flush();
+    PROGRESS_SHOWN.store(true, Ordering::Relaxed);
 }

@@ -25,11 +25,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connect-check timeout (loopback refuses at once; remote hosts may not).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Which {
+    Api,
+    Ui,
+}
+
 /// One probe's result.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProbeResult {
-    /// `api` or `ui`.
-    pub probe: &'static str,
+    pub probe: Which,
     pub url: String,
     pub ready: bool,
     /// HTTP status code, when a response arrived.
@@ -44,7 +51,10 @@ pub struct ProbeResult {
 
 impl std::fmt::Display for ProbeResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = if self.probe == "api" { "API" } else { "UI" };
+        let name = match self.probe {
+            Which::Api => "API",
+            Which::Ui => "UI",
+        };
         write!(f, "{name} {} → ", self.url)?;
         if let Some(code) = self.http_status {
             write!(f, "{code}")?;
@@ -238,11 +248,11 @@ impl Prober {
     }
 
     pub async fn api(&self) -> ProbeResult {
-        self.probe("api", self.settings.api_url.clone()).await
+        self.probe(Which::Api, self.settings.api_url.clone()).await
     }
 
     pub async fn ui(&self) -> ProbeResult {
-        self.probe("ui", self.settings.ui_url.clone()).await
+        self.probe(Which::Ui, self.settings.ui_url.clone()).await
     }
 
     /// Both probes at once (the UI only in `full` mode).
@@ -274,7 +284,7 @@ impl Prober {
         }
     }
 
-    async fn probe(&self, which: &'static str, url: Url) -> ProbeResult {
+    async fn probe(&self, which: Which, url: Url) -> ProbeResult {
         let start = Instant::now();
         let mut r = ProbeResult {
             probe: which,
@@ -296,7 +306,7 @@ impl Prober {
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
                 r.http_status = Some(code);
                 r.content_type = ct.as_deref().map(media_type);
-                if which == "api" {
+                if which == Which::Api {
                     match read_bounded(&mut resp).await {
                         Ok((body, truncated)) => {
                             let (ok, detail, hs) =
@@ -315,6 +325,46 @@ impl Prober {
         r.latency_ms = start.elapsed().as_secs_f64() * 1000.0;
         r
     }
+}
+
+/// `paperclipd probe`: both probes once, now.
+pub async fn command(settings: ProbeSettings, json: bool) -> crate::error::Result<u8> {
+    let prober = Prober::new(settings.clone(), REQUEST_TIMEOUT)?;
+    let snap = prober.snapshot().await;
+    let ready = snap.ready();
+    if json {
+        let v = serde_json::json!({
+            "instance": settings.instance.id.as_str(),
+            "url": settings.url.as_str(),
+            "mode": settings.mode.as_str(),
+            "listening": snap.listening(),
+            "connect_error": snap.connect_error,
+            "ready": ready,
+            "probes": { "api": snap.api, "ui": snap.ui },
+        });
+        crate::log::out_json(&v)?;
+    } else {
+        match &snap.connect_error {
+            Some(e) => crate::log::out(&format!(
+                "not ready: nothing accepts connections on {} ({e}); no HTTP request sent",
+                settings.url,
+            )),
+            None => {
+                if let Some(a) = &snap.api {
+                    crate::log::out(&format!("{a}"));
+                }
+                if let Some(u) = &snap.ui {
+                    crate::log::out(&format!("{u}"));
+                }
+                crate::log::out(&format!(
+                    "{} ({} mode)",
+                    if ready { "ready" } else { "not ready" },
+                    settings.mode.as_str()
+                ));
+            }
+        }
+    }
+    Ok(if ready { 0 } else { 1 })
 }
 
 /// Reads at most [`MAX_BODY`] bytes; the rest is not read (the connection

@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Err(msg) = paperclipd::config::parse_file_config(text) {
+        if let Err(msg) = paperclipd::fuzzing::parse_file_config(text) {
             assert!(!msg.is_empty());
         }
     }

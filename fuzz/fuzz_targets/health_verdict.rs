@@ -2,7 +2,7 @@
 //! call a non-2xx or truncated response ready.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use paperclipd::probe::{api_verdict, ui_verdict};
+use paperclipd::fuzzing::{api_verdict, ui_verdict};
 
 fuzz_target!(|input: (u16, Option<String>, Vec<u8>, bool)| {
     let (status, content_type, body, truncated) = input;

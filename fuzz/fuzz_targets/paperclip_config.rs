@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(c) = paperclipd::config::parse_paperclip_config(text) {
+        if let Ok(c) = paperclipd::fuzzing::parse_paperclip_config(text) {
             assert!(c.port.is_none_or(|p| p > 0));
         }
     }

@@ -1,4 +1,4 @@
-//! The server process: resolve, spawn, signal, reap, and clean up its tree.
+//! The server process: spawn it, signal it, reap it and what it leaves.
 //!
 //! Spawning happens on the main thread, which lives as long as the process:
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
@@ -6,35 +6,17 @@
 //! exits when idle) would kill the server at a random moment.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
-use crate::procfs;
+use crate::{paperclip, procfs, sys};
 
-/// Variables of the service manager's protocol that must not reach the
-/// server: with them, a server (or anything it runs) could send `READY=1`
-/// or `STOPPING=1` on our behalf, or take over our watchdog.
-pub const REMOVED_ENV: &[&str] = &[
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-];
-
-/// The variables we set for the server (see [`paperclip_env`]).
-pub const PAPERCLIP_ENV: &[&str] = &[
-    "PAPERCLIP_SERVICE_MANAGED",
-    "PAPERCLIP_INSTANCE_ID",
-    "PAPERCLIP_HOME",
-];
+use super::signals::signal_name;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,114 +52,6 @@ impl ExitKind {
     }
 }
 
-pub fn signal_name(n: i32) -> String {
-    let name = match n {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
-        _ => return format!("signal {n}"),
-    };
-    name.to_string()
-}
-
-/// Finds the default server program `paperclipai`:
-/// `$PAPERCLIP_SHIM_PATH`, `~/.local/bin/paperclipai`, then `PATH`.
-pub fn default_program() -> Result<PathBuf> {
-    if let Some(shim) = std::env::var_os("PAPERCLIP_SHIM_PATH").filter(|s| !s.is_empty()) {
-        let p = PathBuf::from(&shim);
-        return check_executable(&p, "PAPERCLIP_SHIM_PATH").map(|_| p);
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        let p = Path::new(&home).join(".local/bin/paperclipai");
-        if p.exists() {
-            return check_executable(&p, "~/.local/bin/paperclipai").map(|_| p);
-        }
-    }
-    match search_path(OsStr::new("paperclipai")) {
-        Some(p) => check_executable(&p, "PATH").map(|_| p),
-        None => Err(Error::new(
-            Kind::NotFound,
-            "the Paperclip server `paperclipai` was not found: not in $PAPERCLIP_SHIM_PATH, ~/.local/bin/paperclipai or PATH. \
-             Install it with `npm install -g paperclipai` (it needs Node.js 24), set PAPERCLIP_SHIM_PATH, \
-             or run another server with `paperclipd run -- COMMAND ARGS...`",
-        )),
-    }
-}
-
-/// Resolves the program of a given command: a path is checked as is, a
-/// bare name is searched in `PATH`.
-pub fn resolve_program(program: &OsStr) -> Result<PathBuf> {
-    let p = Path::new(program);
-    if p.components().count() > 1 || program.as_encoded_bytes().contains(&b'/') {
-        check_executable(p, "the command").map(|_| p.to_path_buf())
-    } else {
-        match search_path(program) {
-            Some(found) => check_executable(&found, "PATH").map(|_| found),
-            None => Err(Error::new(
-                Kind::NotFound,
-                format!(
-                    "the server command {:?} was not found in PATH; expected an installed program; give its full path or fix PATH",
-                    program.to_string_lossy()
-                ),
-            )),
-        }
-    }
-}
-
-fn search_path(name: &OsStr) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|cand| {
-            cand.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-fn check_executable(p: &Path, source: &str) -> Result<()> {
-    match p.metadata() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::new(
-            Kind::NotFound,
-            format!(
-                "the server program {} (from {source}) does not exist; install it or fix the path",
-                p.display()
-            ),
-        )),
-        Err(e) => Err(Error::new(
-            Kind::NotExecutable,
-            format!(
-                "the server program {} (from {source}) cannot be inspected: {e}; fix its permissions",
-                p.display()
-            ),
-        )),
-        Ok(m) if m.is_dir() => Err(Error::new(
-            Kind::NotExecutable,
-            format!(
-                "the server program {} (from {source}) is a directory, expected an executable file",
-                p.display()
-            ),
-        )),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(Error::new(
-            Kind::NotExecutable,
-            format!(
-                "the server program {} (from {source}) is not executable; fix it with `chmod +x {}`",
-                p.display(),
-                p.display()
-            ),
-        )),
-        Ok(_) => Ok(()),
-    }
-}
-
 /// A started server.
 #[derive(Debug)]
 pub struct Spawned {
@@ -199,79 +73,57 @@ pub struct SpawnSpec<'a> {
     pub interactive: bool,
 }
 
-/// The `PAPERCLIP_*` variables that tell the server which instance it is
-/// and that a service manager supervises it.
-pub fn paperclip_env(instance: &Instance) -> [(&'static str, OsString); 3] {
-    [
-        ("PAPERCLIP_SERVICE_MANAGED", "1".into()),
-        ("PAPERCLIP_INSTANCE_ID", instance.id.as_str().into()),
-        ("PAPERCLIP_HOME", instance.home.clone().into_os_string()),
-    ]
+/// Applies the server's environment: the manager's protocol variables
+/// removed, `[env]`, then our `PAPERCLIP_*`.
+pub fn server_environment(
+    cmd: &mut Command,
+    instance: &Instance,
+    extra: &BTreeMap<String, String>,
+) {
+    for k in paperclip::REMOVED_ENV {
+        cmd.env_remove(k);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    for (k, v) in paperclip::server_env(instance) {
+        cmd.env(k, v);
+    }
 }
 
 pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
     let mut cmd = Command::new(spec.program);
     cmd.args(spec.args);
-    for k in REMOVED_ENV {
-        cmd.env_remove(k);
-    }
-    for (k, v) in spec.extra_env {
-        cmd.env(k, v);
-    }
-    for (k, v) in paperclip_env(spec.instance) {
-        cmd.env(k, v);
-    }
-    if spec.interactive {
-        cmd.stdin(Stdio::inherit())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
+    server_environment(&mut cmd, spec.instance, spec.extra_env);
+    let piped = if spec.interactive {
+        Stdio::inherit
     } else {
-        cmd.stdin(Stdio::inherit())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-    }
-    let parent = std::process::id() as libc::pid_t;
+        Stdio::piped
+    };
+    cmd.stdin(Stdio::inherit()).stdout(piped()).stderr(piped());
+    // Own process group: a terminal's Ctrl-C or a group kill aimed at us
+    // does not hit the server behind our back, and we can kill its whole
+    // group at the end. std sets it before the closure below runs.
+    cmd.process_group(0);
+    let parent = std::process::id() as i32;
     let interactive = spec.interactive;
-    // SAFETY: between fork and exec only async-signal-safe calls
-    // (setpgid, sigprocmask, tcsetpgrp, prctl, getppid) and no allocation.
+    // SAFETY: between fork and exec the closure calls only async-signal-
+    // safe, allocation-free wrappers (tcsetpgrp with SIGTTOU blocked,
+    // prctl, getpid, getppid); errors are plain `io::Error`s from errno.
     unsafe {
         cmd.pre_exec(move || {
-            // Own process group: a terminal's Ctrl-C or a group kill aimed
-            // at us does not hit the server behind our back, and we can kill
-            // its whole group at the end.
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
             if interactive {
-                // Take the terminal (as tini does). A background group
-                // calling tcsetpgrp gets SIGTTOU unless it blocks it.
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                let mut old: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGTTOU);
-                libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
-                libc::tcsetpgrp(0, libc::getpid());
-                libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+                // Take the terminal (as tini does).
+                sys::give_terminal_to(0, sys::pid())?;
             }
             #[cfg(target_os = "linux")]
             {
                 // SIGTERM, not SIGKILL: Paperclip then stops its PostgreSQL
                 // in order instead of orphaning it.
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGTERM as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                sys::set_parent_death_signal(libc::SIGTERM)?;
                 // We may have died between fork and prctl.
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other(
-                        "paperclipd exited while starting the server",
-                    ));
+                if sys::parent_pid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
             }
             #[cfg(not(target_os = "linux"))]
@@ -291,8 +143,6 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
         )
     })?;
     let pid = child.id() as i32;
-    // Also from the parent, so the group exists whoever runs first.
-    unsafe { libc::setpgid(pid, pid) };
     let stdout = child.stdout.take().map(OwnedFd::from);
     let stderr = child.stderr.take().map(OwnedFd::from);
     // `child` is dropped without waiting: we reap with waitpid(-1) ourselves
@@ -310,8 +160,11 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
 /// instead of to PID 1, so we can see and stop them.
 pub fn become_subreaper() {
     #[cfg(target_os = "linux")]
-    unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    if let Err(e) = sys::become_subreaper() {
+        crate::log::warn(&format!(
+            "cannot become a subreaper ({e}); processes the server orphans will be re-parented \
+             to PID 1 and may outlive it"
+        ));
     }
 }
 
@@ -319,13 +172,7 @@ pub fn become_subreaper() {
 /// was among them.
 pub fn reap(server: i32) -> Option<ExitKind> {
     let mut server_exit = None;
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: waitpid with a valid out-pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            break;
-        }
+    while let Some((pid, status)) = sys::reap_one() {
         if pid == server {
             server_exit = ExitKind::from_wait_status(status);
         }
@@ -334,26 +181,14 @@ pub fn reap(server: i32) -> Option<ExitKind> {
 }
 
 /// True when we have no children left (neither the server nor adopted
-/// ones). Uses `WNOWAIT`, so nothing is reaped here.
+/// ones). Nothing is reaped here.
 pub fn no_children() -> bool {
-    // SAFETY: waitid with a valid siginfo out-pointer.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_ALL,
-            0,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+    sys::no_children()
 }
 
 /// Sends `sig` to one process; a process that is already gone is fine.
 pub fn signal(pid: i32, sig: i32) {
-    if pid > 0 {
-        unsafe { libc::kill(pid, sig) };
-    }
+    let _ = sys::kill(pid, sig);
 }
 
 /// Every descendant of ours that /proc shows (Linux), nearest first.
@@ -381,9 +216,7 @@ pub fn descendants() -> Vec<i32> {
 
 /// Signals the server's process group and every process we adopted.
 pub fn signal_everything(pgid: i32, sig: i32) {
-    if pgid > 0 {
-        unsafe { libc::killpg(pgid, sig) };
-    }
+    let _ = sys::kill_group(pgid, sig);
     let me = std::process::id() as i32;
     if sig == libc::SIGKILL {
         for pid in descendants() {

@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Lines kept for diagnostics.
@@ -16,19 +15,28 @@ pub const TAIL_LINES: usize = 20;
 /// Longer lines are cut (a server can print anything).
 const MAX_LINE: usize = 2000;
 
+/// One of the server's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
 /// The last lines the server printed (stdout and stderr interleaved as
 /// they arrived).
 #[derive(Debug, Default)]
 pub struct Tail {
     lines: VecDeque<String>,
+    /// The unfinished last line of each stream.
     partial: [Vec<u8>; 2],
 }
 
 pub type SharedTail = Arc<Mutex<Tail>>;
 
 impl Tail {
-    /// Adds bytes from stream `which` (0 stdout, 1 stderr).
-    pub fn push(&mut self, which: usize, bytes: &[u8]) {
+    /// Adds bytes from one stream.
+    pub fn push(&mut self, stream: Stream, bytes: &[u8]) {
+        let which = stream as usize;
         for &b in bytes {
             if b == b'\n' {
                 let line = std::mem::take(&mut self.partial[which]);
@@ -86,7 +94,7 @@ fn strip_ansi(s: &str) -> String {
 /// Copies one of the server's pipes to our stdout or stderr until EOF,
 /// keeping its tail. Runs as its own task; EOF comes when the server and
 /// everything that inherited the pipe are gone.
-pub async fn forward(fd: OwnedFd, which: usize, tail: SharedTail) {
+pub async fn forward(fd: OwnedFd, stream: Stream, tail: SharedTail) {
     use tokio::io::AsyncReadExt;
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
         return;
@@ -97,48 +105,20 @@ pub async fn forward(fd: OwnedFd, which: usize, tail: SharedTail) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if let Ok(mut t) = tail.lock() {
-                    t.push(which, &buf[..n]);
+                    t.push(stream, &buf[..n]);
                 }
                 // A failed write (our stdout closed) must not stop the
                 // server: keep draining its pipe.
-                let _ = if which == 0 {
-                    std::io::stdout().lock().write_all(&buf[..n])
-                } else {
-                    let mut err = std::io::stderr().lock();
-                    clear_progress_line(&mut err);
-                    err.write_all(&buf[..n])
+                let _ = match stream {
+                    Stream::Stdout => std::io::stdout().lock().write_all(&buf[..n]),
+                    Stream::Stderr => {
+                        let mut err = std::io::stderr().lock();
+                        crate::log::clear_progress_line(&mut err);
+                        err.write_all(&buf[..n])
+                    }
                 };
             }
         }
-    }
-}
-
-static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
-
-/// Erases the live progress line, if one is shown, before other output.
-pub fn clear_progress_line(w: &mut impl Write) {
-    if PROGRESS_SHOWN.swap(false, Ordering::Relaxed) {
-        let _ = w.write_all(b"\r\x1b[2K");
-    }
-}
-
-/// Shows `text` as the live progress line (terminal only).
-pub fn show_progress_line(text: &str) {
-    let mut err = std::io::stderr().lock();
-    let width = terminal_width().saturating_sub(1).max(20);
-    let shown: String = text.chars().take(width).collect();
-    let _ = write!(err, "\r\x1b[2K{shown}");
-    let _ = err.flush();
-    PROGRESS_SHOWN.store(true, Ordering::Relaxed);
-}
-
-fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize; on failure we use a default.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    if unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
-        ws.ws_col as usize
-    } else {
-        100
     }
 }
 
@@ -150,9 +130,16 @@ mod tests {
     fn tail_keeps_last_lines_and_partials() {
         let mut t = Tail::default();
         for i in 0..30 {
-            t.push(i % 2, format!("line {i}\n").as_bytes());
+            t.push(
+                if i % 2 == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                },
+                format!("line {i}\n").as_bytes(),
+            );
         }
-        t.push(0, b"unfinished");
+        t.push(Stream::Stdout, b"unfinished");
         let l = t.lines();
         assert_eq!(l.len(), TAIL_LINES);
         assert_eq!(l.last().unwrap(), "unfinished");
@@ -162,9 +149,9 @@ mod tests {
     #[test]
     fn strips_colours_and_bounds_lines() {
         let mut t = Tail::default();
-        t.push(1, b"\x1b[31mred\x1b[0m\r\n");
-        t.push(1, &vec![b'x'; 10_000]);
-        t.push(1, b"\n");
+        t.push(Stream::Stderr, b"\x1b[31mred\x1b[0m\r\n");
+        t.push(Stream::Stderr, &vec![b'x'; 10_000]);
+        t.push(Stream::Stderr, b"\n");
         let l = t.lines();
         assert_eq!(l[0], "red");
         assert_eq!(l[1].len(), MAX_LINE);

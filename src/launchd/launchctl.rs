@@ -1,79 +1,13 @@
-//! launchd (macOS): the LaunchAgent plist and the `launchctl` calls.
-//!
-//! Rendering and the shape of every `launchctl` call are portable code,
-//! compiled and tested on Linux; only running `launchctl` is macOS-only.
+//! `launchctl`: the exact arguments of every call, what `launchctl print`
+//! says, and one LaunchAgent's operations over a [`Launchctl`] runner (the
+//! real `/bin/launchctl` on macOS; a recording stand-in in tests, for
+//! argument shapes only).
 
 use std::path::{Path, PathBuf};
 
+use super::domains;
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
-
-pub const PLIST_TEMPLATE: &str = include_str!("../../units/launchd/ai.paperclip.paperclipd.plist");
-
-/// Escapes text for an XML element.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 cannot carry most control characters at all.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `~/Library/LaunchAgents/<label>.plist`.
-pub fn plist_path(home: &Path, instance: &Instance) -> PathBuf {
-    home.join("Library/LaunchAgents")
-        .join(format!("{}.plist", instance.launchd_label()))
-}
-
-/// Renders the LaunchAgent for an instance.
-pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) -> String {
-    let logs = instance.log_dir();
-    let mut env_xml = String::new();
-    for (k, v) in env {
-        env_xml.push_str(&format!(
-            "\t\t<key>{}</key>\n\t\t<string>{}</string>\n",
-            xml_escape(k),
-            xml_escape(v)
-        ));
-    }
-    PLIST_TEMPLATE
-        .replace("@LABEL@", &xml_escape(&instance.launchd_label()))
-        .replace("@PAPERCLIPD@", &xml_escape(&paperclipd.to_string_lossy()))
-        .replace("@INSTANCE@", &xml_escape(instance.id.as_str()))
-        .replace("@ENVIRONMENT@", &env_xml)
-        .replace(
-            "@STDOUT@",
-            &xml_escape(&logs.join("paperclipd.out.log").to_string_lossy()),
-        )
-        .replace(
-            "@STDERR@",
-            &xml_escape(&logs.join("paperclipd.err.log").to_string_lossy()),
-        )
-}
-
-/// A `PATH` that finds Node.js and npm's global bin on a Mac (launchd's
-/// own default is /usr/bin:/bin:/usr/sbin:/sbin).
-pub fn default_path(home: &Path) -> String {
-    format!(
-        "{}/.local/bin:/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-        home.display()
-    )
-}
-
-/// The launchd domains to try, in order: the GUI session, then the
-/// background user domain (e.g. over SSH, where there is no GUI session).
-pub fn domains(uid: u32) -> [String; 2] {
-    [format!("gui/{uid}"), format!("user/{uid}")]
-}
 
 /// What to ask launchctl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,15 +30,6 @@ pub fn launchctl_args(op: Op, domain: &str, label: &str, plist: &Path) -> Vec<St
         Op::Bootout => vec!["bootout".into(), target],
         Op::Kickstart => vec!["kickstart".into(), "-k".into(), target],
         Op::Print => vec!["print".into(), target],
-    }
-}
-
-/// Upstream's own job label for the same instance.
-pub fn upstream_label(instance: &Instance) -> String {
-    if instance.id.as_str() == "default" {
-        "ing.paperclip.paperclipai".to_string()
-    } else {
-        format!("ing.paperclip.paperclipai.{}", instance.id)
     }
 }
 
@@ -166,7 +91,7 @@ pub struct Agent<'a, L: Launchctl> {
 
 impl<L: Launchctl> Agent<'_, L> {
     pub fn label(&self) -> String {
-        self.instance.launchd_label()
+        super::label(&self.instance.id)
     }
 
     fn call(&self, op: Op, domain: &str) -> Result<(bool, String, String)> {
@@ -266,57 +191,6 @@ mod tests {
     }
 
     #[test]
-    fn renders_a_valid_plist_with_hostile_values() {
-        let i = inst("dev", "/Users/a&b <x>/.paperclip");
-        let env = [
-            ("PATH", default_path(Path::new("/Users/a&b"))),
-            (
-                "PAPERCLIP_SHIM_PATH",
-                "/opt/\"quoted\" & <tagged>/paperclipai".to_string(),
-            ),
-        ];
-        let xml = render(&i, Path::new("/Applications/My Tools/paperclipd"), &env);
-        let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
-        let d = v.as_dictionary().unwrap();
-        assert_eq!(d["Label"].as_string(), Some("ai.paperclip.paperclipd.dev"));
-        let args: Vec<&str> = d["ProgramArguments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_string().unwrap())
-            .collect();
-        assert_eq!(
-            args,
-            [
-                "/Applications/My Tools/paperclipd",
-                "run",
-                "--instance",
-                "dev"
-            ]
-        );
-        assert_eq!(d["RunAtLoad"].as_boolean(), Some(true));
-        let ka = d["KeepAlive"].as_dictionary().unwrap();
-        assert_eq!(
-            ka["SuccessfulExit"].as_boolean(),
-            Some(false),
-            "restart on failure, not after a clean stop"
-        );
-        assert!(d["ExitTimeOut"].as_unsigned_integer().unwrap() >= 35);
-        assert!(d["ThrottleInterval"].as_unsigned_integer().unwrap() >= 5);
-        assert_eq!(d["ProcessType"].as_string(), Some("Standard"));
-        let e = d["EnvironmentVariables"].as_dictionary().unwrap();
-        assert_eq!(
-            e["PAPERCLIP_SHIM_PATH"].as_string(),
-            Some("/opt/\"quoted\" & <tagged>/paperclipai")
-        );
-        assert!(e["PATH"].as_string().unwrap().contains("/opt/homebrew/bin"));
-        assert_eq!(
-            d["StandardErrorPath"].as_string(),
-            Some("/Users/a&b <x>/.paperclip/instances/dev/logs/paperclipd.err.log")
-        );
-    }
-
-    #[test]
     fn launchctl_argument_shapes() {
         let p = Path::new("/Users/a/Library/LaunchAgents/ai.paperclip.paperclipd.dev.plist");
         let l = "ai.paperclip.paperclipd.dev";
@@ -337,14 +211,9 @@ mod tests {
             launchctl_args(Op::Print, "gui/501", l, p),
             ["print", "gui/501/ai.paperclip.paperclipd.dev"]
         );
-        assert_eq!(plist_path(Path::new("/Users/a"), &inst("dev", "/h")), p);
         assert_eq!(
-            upstream_label(&inst("default", "/h")),
-            "ing.paperclip.paperclipai"
-        );
-        assert_eq!(
-            upstream_label(&inst("x", "/h")),
-            "ing.paperclip.paperclipai.x"
+            super::super::plist_path(Path::new("/Users/a"), &inst("dev", "/h").id),
+            p
         );
     }
 
@@ -440,11 +309,5 @@ mod tests {
             r.calls.borrow().last().unwrap(),
             &["bootout", "gui/501/ai.paperclip.paperclipd.dev"]
         );
-    }
-
-    #[test]
-    fn escapes_everything_xml_needs() {
-        assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
-        assert_eq!(xml_escape("bell\u{7}"), "bell\u{FFFD}");
     }
 }

@@ -1,9 +1,5 @@
-//! Service managers: which one started us (as far as the environment
-//! tells), and systemd integration over D-Bus.
-
-#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
-pub mod launchd;
-pub mod systemd;
+//! Which service manager started us, as far as the environment tells:
+//! systemd, launchd, a container (PID 1) or a person in a terminal.
 
 use serde::{Deserialize, Serialize};
 

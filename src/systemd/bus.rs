@@ -1,17 +1,19 @@
-//! systemd integration over D-Bus (zbus): install, enable, start, stop,
-//! restart and inspect `paperclip@<id>.service`.
+//! The systemd client: the manager over D-Bus (zbus), or `systemctl`
+//! where no bus is reachable (it reaches the manager over its private
+//! socket).
 //!
 //! Jobs are followed through the `JobRemoved` signal (subscribed before the
 //! job is queued, so its end cannot be missed); for a `Type=notify` unit a
 //! start job ends when paperclipd sends `READY=1`, so `start` returns only
 //! when the instance is ready.
 
-use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use zbus::OwnedObjectPath;
 use zbus::proxy::CacheProperties;
 
+use super::{Change, Client, Job, JobResult, Scope, UnitInfo};
 use crate::error::{Error, Kind, Result};
 
 #[zbus::proxy(
@@ -22,7 +24,6 @@ use crate::error::{Error, Kind, Result};
 pub trait Manager {
     fn subscribe(&self) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<()>;
-    fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
@@ -64,8 +65,6 @@ pub trait Unit {
     #[zbus(property)]
     fn unit_file_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
-    fn active_enter_timestamp(&self) -> zbus::Result<u64>;
-    #[zbus(property)]
     fn state_change_timestamp(&self) -> zbus::Result<u64>;
 }
 
@@ -86,92 +85,57 @@ pub trait Service {
     fn exec_main_status(&self) -> zbus::Result<i32>;
 }
 
-/// Which manager: the user's (`systemctl --user`) or the system's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    User,
-    System,
+/// How we reach the manager.
+enum Backend {
+    Bus(zbus::Connection),
+    /// No bus was reachable: `systemctl` reaches the manager over its
+    /// private socket.
+    Systemctl,
 }
 
-impl Scope {
-    pub fn systemctl_flag(self) -> &'static str {
-        match self {
-            Scope::User => " --user",
-            Scope::System => "",
-        }
-    }
-}
-
-/// A unit's state as the manager reports it.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct UnitInfo {
-    pub unit: String,
-    pub load_state: String,
-    pub active_state: String,
-    pub sub_state: String,
-    pub unit_file_state: String,
-    pub main_pid: u32,
-    pub status_text: String,
-    pub n_restarts: u32,
-    pub result: String,
-    pub exec_main_status: i32,
-    /// Microseconds since the epoch of the last state change (0 = never).
-    pub since_usec: u64,
-}
-
-impl UnitInfo {
-    pub fn is_running(&self) -> bool {
-        matches!(
-            self.active_state.as_str(),
-            "active" | "activating" | "reloading" | "deactivating"
-        )
-    }
-}
-
+/// A connected systemd client.
 pub struct Systemd {
-    pub scope: Scope,
-    /// `None`: no bus was reachable; lifecycle calls go through `systemctl`
-    /// (which reaches the manager over its private socket).
-    conn: Option<zbus::Connection>,
+    scope: Scope,
+    backend: Backend,
 }
 
 /// How long we wait for a bus connection before saying no bus is reachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `run` and `status` wait for a bus before doing without.
+const QUIET_CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 
 impl Systemd {
     /// Connects to the user bus (`$DBUS_SESSION_BUS_ADDRESS`, else
     /// `$XDG_RUNTIME_DIR/bus`) or the system bus.
-    pub async fn connect_within(scope: Scope, timeout: Duration) -> Result<Self> {
+    async fn connect_bus(scope: Scope, timeout: Duration) -> Result<zbus::Connection> {
         let fut = async {
             match scope {
                 Scope::User => zbus::Connection::session().await,
                 Scope::System => zbus::Connection::system().await,
             }
         };
-        let conn = match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(no_bus(scope, &e.to_string())),
-            Err(_) => return Err(no_bus(scope, "timed out")),
-        };
-        Ok(Systemd {
-            scope,
-            conn: Some(conn),
-        })
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(no_bus(scope, &e.to_string())),
+            Err(_) => Err(no_bus(scope, "timed out")),
+        }
     }
 
-    /// Connects over D-Bus, or — when no bus is reachable — says so and
-    /// falls back to `systemctl` for lifecycle commands.
-    pub async fn connect_or_systemctl(scope: Scope) -> Result<Self> {
-        Self::connect_or_systemctl_within(scope, CONNECT_TIMEOUT, true).await
+    /// Connects over D-Bus, or, when no bus is reachable, says so and
+    /// falls back to `systemctl`.
+    pub async fn connect(scope: Scope) -> Result<Self> {
+        Self::connect_within(scope, CONNECT_TIMEOUT, true).await
     }
 
-    pub async fn connect_or_systemctl_within(
-        scope: Scope,
-        timeout: Duration,
-        warn: bool,
-    ) -> Result<Self> {
-        match Self::connect_within(scope, timeout).await {
-            Ok(s) => Ok(s),
+    /// Like [`Systemd::connect`], briefly and without the warning: for
+    /// checks that can do without a manager.
+    pub async fn connect_quietly(scope: Scope) -> Result<Self> {
+        Self::connect_within(scope, QUIET_CONNECT_TIMEOUT, false).await
+    }
+
+    async fn connect_within(scope: Scope, timeout: Duration, warn: bool) -> Result<Self> {
+        let backend = match Self::connect_bus(scope, timeout).await {
+            Ok(c) => Backend::Bus(c),
             // systemctl talks to the manager over its private socket, which
             // exists whenever the manager runs, bus or no bus.
             Err(e) if private_socket(scope).is_some_and(|p| p.exists()) => {
@@ -182,17 +146,14 @@ impl Systemd {
                         scope.systemctl_flag()
                     ));
                 }
-                Ok(Systemd { scope, conn: None })
+                Backend::Systemctl
             }
-            Err(e) => Err(e),
-        }
+            Err(e) => return Err(e),
+        };
+        Ok(Systemd { scope, backend })
     }
 
-    async fn manager(&self) -> Result<ManagerProxy<'_>> {
-        let conn = self
-            .conn
-            .as_ref()
-            .ok_or_else(|| Error::os("no D-Bus connection".to_string()))?;
+    async fn manager(conn: &zbus::Connection) -> Result<ManagerProxy<'_>> {
         ManagerProxy::new(conn)
             .await
             .map_err(|e| dbus_err("reach systemd's manager", e))
@@ -201,9 +162,10 @@ impl Systemd {
     /// `systemctl [--user] ARGS…` (the fallback without a bus).
     async fn systemctl(&self, args: &[&str], timeout: Duration) -> Result<std::process::Output> {
         let mut cmd = tokio::process::Command::new("systemctl");
-        cmd.args(scope_args(self.scope))
-            .args(args)
-            .kill_on_drop(true);
+        if self.scope == Scope::User {
+            cmd.arg("--user");
+        }
+        cmd.args(args).kill_on_drop(true);
         tokio::time::timeout(timeout, cmd.output())
             .await
             .map_err(|_| {
@@ -236,83 +198,15 @@ impl Systemd {
         }
     }
 
-    pub async fn reload(&self) -> Result<()> {
-        if self.conn.is_none() {
-            return self.systemctl_ok(&["daemon-reload"]).await;
-        }
-        self.manager()
-            .await?
-            .reload()
-            .await
-            .map_err(|e| dbus_err("reload systemd", e))
-    }
-
-    pub async fn enable(&self, unit: &str) -> Result<Vec<(String, String, String)>> {
-        if self.conn.is_none() {
-            return self
-                .systemctl_ok(&["enable", unit])
-                .await
-                .map(|_| Vec::new());
-        }
-        let (_, changes) = self
-            .manager()
-            .await?
-            .enable_unit_files(&[unit], false, true)
-            .await
-            .map_err(|e| dbus_err(&format!("enable {unit}"), e))?;
-        Ok(changes)
-    }
-
-    pub async fn disable(&self, unit: &str) -> Result<Vec<(String, String, String)>> {
-        if self.conn.is_none() {
-            return self
-                .systemctl_ok(&["disable", unit])
-                .await
-                .map(|_| Vec::new());
-        }
-        self.manager()
-            .await?
-            .disable_unit_files(&[unit], false)
-            .await
-            .map_err(|e| dbus_err(&format!("disable {unit}"), e))
-    }
-
-    pub async fn unit_file_state(&self, unit: &str) -> Option<String> {
-        if self.conn.is_none() {
-            let out = self
-                .systemctl(&["is-enabled", unit], Duration::from_secs(10))
-                .await
-                .ok()?;
-            return Some(String::from_utf8_lossy(&out.stdout).trim().to_string());
-        }
-        self.manager()
-            .await
-            .ok()?
-            .get_unit_file_state(unit)
-            .await
-            .ok()
-    }
-
-    /// Runs a job (`start`, `stop`, `restart`) and waits for its end.
-    /// Returns the job's result: `done`, `failed`, `timeout`, `canceled`,
-    /// `dependency`, `skipped`.
-    pub async fn job(&self, verb: &str, unit: &str, timeout: Duration) -> Result<String> {
-        if self.conn.is_none() {
-            if verb != "stop" {
-                let _ = self
-                    .systemctl(&["reset-failed", unit], Duration::from_secs(10))
-                    .await;
-            }
-            // `systemctl start` of a Type=notify unit also blocks until READY=1.
-            let out = self.systemctl(&[verb, unit], timeout).await?;
-            return Ok(if out.status.success() {
-                "done"
-            } else {
-                "failed"
-            }
-            .to_string());
-        }
-        let m = self.manager().await?;
+    /// A job over the bus: subscribe, listen, queue, wait for `JobRemoved`.
+    async fn bus_job(
+        &self,
+        conn: &zbus::Connection,
+        job: Job,
+        unit: &str,
+        timeout: Duration,
+    ) -> Result<JobResult> {
+        let m = Self::manager(conn).await?;
         // A second job on the same connection is already subscribed.
         match m.subscribe().await {
             Ok(()) => {}
@@ -325,51 +219,44 @@ impl Systemd {
             .receive_job_removed()
             .await
             .map_err(|e| dbus_err("listen for systemd's job signals", e))?;
-        if verb != "stop" {
+        if job != Job::Stop {
             // A unit that failed before must be reset, or a start limit
             // hit earlier would refuse the new start.
             let _ = m.reset_failed_unit(unit).await;
         }
-        let job = match verb {
-            "start" => m.start_unit(unit, "replace").await,
-            "stop" => m.stop_unit(unit, "replace").await,
-            "restart" => m.restart_unit(unit, "replace").await,
-            other => return Err(Error::os(format!("unknown job {other}"))),
+        let path = match job {
+            Job::Start => m.start_unit(unit, "replace").await,
+            Job::Stop => m.stop_unit(unit, "replace").await,
+            Job::Restart => m.restart_unit(unit, "replace").await,
         }
-        .map_err(|e| dbus_err(&format!("{verb} {unit}"), e))?;
+        .map_err(|e| dbus_err(&format!("{} {unit}", job.verb()), e))?;
         let wait = async {
-            loop {
-                let Some(sig) = next(&mut removed).await else {
-                    return Err(Error::os(
-                        "the connection to systemd closed while waiting for the job".to_string(),
-                    ));
-                };
+            while let Some(sig) = removed.next().await {
                 if let Ok(args) = sig.args() {
-                    if args.job == job {
-                        return Ok(args.result.clone());
+                    if args.job == path {
+                        return Ok(JobResult::from_systemd(&args.result));
                     }
                 }
             }
+            Err(Error::os(
+                "the connection to systemd closed while waiting for the job".to_string(),
+            ))
         };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::new(
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            Error::new(
                 Kind::Unavailable,
                 format!(
-                    "systemd's {verb} job for {unit} did not finish within {}; see `systemctl{} status {unit}`",
+                    "systemd's {} job for {unit} did not finish within {}; see `systemctl{} status {unit}`",
+                    job.verb(),
                     humantime::format_duration(timeout),
                     self.scope.systemctl_flag()
                 ),
-            )),
-        }
+            )
+        })?
     }
 
-    /// The unit's current state; `None` when systemd does not know it.
-    pub async fn unit_info(&self, unit: &str) -> Result<Option<UnitInfo>> {
-        let Some(conn) = self.conn.as_ref() else {
-            return self.unit_info_systemctl(unit).await;
-        };
-        let m = self.manager().await?;
+    async fn bus_unit_info(&self, conn: &zbus::Connection, unit: &str) -> Result<Option<UnitInfo>> {
+        let m = Self::manager(conn).await?;
         let path = match m.load_unit(unit).await {
             Ok(p) => p,
             Err(zbus::Error::MethodError(name, _, _)) if name.as_str().ends_with("NoSuchUnit") => {
@@ -407,12 +294,10 @@ impl Systemd {
             exec_main_status: s.exec_main_status().await.unwrap_or_default(),
         }))
     }
-}
 
-impl Systemd {
     /// The fallback's `unit_info`: `systemctl show` with explicit
     /// properties, one `KEY=VALUE` per line.
-    async fn unit_info_systemctl(&self, unit: &str) -> Result<Option<UnitInfo>> {
+    async fn systemctl_unit_info(&self, unit: &str) -> Result<Option<UnitInfo>> {
         let props = "LoadState,ActiveState,SubState,UnitFileState,StateChangeTimestampMonotonic,MainPID,StatusText,NRestarts,Result,ExecMainStatus";
         let out = self
             .systemctl(&["show", "-p", props, unit], Duration::from_secs(10))
@@ -444,6 +329,97 @@ impl Systemd {
     }
 }
 
+impl Client for Systemd {
+    fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    async fn reload(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Systemctl => self.systemctl_ok(&["daemon-reload"]).await,
+            Backend::Bus(conn) => Self::manager(conn)
+                .await?
+                .reload()
+                .await
+                .map_err(|e| dbus_err("reload systemd", e)),
+        }
+    }
+
+    async fn enable(&self, unit: &str) -> Result<Vec<Change>> {
+        match &self.backend {
+            Backend::Systemctl => self
+                .systemctl_ok(&["enable", unit])
+                .await
+                .map(|_| Vec::new()),
+            Backend::Bus(conn) => Self::manager(conn)
+                .await?
+                .enable_unit_files(&[unit], false, true)
+                .await
+                .map(|(_, changes)| changes)
+                .map_err(|e| dbus_err(&format!("enable {unit}"), e)),
+        }
+    }
+
+    async fn disable(&self, unit: &str) -> Result<Vec<Change>> {
+        match &self.backend {
+            Backend::Systemctl => self
+                .systemctl_ok(&["disable", unit])
+                .await
+                .map(|_| Vec::new()),
+            Backend::Bus(conn) => Self::manager(conn)
+                .await?
+                .disable_unit_files(&[unit], false)
+                .await
+                .map_err(|e| dbus_err(&format!("disable {unit}"), e)),
+        }
+    }
+
+    async fn unit_file_state(&self, unit: &str) -> Option<String> {
+        match &self.backend {
+            Backend::Systemctl => {
+                let out = self
+                    .systemctl(&["is-enabled", unit], Duration::from_secs(10))
+                    .await
+                    .ok()?;
+                Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+            }
+            Backend::Bus(conn) => Self::manager(conn)
+                .await
+                .ok()?
+                .get_unit_file_state(unit)
+                .await
+                .ok(),
+        }
+    }
+
+    async fn job(&self, job: Job, unit: &str, timeout: Duration) -> Result<JobResult> {
+        match &self.backend {
+            Backend::Bus(conn) => self.bus_job(conn, job, unit, timeout).await,
+            Backend::Systemctl => {
+                if job != Job::Stop {
+                    let _ = self
+                        .systemctl(&["reset-failed", unit], Duration::from_secs(10))
+                        .await;
+                }
+                // `systemctl start` of a Type=notify unit also blocks until READY=1.
+                let out = self.systemctl(&[job.verb(), unit], timeout).await?;
+                Ok(JobResult::from_systemd(if out.status.success() {
+                    "done"
+                } else {
+                    "failed"
+                }))
+            }
+        }
+    }
+
+    async fn unit_info(&self, unit: &str) -> Result<Option<UnitInfo>> {
+        match &self.backend {
+            Backend::Bus(conn) => self.bus_unit_info(conn, unit).await,
+            Backend::Systemctl => self.systemctl_unit_info(unit).await,
+        }
+    }
+}
+
 /// The manager's private socket (what systemctl uses).
 fn private_socket(scope: Scope) -> Option<std::path::PathBuf> {
     match scope {
@@ -452,22 +428,6 @@ fn private_socket(scope: Scope) -> Option<std::path::PathBuf> {
             .filter(|d| !d.is_empty())
             .map(|d| std::path::PathBuf::from(d).join("systemd/private")),
     }
-}
-
-fn scope_args(scope: Scope) -> &'static [&'static str] {
-    match scope {
-        Scope::User => &["--user"],
-        Scope::System => &[],
-    }
-}
-
-/// The next item of a stream, without pulling in a stream-utilities crate.
-async fn next<S: futures_core_stream::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
-    std::future::poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
-}
-
-mod futures_core_stream {
-    pub use zbus::export::futures_core::Stream;
 }
 
 fn no_bus(scope: Scope, why: &str) -> Error {

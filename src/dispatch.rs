@@ -1,0 +1,46 @@
+//! Which part runs each subcommand: one match, no work of its own.
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Result};
+use crate::{config, log, probe, status, supervise};
+
+#[cfg(target_os = "macos")]
+use crate::launchd::commands as service;
+#[cfg(not(target_os = "macos"))]
+use crate::systemd::commands as service;
+
+/// Runs the parsed command; returns the exit code.
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    // One thread is enough: the work is waiting. It also keeps the thread
+    // that forks the server alive for as long as the process (see
+    // `supervise::child` on PR_SET_PDEATHSIG).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::os(format!("cannot start the async runtime: {e}")))?;
+    match cli.command {
+        Command::Completions { shell } => {
+            log::out(&crate::cli::completions(shell));
+            Ok(0)
+        }
+        Command::Manpage => {
+            log::out(&crate::cli::manpage()?);
+            Ok(0)
+        }
+        Command::Run(args) => rt.block_on(supervise::run(config::resolve_run_settings(&args)?)),
+        Command::Probe(args) => {
+            let settings = config::resolve_probe_settings(&args.selection)?;
+            rt.block_on(probe::command(settings, args.json))
+        }
+        Command::Status(args) => {
+            let settings = config::resolve_probe_settings(&args.selection)?;
+            rt.block_on(status::command(settings, args.system, args.json))
+        }
+        lifecycle => service::dispatch(&rt, lifecycle),
+    }
+}
+
+/// Prints an error once, the way every error of ours looks.
+pub fn print_error(e: &Error) {
+    log::error(&e.message);
+}

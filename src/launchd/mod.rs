@@ -1,0 +1,33 @@
+//! launchd (macOS): the instance as a LaunchAgent.
+//!
+//! * [`plist`] — the embedded plist template and its rendering;
+//! * [`launchctl`] — the `launchctl` calls over a runner trait;
+//! * [`commands`] — install, uninstall, start, stop, restart, logs.
+//!
+//! Everything but the real `launchctl` runner and the dispatch is portable,
+//! so it is compiled and tested on Linux.
+
+pub mod commands;
+pub mod launchctl;
+pub mod plist;
+
+use std::path::{Path, PathBuf};
+
+use crate::instance::InstanceId;
+
+/// The launchd label of an instance.
+pub fn label(id: &InstanceId) -> String {
+    format!("ai.paperclip.paperclipd.{id}")
+}
+
+/// `~/Library/LaunchAgents/<label>.plist`.
+pub fn plist_path(home: &Path, id: &InstanceId) -> PathBuf {
+    home.join("Library/LaunchAgents")
+        .join(format!("{}.plist", label(id)))
+}
+
+/// The launchd domains to try, in order: the GUI session, then the
+/// background user domain (e.g. over SSH, where there is no GUI session).
+pub fn domains(uid: u32) -> [String; 2] {
+    [format!("gui/{uid}"), format!("user/{uid}")]
+}

@@ -1,0 +1,128 @@
+//! The LaunchAgent plist (`units/launchd/`, embedded): rendering with XML
+//! escaping, and the `PATH` a launchd job needs to find Node.js.
+
+use std::path::Path;
+
+use crate::instance::Instance;
+
+pub const PLIST_TEMPLATE: &str = include_str!("../../units/launchd/ai.paperclip.paperclipd.plist");
+
+/// Escapes text for an XML element.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 cannot carry most control characters at all.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders the LaunchAgent for an instance.
+pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) -> String {
+    let logs = instance.log_dir();
+    let mut env_xml = String::new();
+    for (k, v) in env {
+        env_xml.push_str(&format!(
+            "\t\t<key>{}</key>\n\t\t<string>{}</string>\n",
+            xml_escape(k),
+            xml_escape(v)
+        ));
+    }
+    PLIST_TEMPLATE
+        .replace("@LABEL@", &xml_escape(&super::label(&instance.id)))
+        .replace("@PAPERCLIPD@", &xml_escape(&paperclipd.to_string_lossy()))
+        .replace("@INSTANCE@", &xml_escape(instance.id.as_str()))
+        .replace("@ENVIRONMENT@", &env_xml)
+        .replace(
+            "@STDOUT@",
+            &xml_escape(&logs.join("paperclipd.out.log").to_string_lossy()),
+        )
+        .replace(
+            "@STDERR@",
+            &xml_escape(&logs.join("paperclipd.err.log").to_string_lossy()),
+        )
+}
+
+/// A `PATH` that finds Node.js and npm's global bin on a Mac (launchd's
+/// own default is /usr/bin:/bin:/usr/sbin:/sbin).
+pub fn default_path(home: &Path) -> String {
+    format!(
+        "{}/.local/bin:/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        home.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::InstanceId;
+
+    fn inst(id: &str, home: &str) -> Instance {
+        Instance::new(InstanceId::parse(id).unwrap(), home.into())
+    }
+
+    #[test]
+    fn renders_a_valid_plist_with_hostile_values() {
+        let i = inst("dev", "/Users/a&b <x>/.paperclip");
+        let env = [
+            ("PATH", default_path(Path::new("/Users/a&b"))),
+            (
+                "PAPERCLIP_SHIM_PATH",
+                "/opt/\"quoted\" & <tagged>/paperclipai".to_string(),
+            ),
+        ];
+        let xml = render(&i, Path::new("/Applications/My Tools/paperclipd"), &env);
+        let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
+        let d = v.as_dictionary().unwrap();
+        assert_eq!(d["Label"].as_string(), Some("ai.paperclip.paperclipd.dev"));
+        let args: Vec<&str> = d["ProgramArguments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_string().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "/Applications/My Tools/paperclipd",
+                "run",
+                "--instance",
+                "dev"
+            ]
+        );
+        assert_eq!(d["RunAtLoad"].as_boolean(), Some(true));
+        let ka = d["KeepAlive"].as_dictionary().unwrap();
+        assert_eq!(
+            ka["SuccessfulExit"].as_boolean(),
+            Some(false),
+            "restart on failure, not after a clean stop"
+        );
+        assert!(d["ExitTimeOut"].as_unsigned_integer().unwrap() >= 35);
+        assert!(d["ThrottleInterval"].as_unsigned_integer().unwrap() >= 5);
+        assert_eq!(d["ProcessType"].as_string(), Some("Standard"));
+        let e = d["EnvironmentVariables"].as_dictionary().unwrap();
+        assert_eq!(
+            e["PAPERCLIP_SHIM_PATH"].as_string(),
+            Some("/opt/\"quoted\" & <tagged>/paperclipai")
+        );
+        assert!(e["PATH"].as_string().unwrap().contains("/opt/homebrew/bin"));
+        assert_eq!(
+            d["StandardErrorPath"].as_string(),
+            Some("/Users/a&b <x>/.paperclip/instances/dev/logs/paperclipd.err.log")
+        );
+    }
+
+    #[test]
+    fn escapes_everything_xml_needs() {
+        assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
+        assert_eq!(xml_escape("bell\u{7}"), "bell\u{FFFD}");
+    }
+}

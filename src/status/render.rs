@@ -1,0 +1,67 @@
+//! `status` as text for a person (`--json` is the serialized [`Status`]).
+
+use super::{Status, describe_owners};
+
+pub fn render_text(s: &Status) -> String {
+    let mut out = format!(
+        "paperclip instance {}: {} ({})\n",
+        s.instance,
+        s.state.as_str(),
+        s.reason
+    );
+    match &s.lock {
+        Some(h) => out.push_str(&format!("  lock:   held by {}\n", h.describe())),
+        None => out.push_str("  lock:   free\n"),
+    }
+    let m = &s.manager;
+    match (&m.active_state, &m.error) {
+        (Some(a), _) => out.push_str(&format!(
+            "  unit:   {} {} ({}), main pid {}, {} restart(s){}\n",
+            m.unit,
+            a,
+            m.sub_state.as_deref().unwrap_or(""),
+            m.main_pid.unwrap_or(0),
+            m.n_restarts.unwrap_or(0),
+            m.status_text
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!(": {t}"))
+                .unwrap_or_default()
+        )),
+        (None, Some(e)) => out.push_str(&format!("  unit:   unknown ({e})\n")),
+        (None, None) => out.push_str(&format!("  unit:   {} not installed\n", m.unit)),
+    }
+    if let Some(up) = &m.upstream {
+        out.push_str(&format!(
+            "  upstream unit: {} {}\n",
+            up.unit, up.active_state
+        ));
+    }
+    out.push_str(&format!(
+        "  port:   {} {}{}\n",
+        s.port.port,
+        if s.port.listening {
+            "listening"
+        } else {
+            "not listening"
+        },
+        if s.port.owners.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                describe_owners(&s.port.owners.iter().map(|o| o.pid).collect::<Vec<_>>())
+            )
+        }
+    ));
+    match (&s.probes.api, &s.probes.ui) {
+        (None, _) => out.push_str("  probes: not sent (nothing listens)\n"),
+        (Some(a), u) => {
+            out.push_str(&format!("  {a}\n"));
+            if let Some(u) = u {
+                out.push_str(&format!("  {u}\n"));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,250 @@
+//! How `run` ends: for each way the server stops, the message and the
+//! documented exit code (with the probes' last results and the server's
+//! last lines when it never became ready).
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Kind, Result};
+use crate::notify::NotifyState;
+use crate::{log, procfs};
+
+use super::Supervisor;
+use super::child::ExitKind;
+use super::readiness::Progress;
+use super::signals::signal_name;
+use super::stop::{self, GracefulStop};
+
+/// After the server is gone, how long its leftovers (adopted PostgreSQL,
+/// agents) get after SIGTERM before SIGKILL, at most.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
+
+/// Where the run loop is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting { since: Instant },
+    Ready { since: Instant },
+}
+
+/// Why we stop the server.
+#[derive(Debug, Clone, Copy)]
+pub enum StopReason {
+    Signal(i32),
+    ReadyTimeout,
+    Foreign,
+}
+
+impl StopReason {
+    fn signal(self) -> i32 {
+        match self {
+            StopReason::Signal(s) => s,
+            _ => libc::SIGTERM,
+        }
+    }
+}
+
+impl Supervisor {
+    /// The server exited without being asked to.
+    pub(super) async fn server_exited(
+        &mut self,
+        exit: ExitKind,
+        phase: Phase,
+        progress: &Progress,
+    ) -> Result<u8> {
+        // In a terminal, Ctrl-C goes straight to the server (it owns the
+        // terminal): a SIGINT death or exit 130 is the user's stop.
+        let user_interrupt = self.interactive
+            && matches!(exit, ExitKind::Signal(libc::SIGINT) | ExitKind::Code(130));
+        self.notifier.send(&[
+            NotifyState::Stopping,
+            NotifyState::Status(&format!("server {}; stopping", exit.describe())),
+        ]);
+        let grace = LEFTOVER_GRACE.min(self.settings.stop_timeout);
+        stop::cleanup_leftovers(&self.server, &mut self.signals, grace).await;
+        self.drain_output().await;
+        if user_interrupt {
+            log::info("stopped by Ctrl-C");
+            return Ok(0);
+        }
+        match phase {
+            Phase::Ready { since } => Ok(self.exited_after_service(exit, since.elapsed())),
+            Phase::Starting { since } => {
+                let mut msg = format!(
+                    "the server (pid {}) {} {:.1}s after start, before it became ready.",
+                    self.server.pid,
+                    exit.describe(),
+                    since.elapsed().as_secs_f64()
+                );
+                self.append_diagnostics(&mut msg, progress).await;
+                msg.push_str("\nCheck the server's output above; run the command by hand to see it fail directly.");
+                Err(Error::new(Kind::ServerExited(exit.shell_code()), msg))
+            }
+        }
+    }
+
+    fn exited_after_service(&self, exit: ExitKind, up: Duration) -> u8 {
+        let code = exit.shell_code();
+        let served = if up < Duration::from_secs(60) {
+            format!("{:.1}s", up.as_secs_f64())
+        } else {
+            humantime::format_duration(Duration::from_secs(up.as_secs())).to_string()
+        };
+        let msg = format!(
+            "the server (pid {}) {} after {served} of service; exiting with {code}",
+            self.server.pid,
+            exit.describe(),
+        );
+        if code == 0 {
+            log::info(&msg)
+        } else {
+            log::error(&msg)
+        }
+        code
+    }
+
+    /// Stops the server in order and decides the exit code.
+    pub(super) async fn stop(&mut self, reason: StopReason, progress: &Progress) -> Result<u8> {
+        let sig = reason.signal();
+        let why = match reason {
+            StopReason::Signal(s) => format!("received {}", signal_name(s)),
+            StopReason::ReadyTimeout => format!(
+                "not ready after {}",
+                humantime::format_duration(self.settings.ready_timeout)
+            ),
+            StopReason::Foreign => "port taken by another process".to_string(),
+        };
+        self.notifier.send(&[
+            NotifyState::Stopping,
+            NotifyState::Status(&format!(
+                "stopping ({why}): sent {} to server pid {}",
+                signal_name(sig),
+                self.server.pid
+            )),
+        ]);
+        log::info(&format!(
+            "{why}; stopping the server (pid {}) with {}, waiting up to {}",
+            self.server.pid,
+            signal_name(sig),
+            humantime::format_duration(self.settings.stop_timeout)
+        ));
+        let stop_started = Instant::now();
+        let graceful = GracefulStop {
+            signal: sig,
+            grace: self.settings.stop_timeout,
+        };
+        let exit = graceful.run(&self.server, &mut self.signals).await;
+        let left = graceful.grace.saturating_sub(stop_started.elapsed());
+        let grace = left.clamp(Duration::from_millis(100), LEFTOVER_GRACE);
+        stop::cleanup_leftovers(&self.server, &mut self.signals, grace).await;
+        self.drain_output().await;
+        match reason {
+            StopReason::Signal(_) => {
+                self.report_requested_stop(exit, stop_started.elapsed());
+                Ok(0)
+            }
+            StopReason::ReadyTimeout => Err(self.ready_timeout_error(progress).await),
+            StopReason::Foreign => Err(self.foreign_port_error()),
+        }
+    }
+
+    fn report_requested_stop(&self, exit: Option<ExitKind>, took: Duration) {
+        match exit {
+            Some(e) => log::info(&format!(
+                "the server {} after {:.2}s; stopped",
+                e.describe(),
+                took.as_secs_f64()
+            )),
+            None => log::warn(&format!(
+                "the server did not exit within the stop timeout ({}) and was killed with SIGKILL; \
+                 raise --stop-timeout if it needs longer to shut down",
+                humantime::format_duration(self.settings.stop_timeout)
+            )),
+        }
+    }
+
+    async fn ready_timeout_error(&mut self, progress: &Progress) -> Error {
+        let mut msg = format!(
+            "the server was not ready within {} (readiness timeout) and was stopped.",
+            humantime::format_duration(self.settings.ready_timeout)
+        );
+        self.append_diagnostics(&mut msg, progress).await;
+        msg.push_str(&format!(
+            "\nIf it is only slow, raise --ready-timeout; check the probe paths with `paperclipd probe --url {}`.",
+            self.settings.probe.url
+        ));
+        Error::new(Kind::Unavailable, msg)
+    }
+
+    fn foreign_port_error(&self) -> Error {
+        let owners = procfs::port_owners(self.settings.probe.port);
+        Error::busy(format!(
+            "port {} was taken by {} while our server was starting, so its probes would talk to a stranger; \
+             our server was stopped. Stop that process or give this instance another port",
+            self.settings.probe.port,
+            if owners.is_empty() {
+                "another process".to_string()
+            } else {
+                procfs::describe_all(&owners)
+            }
+        ))
+    }
+
+    /// Waits (briefly) until the server's output pipes are drained: once
+    /// its whole tree is gone every write end is closed, so EOF comes at
+    /// once unless something escaped us.
+    async fn drain_output(&mut self) {
+        let forwarders = &mut self.forwarders;
+        let all = async { while forwarders.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(1), all).await;
+    }
+
+    async fn append_diagnostics(&mut self, msg: &mut String, progress: &Progress) {
+        self.drain_output().await;
+        for line in progress.diagnostics(self.settings.probe.port, self.settings.probe.mode) {
+            msg.push_str("\n  ");
+            msg.push_str(&line);
+        }
+        if self.interactive {
+            return; // the user saw the output in the terminal
+        }
+        let lines = self.tail.lock().map(|t| t.lines()).unwrap_or_default();
+        if lines.is_empty() {
+            msg.push_str("\n  the server printed nothing");
+        } else {
+            msg.push_str(&format!(
+                "\n  last {} lines of the server's output:",
+                lines.len()
+            ));
+            for l in lines {
+                msg.push_str("\n  | ");
+                msg.push_str(&l);
+            }
+        }
+    }
+}
+
+/// `ready after 3.66s: API 200 status="ok", UI 200 text/html`.
+pub fn ready_message(p: &Progress, elapsed: Duration) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = &p.api {
+        parts.push(format!(
+            "API {} {}",
+            a.http_status.unwrap_or(0),
+            a.health_status
+                .as_deref()
+                .map(|s| format!("status={s:?}"))
+                .unwrap_or_else(|| "ok".into())
+        ));
+    }
+    if let Some(u) = &p.ui {
+        parts.push(format!(
+            "UI {} {}",
+            u.http_status.unwrap_or(0),
+            u.content_type.as_deref().unwrap_or("")
+        ));
+    }
+    format!(
+        "ready after {:.2}s: {}",
+        elapsed.as_secs_f64(),
+        parts.join(", ")
+    )
+}

@@ -1,0 +1,126 @@
+//! Checks before anything is started: which program runs, and that no
+//! other server serves the instance (its unit, upstream's unit, a stranger
+//! on the port).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::config::RunSettings;
+use crate::error::{Error, Result};
+use crate::probe::Prober;
+use crate::{invoker, paperclip, procfs, program};
+
+/// The server command: the given one, or Paperclip's default.
+pub struct ServerCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Paperclip's own `paperclipai run` (which may need onboarding first).
+    pub is_default: bool,
+}
+
+impl ServerCommand {
+    /// Resolves the command before anything is created: a missing program
+    /// is 127 with nothing touched.
+    pub fn resolve(settings: &RunSettings) -> Result<Self> {
+        Ok(match &settings.command {
+            Some(cmd) => ServerCommand {
+                program: program::resolve(&cmd[0])?,
+                args: cmd[1..].to_vec(),
+                is_default: false,
+            },
+            None => ServerCommand {
+                program: paperclip::default_program()?,
+                args: paperclip::run_args(&settings.probe.instance.id),
+                is_default: true,
+            },
+        })
+    }
+
+    /// The command line, for messages.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.display().to_string())
+            .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A hand-started `run` must not start a second server next to the
+/// instance's unit (active or still activating, which holds no lock yet
+/// for a moment), nor next to upstream's own unit. Without a reachable
+/// user bus this check is skipped; the lock still protects the instance.
+#[cfg(not(target_os = "macos"))]
+pub async fn refuse_running_units(
+    instance: &crate::instance::Instance,
+    invoker: &invoker::Invoker,
+) -> Result<()> {
+    use crate::systemd::{self, Client, Scope, Systemd};
+    let Ok(sd) = Systemd::connect_quietly(Scope::User).await else {
+        return Ok(());
+    };
+    let ours = systemd::unit_name(&instance.id);
+    if invoker.unit.as_deref() != Some(ours.as_str()) {
+        if let Ok(Some(info)) = sd.unit_info(&ours).await {
+            if info.is_running() {
+                return Err(Error::busy(format!(
+                    "instance {:?} is already run by the systemd unit {ours} ({}, main pid {}); \
+                     stop it with `paperclipd stop -i {}` or `systemctl --user stop {ours}`",
+                    instance.id.as_str(),
+                    info.active_state,
+                    info.main_pid,
+                    instance.id
+                )));
+            }
+        }
+    }
+    let upstream = systemd::upstream(&instance.id, Scope::User);
+    if let Ok(Some(info)) = sd.unit_info(&upstream.name).await {
+        if info.is_running() {
+            return Err(Error::busy(
+                upstream.conflict(&instance.id, &info.active_state),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// launchd jobs hold the lock from their first moment; the lock suffices.
+#[cfg(target_os = "macos")]
+pub async fn refuse_running_units(
+    _instance: &crate::instance::Instance,
+    _invoker: &invoker::Invoker,
+) -> Result<()> {
+    Ok(())
+}
+
+/// Something already listens on our port: starting would either fail or,
+/// worse, make Paperclip drift to the next port while we probe a stranger.
+pub async fn refuse_taken_port(prober: &Prober) -> Result<()> {
+    if prober.listening().await.is_err() {
+        return Ok(());
+    }
+    let port = prober.settings.port;
+    let owners = procfs::port_owners(port);
+    let who = if owners.is_empty() {
+        let uids = procfs::listening_uids(port);
+        if uids.is_empty() {
+            "a process paperclipd cannot identify (in another network namespace?)".to_string()
+        } else {
+            format!(
+                "a process of {} that paperclipd may not inspect (find it with `sudo ss -ltnp 'sport = :{port}'`)",
+                uids.iter()
+                    .map(|u| procfs::user_name(*u))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    } else {
+        procfs::describe_all(&owners)
+    };
+    Err(Error::busy(format!(
+        "port {port} ({}) already accepts connections, held by {who}. The server would not be ours to probe \
+         (Paperclip silently moves to the next free port). Stop that process, or give this instance another port \
+         (server.port in config.json, or --url)",
+        prober.settings.url
+    )))
+}
