@@ -39,6 +39,8 @@ mod program;
 mod status;
 mod supervise;
 mod sys;
+// Portable; on macOS nothing dispatches to it (launchd instead).
+#[cfg_attr(target_os = "macos", allow(dead_code))]
 mod systemd;
 
 pub use dispatch::{dispatch, print_error};

@@ -36,6 +36,7 @@ pub fn pid() -> i32 {
 }
 
 /// Our parent's pid (async-signal-safe).
+#[cfg(target_os = "linux")]
 pub fn parent_pid() -> i32 {
     // SAFETY: getppid has no preconditions and cannot fail.
     unsafe { libc::getppid() }

@@ -1,3 +1,4 @@
+#![cfg(target_os = "linux")]
 //! `paperclipd run` as PID 1 of a container (a new PID namespace made with
 //! `unshare --pid --fork --mount-proc`): PID 1 has no default signal
 //! actions and inherits every orphan, so it must handle SIGTERM itself and

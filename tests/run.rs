@@ -547,6 +547,7 @@ fn a_notify_socket_pointing_at_nothing_is_a_warning_not_a_failure() {
     );
 }
 
+#[cfg(target_os = "linux")] // abstract sockets exist only on Linux
 #[test]
 fn abstract_notify_socket_is_supported() {
     use std::os::linux::net::SocketAddrExt;

@@ -1,3 +1,4 @@
+#![cfg(target_os = "linux")]
 //! Black-box tests of `paperclipd` under a REAL `systemd --user` manager.
 //!
 //! Each test runs one scenario script (`tests/systemd/<name>.sh`, helpers in
