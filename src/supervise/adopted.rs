@@ -4,10 +4,11 @@
 //! `--reap-adopted-after DUR`, SIGTERM for each once adopted that long and
 //! SIGKILL 10 s later.
 //!
-//! Adoption raises no signal, so this scans /proc: every 60 s (one wake-up
-//! a minute while idle), or every quarter of the reap delay when that is
-//! shorter (at most 4 a second). How long a process has been adopted is
-//! counted from the scan that first saw it.
+//! Adoption raises no signal, so this scans /proc: every 5 minutes while
+//! idle (leaks pile up over hours, and each scan costs a few wake-ups: tokio's
+//! timer wheel wakes on its way to a long deadline), or every quarter of
+//! the reap delay when that is shorter (at most 4 a second). How long a
+//! process has been adopted is counted from the scan that first saw it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::disk::format_size;
 use crate::{log, procfs, sys};
 
 /// How often /proc is scanned when nothing is to be reaped sooner.
-pub const CHECK_EVERY: Duration = Duration::from_secs(60);
+pub const CHECK_EVERY: Duration = Duration::from_secs(300);
 const MIN_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// More adopted processes than this, or more memory, is worth a line.
 pub const MAX_COUNT: usize = 10;
@@ -195,6 +196,8 @@ mod tests {
         assert_eq!(w.period(), Duration::from_millis(500));
         let w = Watch::new(1, Some(Duration::from_secs(3600)));
         assert_eq!(w.period(), CHECK_EVERY);
+        let w = Watch::new(1, Some(Duration::from_secs(600)));
+        assert_eq!(w.period(), Duration::from_secs(150));
         let w = Watch::new(1, Some(Duration::from_secs(1)));
         assert_eq!(w.period(), MIN_CHECK_EVERY);
     }

@@ -113,8 +113,9 @@ fn judge_pid(dir: &Path, pid: i32) -> Verdict {
         };
     };
     if !p.is_postgres() {
+        let what = procfs::cmdline(pid).unwrap_or_else(|| p.comm.clone());
         return Verdict::Stale {
-            why: format!("pid {pid} is {}, not PostgreSQL", procfs::describe(pid)),
+            why: format!("pid {pid} is `{what}`, not PostgreSQL"),
         };
     }
     if p.euid.is_some_and(|u| u != meta.uid()) {
