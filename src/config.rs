@@ -360,16 +360,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
             )));
         }
     }
-    let reap_adopted_after = args.reap_adopted_after.or(file.reap_adopted_after);
-    if reap_adopted_after.is_some_and(|d| d < Duration::from_secs(1)) {
-        let from = match (&args.reap_adopted_after, &file_path) {
-            (None, Some(p)) => format!("reap_adopted_after in {}", p.display()),
-            _ => "--reap-adopted-after".to_string(),
-        };
-        return Err(Error::config(format!(
-            "{from} is below 1s: expected how long an adopted process may live, such as 30m or 2h"
-        )));
-    }
+    let reap_adopted_after = reap_adopted_after(args, &file, file_path.as_deref())?;
     Ok(RunSettings {
         probe,
         ready_timeout,
@@ -378,6 +369,25 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         env,
         reap_adopted_after,
     })
+}
+
+/// `--reap-adopted-after` or `reap_adopted_after`: at least 1 s.
+fn reap_adopted_after(
+    args: &crate::cli::RunArgs,
+    file: &FileConfig,
+    file_path: Option<&std::path::Path>,
+) -> Result<Option<Duration>> {
+    let d = args.reap_adopted_after.or(file.reap_adopted_after);
+    if d.is_some_and(|d| d < Duration::from_secs(1)) {
+        let from = match (&args.reap_adopted_after, file_path) {
+            (None, Some(p)) => format!("reap_adopted_after in {}", p.display()),
+            _ => "--reap-adopted-after".to_string(),
+        };
+        return Err(Error::config(format!(
+            "{from} is below 1s: expected how long an adopted process may live, such as 30m or 2h"
+        )));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
