@@ -114,6 +114,7 @@ fn mount_of(_path: &Path) -> Option<(String, String)> {
     None
 }
 
+#[cfg(not(target_os = "macos"))]
 /// Picks the mountinfo entry for `path` on device `dev`: the longest mount
 /// point containing the path, preferring entries of the same device (a
 /// bind mount or btrfs subvolume may report another).
@@ -150,6 +151,7 @@ pub fn best_mount(mountinfo: &str, path: &Path, dev: u64) -> Option<(String, Str
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+#[cfg(not(target_os = "macos"))]
 fn unescape_mount(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -256,6 +258,7 @@ mod tests {
         assert_eq!(format_size(8 << 20), "8.0 MiB");
     }
 
+    #[cfg(not(target_os = "macos"))]
     #[test]
     fn mounts() {
         let mi = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\

@@ -270,6 +270,7 @@ fn status_field(pid: i32, name: &str) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+#[cfg(not(target_os = "macos"))]
 /// The effective uid of a process.
 pub fn euid(pid: i32) -> Option<u32> {
     status_field(pid, "Uid")?
@@ -287,6 +288,7 @@ pub fn rss_bytes(pid: i32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+#[cfg(not(target_os = "macos"))]
 /// Device and inode of a process's working directory (readable for our
 /// own processes, or all as root).
 pub fn cwd_dev_ino(pid: i32) -> std::io::Result<(u64, u64)> {
@@ -295,12 +297,14 @@ pub fn cwd_dev_ino(pid: i32) -> std::io::Result<(u64, u64)> {
     Ok((m.dev(), m.ino()))
 }
 
+#[cfg(not(target_os = "macos"))]
 /// The file name of a process's executable (`postgres`), when readable.
 pub fn exe_name(pid: i32) -> Option<String> {
     let target = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     Some(target.file_name()?.to_string_lossy().into_owned())
 }
 
+#[cfg(target_os = "linux")]
 /// Seconds since boot, from `/proc/uptime`.
 pub fn uptime_secs() -> Option<f64> {
     fs::read_to_string("/proc/uptime")
@@ -309,15 +313,6 @@ pub fn uptime_secs() -> Option<f64> {
         .next()?
         .parse()
         .ok()
-}
-
-/// The login name of `uid`, from /etc/passwd.
-pub fn login_name(uid: u32) -> Option<String> {
-    let text = fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f[0].to_string())
-    })
 }
 
 #[cfg(test)]
@@ -338,11 +333,21 @@ mod tests {
         let p = proc_info(me).unwrap();
         assert_eq!(p.pid, me);
         assert!(cmdline(me).is_some());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn own_identity_and_memory() {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::process::id() as i32;
         assert_eq!(euid(me), Some(crate::sys::euid()));
         assert!(rss_bytes(me).unwrap() > 0);
         let here = std::fs::metadata(".").unwrap();
-        use std::os::unix::fs::MetadataExt;
         assert_eq!(cwd_dev_ino(me).unwrap(), (here.dev(), here.ino()));
+        assert_eq!(
+            exe_name(me).as_deref().map(|e| e.starts_with("paperclipd")),
+            Some(true)
+        );
         assert!(uptime_secs().unwrap() > 0.0);
     }
 

@@ -1,6 +1,7 @@
 //! The free-space preflight on a real small filesystem: a tmpfs mounted in
 //! a private mount namespace (`unshare -m`), so nothing outlives the test.
 //! Needs root; CI runs as root.
+#![cfg(target_os = "linux")]
 
 mod support;
 

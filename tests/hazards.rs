@@ -1,6 +1,7 @@
 //! What upstream leaves open, against the fixture server: a stale
 //! `postmaster.pid`, processes the server leaks (adopted by paperclipd),
 //! `status --all`. (The free-space tests need a tmpfs: `tests/disk.rs`.)
+#![cfg(target_os = "linux")]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! fake `org.freedesktop.login1` on a private bus (a real `dbus-daemon`,
 //! named by `DBUS_SYSTEM_BUS_ADDRESS`). Needs root (the instance directory
 //! is given to a regular user, uid 1000); CI runs as root.
+#![cfg(target_os = "linux")]
 
 mod support;
 

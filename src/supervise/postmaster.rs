@@ -182,8 +182,8 @@ fn same_dir(a: (u64, u64), b: (u64, u64)) -> bool {
 }
 
 /// Every PostgreSQL process whose working directory is `dir` (Linux; the
-/// postmaster and its backends), lowest pid first. Empty where /proc is
-/// missing.
+/// postmaster and its backends), lowest pid first.
+#[cfg(not(target_os = "macos"))]
 fn serving_postgres(dir: &Path) -> Vec<i32> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(dir) else {
@@ -197,6 +197,12 @@ fn serving_postgres(dir: &Path) -> Vec<i32> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// macOS has no /proc to scan; the pid in the file is checked alone.
+#[cfg(target_os = "macos")]
+fn serving_postgres(_dir: &Path) -> Vec<i32> {
+    Vec::new()
 }
 
 /// Renames `file` to `<file>.stale-<UTC time>` in the same directory

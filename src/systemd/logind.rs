@@ -134,7 +134,7 @@ impl IpcView {
 
 /// Checks `uid`: logind over the system bus, else logind's files.
 pub async fn check(uid: u32) -> IpcView {
-    let user = procfs::login_name(uid).unwrap_or_else(|| uid.to_string());
+    let user = login_name(uid).unwrap_or_else(|| uid.to_string());
     let facts = match tokio::time::timeout(BUS_TIMEOUT, bus_facts(uid)).await {
         Ok(Ok(f)) => f,
         _ => file_facts(&user, Path::new("/"), logind_running()),
@@ -176,6 +176,15 @@ async fn bus_facts(uid: u32) -> zbus::Result<Facts> {
         linger,
         remove_ipc,
         source: "logind",
+    })
+}
+
+/// The login name of `uid`, from /etc/passwd.
+fn login_name(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f[0].to_string())
     })
 }
 
