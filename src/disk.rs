@@ -44,20 +44,14 @@ impl Space {
 /// The free space where `path` lives; a path that does not exist yet (a
 /// new instance) is judged by its nearest existing ancestor.
 pub fn space(path: &Path) -> std::io::Result<Space> {
-    let mut at = path;
-    while !at.exists() {
-        match at.parent() {
-            Some(p) => at = p,
-            None => break,
-        }
-    }
-    let st = sys::fs_stat(at)?;
+    let at = nearest_existing(path);
+    let st = sys::fs_stat(&at)?;
     let (mount, fs_type) = match (st.mount, st.fs_type) {
         (Some(m), t) => (Some(m), t),
-        (None, _) => mount_of(at).unzip(),
+        (None, _) => mount_of(&at).unzip(),
     };
     Ok(Space {
-        path: at.to_path_buf(),
+        path: at,
         mount,
         fs_type,
         free_bytes: st.avail,
@@ -65,10 +59,27 @@ pub fn space(path: &Path) -> std::io::Result<Space> {
     })
 }
 
+/// `path`, or its nearest ancestor that exists.
+fn nearest_existing(path: &Path) -> PathBuf {
+    let mut at = path;
+    while !at.exists() {
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    at.to_path_buf()
+}
+
 /// `run`'s preflight: refuse to start (73) with less than `min_free` bytes
 /// free on the instance's filesystem. `0` disables the check.
 pub fn require_free(instance_root: &Path, min_free: u64) -> Result<()> {
     if min_free == 0 {
+        return Ok(());
+    }
+    // The common case costs one statvfs; the mount is looked up only to
+    // word the refusal.
+    if sys::fs_stat(&nearest_existing(instance_root)).is_ok_and(|st| st.avail >= min_free) {
         return Ok(());
     }
     let s = match space(instance_root) {
