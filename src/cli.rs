@@ -29,10 +29,13 @@ const EXIT_CODES: &str = "Exit codes of `run`:
   2        usage error
   69       readiness timed out (the server was stopped)
   71       the OS refused something paperclipd needs
-  75       already running: lock held, unit active, or port taken
+  73       too little free space on the instance's filesystem (--min-free)
+  75       already running: lock held, unit active, port taken, or a PostgreSQL
+           left running on the instance's data directory
   78       configuration error
   126/127  server command not executable / not found
-`probe`: 0 ready, 1 not ready. `status`: 0 ready, 1 running but not ready or conflict, 3 stopped.
+`probe`: 0 ready, 1 not ready. `status`: 0 ready, 1 running but not ready or conflict, 3 stopped;
+`status --all`: 0 when every instance is ready, else 1.
 `install`, `start`, `stop`, `restart`, `uninstall`: 0 done, 1 the manager reported a failure.";
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +104,10 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Every instance under the home, one line (or JSON object) each;
+    /// exit 0 when all are ready, else 1. Ignores --instance.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +174,15 @@ pub struct RunArgs {
     /// The server command [default: paperclipai run --instance <id>].
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+    /// Refuse to start (exit 73) with less free space than this on the
+    /// instance's filesystem; 0 disables the check [default: 1GiB].
+    #[arg(long, value_name = "SIZE", value_parser = crate::disk::parse_size)]
+    pub min_free: Option<u64>,
+    /// Stop processes this wrapper adopted (orphans outside the server's
+    /// tree, e.g. leaked agents) once adopted this long: SIGTERM, then
+    /// SIGKILL after 10s [default: only report them].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub reap_adopted_after: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,11 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "de_duration")]
     pub stop_timeout: Option<Duration>,
     pub env: Option<BTreeMap<String, String>>,
+    /// `"1GiB"`, `"500MiB"`, or a number of bytes; 0 disables.
+    #[serde(default, deserialize_with = "de_size")]
+    pub min_free: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub reap_adopted_after: Option<Duration>,
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -49,6 +54,22 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
     crate::cli::parse_duration(&s)
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+}
+
+/// A size as text (`"1GiB"`) or a plain number of bytes.
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bytes(n) => Ok(Some(n)),
+        Raw::Text(s) => crate::disk::parse_size(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// What `probe`, `status` and `run` need to find and judge a server.
@@ -64,6 +85,9 @@ pub struct ProbeSettings {
     pub port: u16,
     /// Where connect checks go (the URL's host, resolved).
     pub addrs: Vec<SocketAddr>,
+    /// The free space the instance's filesystem needs (`run` refuses to
+    /// start below it, `status` warns); 0 disables.
+    pub min_free: u64,
 }
 
 /// Everything `run` needs, validated.
@@ -76,6 +100,8 @@ pub struct RunSettings {
     pub command: Option<Vec<OsString>>,
     /// Extra environment for the server, from the config's `[env]`.
     pub env: BTreeMap<String, String>,
+    /// Stop adopted processes once adopted this long; `None`: report only.
+    pub reap_adopted_after: Option<Duration>,
 }
 
 pub fn resolve_instance(target: &Target) -> Result<Instance> {
@@ -257,6 +283,7 @@ pub fn resolve_probe(
         ui_url,
         port,
         addrs,
+        min_free: file.min_free.unwrap_or(crate::disk::DEFAULT_MIN_FREE),
     })
 }
 
@@ -274,7 +301,10 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         Some(p) => format!("{key} in {}", p.display()),
         None => format!("--{key}"),
     };
-    let probe = resolve_probe(sel, instance, &file)?;
+    let mut probe = resolve_probe(sel, instance, &file)?;
+    if let Some(m) = args.min_free {
+        probe.min_free = m;
+    }
 
     let ready_timeout = args
         .ready_timeout
@@ -330,13 +360,34 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
             )));
         }
     }
+    let reap_adopted_after = reap_adopted_after(args, &file, file_path.as_deref())?;
     Ok(RunSettings {
         probe,
         ready_timeout,
         stop_timeout,
         command,
         env,
+        reap_adopted_after,
     })
+}
+
+/// `--reap-adopted-after` or `reap_adopted_after`: at least 1 s.
+fn reap_adopted_after(
+    args: &crate::cli::RunArgs,
+    file: &FileConfig,
+    file_path: Option<&std::path::Path>,
+) -> Result<Option<Duration>> {
+    let d = args.reap_adopted_after.or(file.reap_adopted_after);
+    if d.is_some_and(|d| d < Duration::from_secs(1)) {
+        let from = match (&args.reap_adopted_after, file_path) {
+            (None, Some(p)) => format!("reap_adopted_after in {}", p.display()),
+            _ => "--reap-adopted-after".to_string(),
+        };
+        return Err(Error::config(format!(
+            "{from} is below 1s: expected how long an adopted process may live, such as 30m or 2h"
+        )));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -365,6 +416,19 @@ mod tests {
         assert_eq!(c.mode, Some(Mode::ApiOnly));
         assert_eq!(c.ready_timeout, Some(Duration::from_secs(90)));
         assert_eq!(c.env.unwrap()["A"], "b");
+    }
+
+    #[test]
+    fn file_config_min_free_and_reaping() {
+        let c = parse_file_config("min_free = \"2GiB\"\nreap_adopted_after = \"30m\"\n").unwrap();
+        assert_eq!(c.min_free, Some(2 << 30));
+        assert_eq!(c.reap_adopted_after, Some(Duration::from_secs(1800)));
+        assert_eq!(
+            parse_file_config("min_free = 0\n").unwrap().min_free,
+            Some(0)
+        );
+        let e = parse_file_config("min_free = \"lots\"\n").unwrap_err();
+        assert!(e.contains("invalid size"), "{e}");
     }
 
     #[test]

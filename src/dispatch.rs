@@ -32,6 +32,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let settings = config::resolve_probe_settings(&args.selection)?;
             rt.block_on(probe::command(settings, args.json))
         }
+        Command::Status(args) if args.all => rt.block_on(status::all::command(
+            &args.selection,
+            args.system,
+            args.json,
+        )),
         Command::Status(args) => {
             let settings = config::resolve_probe_settings(&args.selection)?;
             rt.block_on(status::command(settings, args.system, args.json))

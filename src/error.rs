@@ -23,6 +23,9 @@ pub enum Kind {
     Busy,
     /// Configuration error: config file, instance id, URL, paths (78, EX_CONFIG).
     Config,
+    /// Too little free space on the instance's filesystem to start safely
+    /// (73, EX_CANTCREAT).
+    NoSpace,
     /// The server command exists but cannot be executed (126).
     NotExecutable,
     /// The server command was not found (127).
@@ -40,6 +43,7 @@ impl Kind {
             Kind::Os => 71,
             Kind::Busy => 75,
             Kind::Config => 78,
+            Kind::NoSpace => 73,
             Kind::NotExecutable => 126,
             Kind::NotFound => 127,
             Kind::ServerExited(code) => code,

@@ -13,14 +13,17 @@
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
+//! | `disk`, `adopted` | free space on the instance's filesystem; the orphans a supervisor adopted |
 //! | `sys`, `log`, [`error`] | libc wrappers (every `unsafe`); our own output; the error whose kind is the exit code |
 //!
 //! The binary (`src/main.rs`) only parses, dispatches, prints an error once
 //! and maps it to the exit code. [`fuzzing`] is the surface the cargo-fuzz
 //! targets reach.
 
+mod adopted;
 pub mod cli;
 mod config;
+mod disk;
 mod dispatch;
 pub mod error;
 mod instance;

@@ -196,6 +196,34 @@ impl UpstreamService {
     }
 }
 
+/// The data directory of the instance's embedded PostgreSQL:
+/// `database.embeddedPostgresDataDir` of `config.json`, else
+/// `<instance root>/db` (what `onboard` writes). `None` when the instance
+/// uses an external database (`database.mode` other than
+/// `embedded-postgres`), so there is no postmaster of ours to worry about.
+/// An unreadable `config.json` is reported by `config`, not here.
+pub fn embedded_postgres_dir(instance: &Instance) -> Option<PathBuf> {
+    let default = instance.root().join("db");
+    let Ok(text) = std::fs::read_to_string(instance.paperclip_config()) else {
+        return Some(default);
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Some(default);
+    };
+    let db = v.get("database");
+    match db.and_then(|d| d.get("mode")).and_then(|m| m.as_str()) {
+        None | Some("embedded-postgres") => {}
+        Some(_) => return None,
+    }
+    match db
+        .and_then(|d| d.get("embeddedPostgresDataDir"))
+        .and_then(|d| d.as_str())
+    {
+        Some(dir) if Path::new(dir).is_absolute() => Some(PathBuf::from(dir)),
+        _ => Some(default),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

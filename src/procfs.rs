@@ -262,6 +262,59 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// A field of `/proc/<pid>/status` (`Uid:`, `VmRSS:`), after its name.
+fn status_field(pid: i32, name: &str) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+#[cfg(not(target_os = "macos"))]
+/// The effective uid of a process.
+pub fn euid(pid: i32) -> Option<u32> {
+    status_field(pid, "Uid")?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Resident memory of a process, in bytes. `None` when it is gone, or a
+/// zombie (which has no memory and no `VmRSS` line).
+pub fn rss_bytes(pid: i32) -> Option<u64> {
+    let v = status_field(pid, "VmRSS")?;
+    let kib: u64 = v.split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(not(target_os = "macos"))]
+/// Device and inode of a process's working directory (readable for our
+/// own processes, or all as root).
+pub fn cwd_dev_ino(pid: i32) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(format!("/proc/{pid}/cwd"))?;
+    Ok((m.dev(), m.ino()))
+}
+
+#[cfg(not(target_os = "macos"))]
+/// The file name of a process's executable (`postgres`), when readable.
+pub fn exe_name(pid: i32) -> Option<String> {
+    let target = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(target.file_name()?.to_string_lossy().into_owned())
+}
+
+#[cfg(target_os = "linux")]
+/// Seconds since boot, from `/proc/uptime`.
+pub fn uptime_secs() -> Option<f64> {
+    fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +333,22 @@ mod tests {
         let p = proc_info(me).unwrap();
         assert_eq!(p.pid, me);
         assert!(cmdline(me).is_some());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn own_identity_and_memory() {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::process::id() as i32;
+        assert_eq!(euid(me), Some(crate::sys::euid()));
+        assert!(rss_bytes(me).unwrap() > 0);
+        let here = std::fs::metadata(".").unwrap();
+        assert_eq!(cwd_dev_ino(me).unwrap(), (here.dev(), here.ino()));
+        assert_eq!(
+            exe_name(me).as_deref().map(|e| e.starts_with("paperclipd")),
+            Some(true)
+        );
+        assert!(uptime_secs().unwrap() > 0.0);
     }
 
     #[test]

@@ -186,3 +186,144 @@ pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
     // SAFETY: killpg takes plain integers; pgid > 1 names one group.
     check(unsafe { libc::killpg(pgid, sig) }).map(drop)
 }
+
+/// What `statvfs`/`statfs` says of the filesystem holding a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsStat {
+    /// Bytes available to an unprivileged user (`f_bavail`, not `f_bfree`:
+    /// the root reserve is not ours to use).
+    pub avail: u64,
+    pub total: u64,
+    /// Where it is mounted and its type, when the call tells (macOS);
+    /// on Linux `disk` reads them from /proc/self/mountinfo.
+    pub mount: Option<String>,
+    pub fs_type: Option<String>,
+}
+
+fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The filesystem holding `path` (Linux: `statvfs`).
+#[cfg(not(target_os = "macos"))]
+pub fn fs_stat(path: &std::path::Path) -> io::Result<FsStat> {
+    let c = c_path(path)?;
+    // SAFETY: statvfs writes one struct into the zeroed local we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path alive for the call; `st` is valid.
+    check(unsafe { libc::statvfs(c.as_ptr(), &mut st) })?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
+    let (bavail, blocks, frsize) = (st.f_bavail as u64, st.f_blocks as u64, st.f_frsize as u64);
+    Ok(FsStat {
+        avail: bavail.saturating_mul(frsize),
+        total: blocks.saturating_mul(frsize),
+        mount: None,
+        fs_type: None,
+    })
+}
+
+/// The filesystem holding `path` (macOS: `statfs`, whose counts are 64-bit,
+/// unlike its `statvfs`, and which names the mount point and type).
+#[cfg(target_os = "macos")]
+pub fn fs_stat(path: &std::path::Path) -> io::Result<FsStat> {
+    let c = c_path(path)?;
+    // SAFETY: statfs writes one struct into the zeroed local we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path alive for the call; `st` is valid.
+    check(unsafe { libc::statfs(c.as_ptr(), &mut st) })?;
+    let bsize = u64::from(st.f_bsize);
+    Ok(FsStat {
+        avail: st.f_bavail.saturating_mul(bsize),
+        total: st.f_blocks.saturating_mul(bsize),
+        mount: Some(c_chars(&st.f_mntonname)),
+        fs_type: Some(c_chars(&st.f_fstypename)),
+    })
+}
+
+/// A fixed-size, NUL-terminated C string field as text.
+#[cfg(target_os = "macos")]
+fn c_chars(chars: &[libc::c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Clock ticks per second: the unit of start times in /proc (Linux).
+#[cfg(target_os = "linux")]
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf takes a constant and reads no memory of ours.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// Who a process is, as macOS's libproc tells it (Linux reads /proc).
+#[cfg(target_os = "macos")]
+#[derive(Debug, Clone)]
+pub struct ProcIdentity {
+    /// The executable's name (up to 16 bytes, as `comm` on Linux).
+    pub comm: String,
+    pub euid: u32,
+    /// Device and inode of its working directory, when readable.
+    pub cwd: Option<(u64, u64)>,
+}
+
+/// A process's name, owner and working directory (macOS: `proc_pidinfo`).
+/// `None` when it does not exist or may not be inspected.
+#[cfg(target_os = "macos")]
+pub fn proc_identity(pid: i32) -> Option<ProcIdentity> {
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: plain-data structs, zero-initialised, owned by us.
+    let mut bsd: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: proc_pidinfo writes at most `size` bytes into `bsd`.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut bsd as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    if n != size {
+        return None;
+    }
+    // SAFETY: as above, for the vnode path info.
+    let mut vp: libc::proc_vnodepathinfo = unsafe { std::mem::zeroed() };
+    let vsize = std::mem::size_of::<libc::proc_vnodepathinfo>() as libc::c_int;
+    // SAFETY: proc_pidinfo writes at most `vsize` bytes into `vp`.
+    let vn = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDVNODEPATHINFO,
+            0,
+            (&mut vp as *mut libc::proc_vnodepathinfo).cast(),
+            vsize,
+        )
+    };
+    let cwd = (vn == vsize).then(|| {
+        let st = &vp.pvi_cdir.vip_vi.vi_stat;
+        (u64::from(st.vst_dev), st.vst_ino)
+    });
+    Some(ProcIdentity {
+        comm: c_chars(&bsd.pbi_comm),
+        euid: bsd.pbi_uid,
+        cwd,
+    })
+}
+
+/// Does process `pid` exist? `kill(pid, 0)`: EPERM means it exists but
+/// belongs to someone else; only ESRCH means it is gone.
+pub fn process_exists(pid: i32) -> bool {
+    match kill(pid, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() != Some(libc::ESRCH),
+    }
+}

@@ -4,6 +4,8 @@
 //! [`gather`] asks every source (I/O); [`state::decide`] turns what it
 //! learned into a state (pure, tested as a table); [`render`] words it.
 
+pub mod all;
+pub mod hazards;
 pub mod render;
 pub mod state;
 
@@ -28,6 +30,9 @@ pub struct Status {
     pub lock: Option<Holder>,
     pub port: PortView,
     pub probes: ProbesView,
+    /// Free space, adopted processes, logind's RemoveIPC (`status/hazards.rs`).
+    #[serde(flatten)]
+    pub hazards: hazards::Hazards,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,6 +119,7 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
         probes_ready,
     };
     let (state, why) = state::decide(&facts);
+    let hazards = hazards::gather(&settings, holder.as_ref()).await;
     Ok(Status {
         instance: instance.id.to_string(),
         state,
@@ -149,6 +155,7 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
             api: snap.api,
             ui: snap.ui,
         },
+        hazards,
     })
 }
 

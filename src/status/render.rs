@@ -63,5 +63,6 @@ pub fn render_text(s: &Status) -> String {
             }
         }
     }
+    super::hazards::render(&s.hazards, &mut out);
     out
 }

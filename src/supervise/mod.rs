@@ -1,20 +1,24 @@
 //! `paperclipd run`: the supervisor.
 //!
 //! The algorithm, in order (tini-style, one owner for each resource):
-//! preflight (which program; no unit, no stranger on the port) → lock the
-//! instance → onboard if needed → spawn the server in its own group → wait
+//! preflight (which program; no unit, no stranger on the port; free space)
+//! → lock the instance → onboard if needed → move a stale `postmaster.pid`
+//! aside → spawn the server in its own group → wait
 //! for readiness while watching signals and the server → `READY=1` → feed
-//! the watchdog → stop in order (forward the signal, grace period, kill the
+//! the watchdog, watch what we adopted → stop in order (forward the signal, grace period, kill the
 //! group and everything we adopted, reap all) → release the lock → exit
 //! with the documented code.
 //!
-//! The parts: [`preflight`], [`onboard`], [`signals`], [`child`],
-//! [`readiness`], [`output`], [`watchdog`], [`stop`], [`outcome`].
+//! The parts: [`preflight`], [`onboard`], [`postmaster`], [`signals`],
+//! [`child`], [`readiness`], [`output`], [`watchdog`], [`adopted`],
+//! [`stop`], [`outcome`].
 
+pub mod adopted;
 pub mod child;
 pub mod onboard;
 pub mod outcome;
 pub mod output;
+pub mod postmaster;
 pub mod preflight;
 pub mod readiness;
 pub mod signals;
@@ -60,6 +64,7 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
     let instance = settings.probe.instance.clone();
 
     preflight::refuse_running_units(&instance, &invoker).await?;
+    crate::disk::require_free(&instance.root(), settings.probe.min_free)?;
     let mut lock = match lock::try_acquire(&instance, Record::for_this_process(&invoker))? {
         Acquire::Acquired(l) => l,
         Acquire::Held(holder) => {
@@ -75,6 +80,9 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
     };
     if command.is_default && !instance.paperclip_config().exists() {
         onboard::onboard(&command.program, &mut settings, interactive)?;
+    }
+    if command.is_default {
+        postmaster::check(&instance)?;
     }
     let prober = Prober::new(settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
     preflight::refuse_taken_port(&prober).await?;
@@ -173,6 +181,10 @@ impl Supervisor {
         let mut ready_fut: BoxFuture<'_, Outcome> =
             Box::pin(readiness::wait_ready(&prober, &progress_tx));
         let mut watchdog_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
+        let mut adopted_fut: BoxFuture<'_, ()> = Box::pin(adopted::watch(
+            self.server.pid,
+            self.settings.reap_adopted_after,
+        ));
         let mut extend = Some(tokio::time::interval(EXTEND_EVERY));
         let mut tick = Some(tokio::time::interval(PROGRESS_EVERY));
         let mut view = Some(StartingView {
@@ -217,6 +229,7 @@ impl Supervisor {
                     }
                 }
                 _ = &mut watchdog_fut => {}
+                _ = &mut adopted_fut => {}
                 got = self.signals.child_or_stop() => {
                     if let Some(sig) = got {
                         break StopReason::Signal(sig);

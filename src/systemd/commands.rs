@@ -54,7 +54,11 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
         match command {
             Command::Install(_) => {
                 let (opts, path, content) = plan.ok_or_else(|| Error::os("no plan"))?;
-                install(&sd, &instance, &opts, &path, &content).await
+                let code = install(&sd, &instance, &opts, &path, &content).await?;
+                if scope == Scope::User {
+                    advise_linger().await;
+                }
+                Ok(code)
             }
             Command::Uninstall(_) => uninstall(&sd, &instance, &unit::unit_dir(scope)?).await,
             Command::Start(_) => start(&sd, &instance, Job::Start).await,
@@ -150,6 +154,21 @@ pub async fn install<C: Client>(
         scope.systemctl_flag()
     ));
     Ok(0)
+}
+
+/// A user unit's PostgreSQL loses its IPC objects at the user's last
+/// logout unless the user lingers (logind's `RemoveIPC=`, upstream #2862):
+/// say so, with the exact command.
+async fn advise_linger() {
+    let v = super::logind::check(crate::sys::euid()).await;
+    if v.state.exposed() {
+        log::warn(&format!(
+            "{}. Without linger the instance is not a background service: it stops when you log out",
+            v.describe()
+        ));
+    } else {
+        log::info(&format!("logind: {}", v.describe()));
+    }
 }
 
 /// Upstream's own unit for the same instance would start a second server.

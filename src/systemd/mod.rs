@@ -4,10 +4,12 @@
 //! * [`unit`] — the embedded unit templates and their rendering;
 //! * [`bus`] — the client: D-Bus (zbus), or `systemctl` without a bus;
 //! * [`commands`] — install, uninstall, start, stop, restart, logs, written
-//!   against the [`Client`] trait so that they are unit-tested with a fake.
+//!   against the [`Client`] trait so that they are unit-tested with a fake;
+//! * [`logind`] — does linger protect the user's IPC from `RemoveIPC=`?
 
 pub mod bus;
 pub mod commands;
+pub mod logind;
 pub mod unit;
 
 use std::time::Duration;

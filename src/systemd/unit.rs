@@ -101,7 +101,7 @@ mod tests {
                 "Type=notify",
                 "NotifyAccess=main",
                 "KillMode=mixed",
-                "RestartPreventExitStatus=75 78 126 127",
+                "RestartPreventExitStatus=73 75 78 126 127",
                 "WatchdogSec=",
             ] {
                 assert!(unit.contains(needed), "{needed}");

@@ -13,6 +13,9 @@
 #   s4-port-taken     a stranger on the port: exit 75, no server started
 #   s5-user-manager   install --now / status / stop / uninstall under a real
 #                     non-root `systemd --user` (tests/support/with-user-manager)
+#   s6-stale-pid      a PostgreSQL left on the data dir: exit 75 naming it; after
+#                     a SIGKILL of everything, postmaster.pid naming a live
+#                     unrelated pid: moved aside, ready (upstream #6597/#2333)
 # Prints `PASS name` / `FAIL name: why` per scenario, then `N passed, M failed`;
 # exits 1 if any failed. Every wait has a deadline; nothing sleeps "long enough".
 #
@@ -480,6 +483,98 @@ s5_user_manager() {
     return 0
 }
 
+# 6. Stale postmaster.pid. (a) paperclipd and node SIGKILLed, their PostgreSQL
+#    left serving the data dir: `run` exits 75 naming it and touches nothing.
+#    (b) everything of the user SIGKILLed (a power loss) and line 1 of
+#    postmaster.pid naming a live unrelated process: upstream alone refuses to
+#    start (control); `run` moves the file aside and is ready.
+s6_stale_pid() {
+    local d=$SDIR t child pg rc unrelated pmfile=$DATA_DIR/instances/default/db/postmaster.pid
+    start_listener "$d" || return 1
+    t=$(now_ms)
+    start_run "$d"
+    wait_ready "$d" 180 || return 1
+    info "READY=1 after $(secs_since "$t") s"
+    child=$(lock_child_pid)
+    pg=$(head -n1 "$pmfile" 2>/dev/null || true)
+    if [ -z "$pg" ] || [ "$(exe_name "$pg")" != postgres ]; then
+        fail "postmaster.pid names '$pg', not a running postgres"; return 1
+    fi
+    kill -KILL "$RUN_PID" "$child"
+    wait_gone "$RUN_PID" 10 || true
+    reap "$RUN_PID"
+    wait_gone "$child" 10 || true
+    alive "$pg" || { fail "PostgreSQL $pg died with node; the leftover case cannot be arranged"; return 1; }
+    local pp
+    pp=$(ppid_of "$pg")
+    info "paperclipd and its server $child SIGKILLed; PostgreSQL $pg left running (ppid $pp: $(exe_name "$pp" || echo '?'))"
+
+    local before after
+    before=$(pc_procs | awk '{print $1}' | sort)
+    rc=0; "${AS_PC[@]}" timeout 60 "$BIN" run --home "$DATA_DIR" </dev/null >"$d/run-live.out" 2>&1 || rc=$?
+    after=$(pc_procs | awk '{print $1}' | sort)
+    info "run beside it: exit $rc: $(sed 's/\x1b\[[0-9;]*m//g' "$d/run-live.out" | tr '\n' ' ' | cut -c1-240)"
+    [ "$rc" -eq 75 ] || fail "run beside a leftover PostgreSQL exited $rc (want 75)"
+    grep -q "PostgreSQL pid $pg" "$d/run-live.out" || fail "the message does not name PostgreSQL pid $pg"
+    [ "$(head -n1 "$pmfile")" = "$pg" ] || fail "postmaster.pid was changed"
+    [ "$before" = "$after" ] || fail "the refused run left processes behind: $(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')"
+
+    # A power loss: everything of the user is gone; the pid in line 1 now
+    # belongs to an unrelated live process of the same user (so that
+    # Paperclip's kill(pid, 0) succeeds, as when the pid is reused).
+    kill_pc_procs >/dev/null
+    "${AS_PC[@]}" sleep 1000 </dev/null >/dev/null 2>&1 &
+    unrelated=$!
+    BG+=("$unrelated")
+    local deadline=$(( $(now_ms) + 10000 ))
+    until [ "$(exe_name "$unrelated")" = sleep ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || { fail "the unrelated sleep did not start"; return 1; }
+        sleep 0.01
+    done
+    "${AS_PC[@]}" sed -i "1s/.*/$unrelated/" "$pmfile"
+    info "everything of $PAPERCLIP_USER SIGKILLed; postmaster.pid line 1 now names pid $unrelated ($(exe_name "$unrelated"), $PAPERCLIP_USER's)"
+
+    t=$(now_ms)
+    rc=0; "${AS_PC[@]}" PAPERCLIP_HOME="$DATA_DIR" timeout 90 "$PAPERCLIPAI_BIN" run --instance default \
+        </dev/null >"$d/upstream.out" 2>&1 || rc=$?
+    if grep -q 'Refusing to reuse PostgreSQL' "$d/upstream.out"; then
+        info "control: paperclipai run alone exits $rc after $(secs_since "$t") s: $(grep -m1 -o 'Refusing to reuse PostgreSQL[^"]*' "$d/upstream.out" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-120)"
+    else
+        info "note: control: paperclipai run alone exited $rc without 'Refusing to reuse PostgreSQL' (upstream changed?)"
+    fi
+    # Stop whatever the control started; keep the unrelated process.
+    local p
+    for p in $(pc_procs "$unrelated" | awk '{print $1}'); do kill -KILL "$p" 2>/dev/null || true; done
+    for p in $(pc_procs "$unrelated" | awk '{print $1}'); do wait_gone "$p" 10 || true; done
+    alive "$unrelated" || { fail "the unrelated process died"; return 1; }
+    [ -f "$pmfile" ] || { fail "the control removed postmaster.pid (upstream handled it); nothing left to test"; return 1; }
+    "${AS_PC[@]}" sed -i "1s/.*/$unrelated/" "$pmfile"
+
+    local d2=$d/after
+    install -d -o "$PC_UID" -g "$PC_GID" -m 755 "$d2"
+    start_listener "$d2" || return 1
+    t=$(now_ms)
+    start_run "$d2"
+    wait_ready "$d2" 180 || return 1
+    info "READY=1 $(secs_since "$t") s after start"
+    local moved
+    moved=$(grep -c 'moved the stale' "$d2/run.out" || true)
+    [ "$moved" = 1 ] && info "paperclipd: $(grep -m1 -o 'moved the stale.*' "$d2/run.out" | cut -c1-220)" ||
+        fail "want one 'moved the stale' line, got $moved"
+    local aside
+    aside=$(find "$(dirname "$pmfile")" -maxdepth 1 -name 'postmaster.pid.stale-*' | sort | tail -n 1)
+    if [ -n "$aside" ] && [ "$(head -n1 "$aside")" = "$unrelated" ]; then
+        info "kept as $(basename "$aside")"
+        rm -f "$aside" # the test's own artifact; the cached data dir stays clean
+    else
+        fail "no postmaster.pid.stale-* naming pid $unrelated"
+    fi
+    alive "$unrelated" || fail "the unrelated process $unrelated was harmed"
+    stop_run "$d2" TERM 40
+    [ "$RUN_RC" -eq 0 ] || fail "paperclipd exited $RUN_RC after SIGTERM (want 0)"
+    return 0
+}
+
 # Never kill what we did not start: wait (bounded) until the test user is idle.
 preflight() {
     local deadline=$(( $(now_ms) + ${E2E_IDLE_WAIT:-60} * 1000 )) busy
@@ -503,6 +598,7 @@ run_scenario s2-sigterm s2_sigterm
 run_scenario s3-server-killed s3_server_killed
 run_scenario s4-port-taken s4_port_taken
 run_scenario s5-user-manager s5_user_manager
+run_scenario s6-stale-pid s6_stale_pid
 
 log ""
 [ ${#READY_DELAYS[@]} -eq 0 ] || log "READY=1 delay after the first \"ok\": ${READY_DELAYS[*]} ms"

@@ -17,7 +17,8 @@ if systemctl --user is-enabled paperclip@t2.service >/dev/null 2>&1; then fail "
 
 # install --now: enabled, started, and ready when it returns.
 t_start=$EPOCHREALTIME
-"$PAPERCLIPD" install --now -i t2 || fail "paperclipd install --now -i t2 exited $?"
+"$PAPERCLIPD" install --now -i t2 2>"$HOME/install.err" ||
+  fail "paperclipd install --now -i t2 exited $?: $(cat "$HOME/install.err")"
 t_done=$EPOCHREALTIME
 result "install_now_seconds=$(elapsed "$t_start" "$t_done")"
 [[ -f $TEMPLATE ]] || fail "install --now did not write $TEMPLATE"
@@ -30,6 +31,10 @@ wants=$(systemctl --user show -P Wants default.target)
 [[ " $wants " == *" paperclip@t2.service "* ]] ||
   fail "after install, default.target does not want paperclip@t2.service (Wants=$wants): no Reload after EnableUnitFiles?"
 prop_is t2 ActiveState active || fail "ActiveState=$(prop t2 ActiveState) right after install --now returned"
+# A user unit's install checks logind's RemoveIPC against linger (root: a
+# system user, never touched).
+grep -q 'logind: protected: root (uid 0) is a system user' "$HOME/install.err" ||
+  fail "install --now did not report logind's IPC protection: $(cat "$HOME/install.err")"
 ready_at=$(state_file t2 ready_at) || fail "the fixture never ran"
 (($(us "$ready_at") <= $(us "$t_done"))) || fail "install --now returned before the fixture was ready"
 

@@ -39,7 +39,7 @@ want NotifyAccess main
 want KillMode mixed
 want Restart on-failure
 rpes=$(prop t1 RestartPreventExitStatus)
-for code in 75 78 126 127; do
+for code in 73 75 78 126 127; do
   [[ " $rpes " == *" $code "* ]] || fail "RestartPreventExitStatus=$rpes lacks $code"
 done
 exec_start=$(prop t1 ExecStart)
