@@ -333,13 +333,7 @@ pub const WITNESS_SYNCED: u8 = b'S';
 /// The child never returns into Rust: between fork and `_exit` it calls
 /// only async-signal-safe functions, since other threads' locks may be
 /// held forever in the copy.
-pub fn fork_witness(
-    pgid: i32,
-    report: &[i32],
-    requests: RawFd,
-    reports: RawFd,
-    parent_ends: [RawFd; 2],
-) -> io::Result<i32> {
+pub fn fork_witness(pgid: i32, report: &[i32], requests: RawFd, reports: RawFd) -> io::Result<i32> {
     let parent = pid();
     // SAFETY: fork has no preconditions; see the function doc for the child.
     let child = check(unsafe { libc::fork() })?;
@@ -350,11 +344,15 @@ pub fn fork_witness(
         return Ok(child);
     }
     // SAFETY (the whole child): only async-signal-safe calls (close,
-    // sigaction, sigprocmask, prctl, getppid, setpgid, read, write, _exit)
-    // on descriptors and locals we own; never returns.
+    // close_range, sigaction, sigprocmask, prctl, getppid, setpgid, read,
+    // write, _exit) on descriptors and locals we own; never returns.
     unsafe {
-        libc::close(parent_ends[0]);
-        libc::close(parent_ends[1]);
+        // Keep only the terminal and our two pipe ends: not the instance
+        // lock, nor any socket or pipe of paperclipd's.
+        let (a, b) = (requests.min(reports), requests.max(reports));
+        close_between(3, a - 1);
+        close_between(a + 1, b - 1);
+        close_between(b + 1, i32::MAX);
         WITNESS_REPORTS.store(reports, std::sync::atomic::Ordering::Relaxed);
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
@@ -407,6 +405,35 @@ pub fn fork_witness(
                 libc::_exit(4);
             }
         }
+    }
+}
+
+/// Closes descriptors `from..=to` in the witness child (async-signal-safe:
+/// close_range, else close in a loop over the usual range).
+///
+/// # Safety
+/// Only for a process that owns every descriptor in the range (the fresh
+/// witness child).
+unsafe fn close_between(from: i32, to: i32) {
+    if from > to {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: close_range takes plain integers; see the function contract.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            from as libc::c_uint,
+            to as libc::c_uint,
+            0,
+        )
+    } == 0
+    {
+        return;
+    }
+    for fd in from..=to.min(65_535) {
+        // SAFETY: see the function contract.
+        unsafe { libc::close(fd) };
     }
 }
 

@@ -305,3 +305,47 @@ fn a_server_exiting_0_before_ready_in_a_terminal_exits_70() {
     ));
     assert_eq!(t.status_of(1), 70, "{}", t.screen());
 }
+
+#[test]
+fn the_terminal_witness_holds_nothing_of_ours() {
+    // The fork that watches the server's group keeps only the terminal and
+    // its two pipes: not the instance lock, nor any other descriptor.
+    let w = World::new();
+    let mut n = w.notify_socket("n");
+    let t = terminal(&w, &n, "", &[]);
+    t.type_line(&run_fixture(&w, ""));
+    n.wait_for("READY=1", DEADLINE);
+    let (wrapper, _) = lock_pids(&w);
+    let server = w.fixture_pid().unwrap();
+    let children = fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).unwrap();
+    let witness: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| p != server)
+        .collect();
+    assert_eq!(witness.len(), 1, "children of paperclipd: {children}");
+    let witness = witness[0];
+    assert_eq!(
+        pgid_of(witness),
+        pgid_of(server),
+        "the witness is in the server's group"
+    );
+    let fds: Vec<String> = fs::read_dir(format!("/proc/{witness}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut fds: Vec<i32> = fds.iter().filter_map(|f| f.parse().ok()).collect();
+    fds.sort();
+    assert_eq!(fds.len(), 5, "the witness's descriptors: {fds:?}");
+    for fd in &fds[3..] {
+        let target = fs::read_link(format!("/proc/{witness}/fd/{fd}")).unwrap();
+        assert!(
+            target.to_string_lossy().starts_with("pipe:"),
+            "fd {fd} → {target:?}"
+        );
+    }
+    t.keys(&["C-c"]);
+    assert_eq!(t.status_of(1), 0, "{}", t.screen());
+    assert!(!pid_alive(witness), "the witness outlived paperclipd");
+}

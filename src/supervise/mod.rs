@@ -109,11 +109,11 @@ pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
         interactive,
         command,
         server,
+        terminal: interactive.then(Terminal::new),
         lock,
         tail: Arc::new(Mutex::new(output::Tail::default())),
         forwarders: JoinSet::new(),
         signals,
-        terminal: interactive.then(Terminal::new),
     };
     sup.watch_terminal();
     let result = sup.run(prober, &selection).await;
@@ -150,6 +150,9 @@ struct Supervisor {
     command: ServerCommand,
     /// The server (or onboarding, until it serves or ends).
     server: Spawned,
+    /// The terminal we share with the server (interactive runs only).
+    /// Before `lock`: its witness goes first (dropped in field order).
+    terminal: Option<Terminal>,
     /// Released (by Drop) only after every process of the server is gone.
     lock: InstanceLock,
     tail: output::SharedTail,
@@ -157,8 +160,6 @@ struct Supervisor {
     /// tree is gone so diagnostics include its very last lines.
     forwarders: JoinSet<()>,
     signals: Signals,
-    /// The terminal we share with the server (interactive runs only).
-    terminal: Option<Terminal>,
 }
 
 /// What the run loops react to.

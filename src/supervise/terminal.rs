@@ -187,13 +187,7 @@ impl Witness {
     fn start(pgid: i32) -> std::io::Result<Self> {
         let (req_r, req_w) = sys::pipe()?;
         let (rep_r, rep_w) = sys::pipe()?;
-        let pid = sys::fork_witness(
-            pgid,
-            &REPORTED,
-            req_r.as_raw_fd(),
-            rep_w.as_raw_fd(),
-            [req_w.as_raw_fd(), rep_r.as_raw_fd()],
-        )?;
+        let pid = sys::fork_witness(pgid, &REPORTED, req_r.as_raw_fd(), rep_w.as_raw_fd())?;
         // Our copies of its ends: closed, so that its death reads as EOF.
         drop((req_r, rep_w));
         Ok(Witness {
