@@ -55,7 +55,7 @@ fn a_server_exiting_0_before_it_was_ready_exits_70() {
     let err = r.stderr();
     assert!(err.contains("exited with code 0"), "{err}");
     assert!(err.contains("before it became ready"), "{err}");
-    assert!(err.contains("70 (EX_SOFTWARE)"), "{err}");
+    assert!(err.contains("exit 70 (EX_SOFTWARE)"), "{err}");
 }
 
 #[test]

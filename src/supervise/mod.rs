@@ -97,6 +97,8 @@ pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
 
     let signals = Signals::register()?;
     child::become_subreaper();
+    // Its mode is saved before the server can change it.
+    let terminal = interactive.then(Terminal::new);
     let server = if onboarding {
         onboard::spawn(&command.program, &settings)?
     } else {
@@ -109,7 +111,7 @@ pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
         interactive,
         command,
         server,
-        terminal: interactive.then(Terminal::new),
+        terminal,
         lock,
         tail: Arc::new(Mutex::new(output::Tail::default())),
         forwarders: JoinSet::new(),

@@ -89,7 +89,7 @@ impl Supervisor {
                     // failed, whatever its code: restart policies
                     // (systemd's on-failure, Docker's) must see a failure.
                     0 => {
-                        msg.push_str(" paperclipd exits 70 (EX_SOFTWARE): a server that ends before it is ready failed to start.");
+                        msg.push_str("\nA server that ends before it is ready failed to start, whatever its code: exit 70 (EX_SOFTWARE).");
                         Kind::Software
                     }
                     code => Kind::ServerExited(code),

@@ -1,9 +1,9 @@
-//! The server's output and our progress display.
+//! The server's output.
 //!
 //! Without a terminal the server's stdout/stderr are pipes that we copy
 //! through unchanged (to the journal, launchd's log file, `docker logs`)
 //! while keeping the last lines for diagnostics. In a terminal the server
-//! owns the terminal and we show one live progress line on stderr.
+//! writes to it directly (our own display: `progress`).
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;

@@ -35,7 +35,7 @@ pub struct Terminal {
     saved: Option<sys::TerminalMode>,
     witness: Option<Witness>,
     /// The first signal the terminal sent the server's group.
-    pub signalled: Option<i32>,
+    signalled: Option<i32>,
     /// Time spent suspended (Ctrl-Z): the readiness deadline moves by it.
     pub paused: Duration,
     /// A witness watches the current server's group.
