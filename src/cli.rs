@@ -28,6 +28,7 @@ const EXIT_CODES: &str = "Exit codes of `run`:
   128+N    the server was killed by signal N (not at our request)
   2        usage error
   69       readiness timed out (the server was stopped)
+  70       the server exited 0 before it was ready (it failed to start)
   71       the OS refused something paperclipd needs
   73       too little free space on the instance's filesystem (--min-free)
   75       already running: lock held, unit active, port taken, or a PostgreSQL

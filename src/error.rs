@@ -15,6 +15,10 @@ pub enum Kind {
     Failed,
     /// The server did not become ready in time (69, EX_UNAVAILABLE).
     Unavailable,
+    /// The server stopped before it was ever ready, yet exited 0: it failed
+    /// to start, whatever its code says (70, EX_SOFTWARE), so that restart
+    /// policies count it as a failure.
+    Software,
     /// Something the OS refused that the user cannot fix by changing input
     /// (71, EX_OSERR).
     Os,
@@ -40,6 +44,7 @@ impl Kind {
         match self {
             Kind::Failed => 1,
             Kind::Unavailable => 69,
+            Kind::Software => 70,
             Kind::Os => 71,
             Kind::Busy => 75,
             Kind::Config => 78,

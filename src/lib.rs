@@ -8,7 +8,7 @@
 //! | `config` | flags + `paperclipd.toml` + `config.json` + defaults → validated settings |
 //! | `instance`, `lock` | the instance id and its paths; the per-instance `flock` and its record |
 //! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
-//! | `supervise/` | `run`: preflight, onboard, signals, child, readiness, output, watchdog, stop, outcome |
+//! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
 //! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |

@@ -26,16 +26,23 @@ fn journal() -> bool {
 }
 
 fn emit(prio: u8, label: &str, msg: &str) {
-    let mut err = std::io::stderr().lock();
-    clear_progress_line(&mut err);
+    // One write for the whole message: a server sharing the terminal
+    // writes its own lines at the same time, and a terminal keeps each
+    // write whole, so neither text lands inside the other's line.
+    let mut text = Vec::new();
+    clear_progress_line(&mut text);
+    if SERVER_LINE_OPEN.swap(false, Ordering::Relaxed) {
+        text.push(b'\n');
+    }
     for (i, line) in msg.lines().enumerate() {
         let label = if i == 0 { label } else { "  " };
         let _ = if journal() {
-            writeln!(err, "<{prio}>paperclipd: {label}{line}")
+            writeln!(text, "<{prio}>paperclipd: {label}{line}")
         } else {
-            writeln!(err, "paperclipd: {label}{line}")
+            writeln!(text, "paperclipd: {label}{line}")
         };
     }
+    let _ = std::io::stderr().lock().write_all(&text);
 }
 
 pub fn info(msg: &str) {
@@ -70,6 +77,9 @@ pub fn out_json(v: &impl serde::Serialize) -> crate::error::Result<()> {
 }
 
 static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
+/// The server's output that we copied to the terminal ended without a
+/// newline: our next line must not continue it.
+static SERVER_LINE_OPEN: AtomicBool = AtomicBool::new(false);
 
 /// Erases the live progress line, if one is shown, before other output.
 pub fn clear_progress_line(w: &mut impl Write) {
@@ -78,15 +88,52 @@ pub fn clear_progress_line(w: &mut impl Write) {
     }
 }
 
-/// Shows `text` as the live progress line (terminal only).
+/// Copies the server's output (piped through us) to our stdout or stderr,
+/// after erasing the progress line; remembers whether it left a line open
+/// where our own lines go.
+pub fn server_output(to_stdout: bool, bytes: &[u8]) -> std::io::Result<()> {
+    clear_progress_line(&mut std::io::stderr().lock());
+    if to_stdout {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()?;
+    } else {
+        std::io::stderr().lock().write_all(bytes)?;
+    }
+    if let (Some(&last), true) = (bytes.last(), !to_stdout || stdout_is_stderr()) {
+        SERVER_LINE_OPEN.store(last != b'\n', Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Do our stdout and stderr lead to the same place (a terminal, one file)?
+fn stdout_is_stderr() -> bool {
+    static SAME: OnceLock<bool> = OnceLock::new();
+    *SAME.get_or_init(|| {
+        let (out, err) = (crate::sys::dev_ino(1), crate::sys::dev_ino(2));
+        out.is_some() && out == err
+    })
+}
+
+/// Something else (the terminal's `^C` echo) left the cursor inside a
+/// line: our next line starts on a new one.
+pub fn line_left_open() {
+    SERVER_LINE_OPEN.store(true, Ordering::Relaxed);
+}
+
+/// Shows `text` as the live progress line (terminal only), unless the
+/// server's output has a line open: that line is not ours to overwrite.
 pub fn show_progress_line(text: &str) {
-    let mut err = std::io::stderr().lock();
+    if SERVER_LINE_OPEN.load(Ordering::Relaxed) {
+        return;
+    }
     let width = crate::sys::terminal_width(2)
         .unwrap_or(100)
         .saturating_sub(1)
         .max(20);
     let shown: String = text.chars().take(width).collect();
-    let _ = write!(err, "\r\x1b[2K{shown}");
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(format!("\r\x1b[2K{shown}").as_bytes());
     let _ = err.flush();
     PROGRESS_SHOWN.store(true, Ordering::Relaxed);
 }

@@ -26,7 +26,7 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    fn from_wait_status(status: libc::c_int) -> Option<Self> {
+    pub fn from_wait_status(status: libc::c_int) -> Option<Self> {
         if libc::WIFEXITED(status) {
             Some(ExitKind::Code(libc::WEXITSTATUS(status)))
         } else if libc::WIFSIGNALED(status) {
@@ -109,13 +109,18 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
     let interactive = spec.interactive;
     // SAFETY: between fork and exec the closure calls only async-signal-
     // safe, allocation-free wrappers (tcsetpgrp with SIGTTOU blocked,
-    // prctl, getpid, getppid); errors are plain `io::Error`s from errno.
+    // sigaction, prctl, getpid, getppid); errors are plain `io::Error`s
+    // from errno.
     unsafe {
         cmd.pre_exec(move || {
             if interactive {
                 // Take the terminal (as tini does).
                 sys::give_terminal_to(0, sys::pid())?;
             }
+            // We ignore these (`signals::ignore_terminal_stops`), and an
+            // ignored signal stays ignored across exec.
+            sys::set_signal_ignored(libc::SIGTTOU, false)?;
+            sys::set_signal_ignored(libc::SIGTTIN, false)?;
             #[cfg(target_os = "linux")]
             {
                 // SIGTERM, not SIGKILL: Paperclip then stops its PostgreSQL

@@ -2,15 +2,17 @@
 //!
 //! The algorithm, in order (tini-style, one owner for each resource):
 //! preflight (which program; no unit, no stranger on the port; free space)
-//! → lock the instance → onboard if needed → move a stale `postmaster.pid`
-//! aside → spawn the server in its own group → wait
+//! → lock the instance → move a stale `postmaster.pid` aside → spawn the
+//! server in its own group (for a new instance, onboarding first, supervised
+//! the same way; it may become the server) → wait
 //! for readiness while watching signals and the server → `READY=1` → feed
 //! the watchdog, watch what we adopted → stop in order (forward the signal, grace period, kill the
 //! group and everything we adopted, reap all) → release the lock → exit
 //! with the documented code.
 //!
 //! The parts: [`preflight`], [`onboard`], [`postmaster`], [`signals`],
-//! [`child`], [`readiness`], [`output`], [`watchdog`], [`adopted`],
+//! [`terminal`], [`child`], [`readiness`], [`progress`], [`output`],
+//! [`watchdog`], [`adopted`],
 //! [`stop`], [`outcome`].
 
 pub mod adopted;
@@ -20,32 +22,39 @@ pub mod outcome;
 pub mod output;
 pub mod postmaster;
 pub mod preflight;
+pub mod progress;
 pub mod readiness;
 pub mod signals;
 pub mod stop;
+pub mod terminal;
 pub mod watchdog;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cli::Mode;
+use crate::cli::{Mode, Selection};
 use crate::config::RunSettings;
 use crate::error::{Error, Result};
 use crate::lock::{self, Acquire, InstanceLock, Record};
 use crate::notify::{Notifier, NotifyState};
 use crate::probe::{self, Prober};
+use crate::sys::{self, ChildChange};
 use crate::{invoker, log, procfs};
-use child::Spawned;
+use child::{ExitKind, Spawned};
+use onboard::Onboarded;
 use outcome::{Phase, StopReason};
 use output::Stream;
 use preflight::ServerCommand;
+use progress::{StartingView, became_ready, clear_view};
 use readiness::{Outcome, Progress};
-use signals::Signals;
+use signals::{Received, Signals};
+use terminal::Terminal;
 
 /// How often `EXTEND_TIMEOUT_USEC=` is sent while the server starts, and
 /// by how much each message extends systemd's start timeout. The window
@@ -56,12 +65,16 @@ const EXTEND_BY: Duration = Duration::from_secs(15);
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs the server until it stops. Returns the exit code of `run`.
-pub async fn run(mut settings: RunSettings) -> Result<u8> {
+/// `selection` is what the user asked for, read again once onboarding has
+/// written `config.json`.
+pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
+    signals::ignore_terminal_stops();
     let invoker = invoker::detect();
     let notifier = Notifier::from_env();
     let interactive = signals::interactive();
     let command = ServerCommand::resolve(&settings)?;
     let instance = settings.probe.instance.clone();
+    let onboarding = command.is_default && !instance.paperclip_config().exists();
 
     preflight::refuse_running_units(&instance, &invoker).await?;
     crate::disk::require_free(&instance.root(), settings.probe.min_free)?;
@@ -78,50 +91,44 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
             )));
         }
     };
-    if command.is_default && !instance.paperclip_config().exists() {
-        onboard::onboard(&command.program, &mut settings, interactive)?;
+    let mut prober = None;
+    if onboarding {
+        onboard::require_terminal(&command.program, &instance, interactive)?;
+    } else {
+        let p = Prober::new(settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
+        preflight::refuse_taken_port(&p).await?;
+        prober = Some(p);
     }
-    if command.is_default {
+    if command.is_default && !onboarding {
         postmaster::check(&instance)?;
     }
-    let prober = Prober::new(settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
-    preflight::refuse_taken_port(&prober).await?;
 
     let signals = Signals::register()?;
     child::become_subreaper();
-    let server = child::spawn(&child::SpawnSpec {
-        program: &command.program,
-        args: &command.args,
-        instance: &instance,
-        extra_env: &settings.env,
-        interactive,
-    })?;
+    // Its mode is saved before the server can change it.
+    let terminal = interactive.then(Terminal::new);
+    let server = if onboarding {
+        onboard::spawn(&command.program, &settings)?
+    } else {
+        spawn_server(&command, &settings, interactive)?
+    };
     lock.set_child(Some(server.pid))?;
-    log::info(&format!(
-        "started {} (pid {}) for instance {}; waiting for {}",
-        command.display(),
-        server.pid,
-        instance.id,
-        match settings.probe.mode {
-            Mode::Full => format!("{} and {}", settings.probe.api_url, settings.probe.ui_url),
-            Mode::ApiOnly => settings.probe.api_url.to_string(),
-        }
-    ));
-    notifier.status(&format!("starting: server pid {}", server.pid));
-
     let mut sup = Supervisor {
         settings,
-        notifier,
+        notifier: Rc::new(notifier),
         interactive,
+        command,
         server,
+        terminal,
         lock,
         tail: Arc::new(Mutex::new(output::Tail::default())),
         forwarders: JoinSet::new(),
         signals,
     };
-    let result = sup.supervise(prober).await;
-    if interactive {
-        signals::reclaim_terminal();
+    sup.watch_terminal();
+    let result = sup.run(prober, &selection).await;
+    if let Some(t) = sup.terminal.as_mut() {
+        t.reclaim(sup.server.pgid);
     }
     // The lock is released (record cleared) when `sup` drops, after every
     // process of the server is gone.
@@ -129,12 +136,33 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
     result
 }
 
+fn spawn_server(
+    command: &ServerCommand,
+    settings: &RunSettings,
+    interactive: bool,
+) -> Result<Spawned> {
+    child::spawn(&child::SpawnSpec {
+        program: &command.program,
+        args: &command.args,
+        instance: &settings.probe.instance,
+        extra_env: &settings.env,
+        interactive,
+    })
+}
+
 /// One running server and everything that watches it.
 struct Supervisor {
     settings: RunSettings,
-    notifier: Notifier,
+    /// Shared with the watchdog's task.
+    notifier: Rc<Notifier>,
     interactive: bool,
+    /// What runs once the instance is set up.
+    command: ServerCommand,
+    /// The server (or onboarding, until it serves or ends).
     server: Spawned,
+    /// The terminal we share with the server (interactive runs only).
+    /// Before `lock`: its witness goes first (dropped in field order).
+    terminal: Option<Terminal>,
     /// Released (by Drop) only after every process of the server is gone.
     lock: InstanceLock,
     tail: output::SharedTail,
@@ -144,19 +172,72 @@ struct Supervisor {
     signals: Signals,
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
-
-/// The starting phase's display and timers, dropped at ready: an armed
-/// timer would wake the idle process even when its branch is disabled.
-struct StartingView {
-    started: Instant,
-    shown_summary: String,
-    sent_status: String,
-    /// stderr is a terminal: one live progress line instead of log lines.
-    show_line: bool,
+/// What the run loops react to.
+enum Event {
+    /// We received this stop signal.
+    Stop(i32),
+    /// The terminal sent this signal to the server's group (Ctrl-C).
+    Terminal(i32),
+    /// The server ended.
+    Exited(ExitKind),
 }
 
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
 impl Supervisor {
+    /// Onboarding first when the instance is new, then the server.
+    async fn run(&mut self, prober: Option<Prober>, sel: &Selection) -> Result<u8> {
+        let prober = match prober {
+            Some(p) => {
+                self.log_started(&format!("started {}", self.command.display()), &p);
+                p
+            }
+            None => match self.onboard(sel).await {
+                Onboarded::Serving(p) => {
+                    self.log_started("onboarding started the server itself", &p);
+                    *p
+                }
+                Onboarded::Configured => self.start_after_onboarding().await?,
+                Onboarded::Done(result) => return result,
+            },
+        };
+        self.supervise(prober).await
+    }
+
+    /// Onboarding ended without a server: `paperclipai run` starts.
+    async fn start_after_onboarding(&mut self) -> Result<Prober> {
+        let prober = Prober::new(self.settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
+        preflight::refuse_taken_port(&prober).await?;
+        self.server = spawn_server(&self.command, &self.settings, self.interactive)?;
+        self.lock.set_child(Some(self.server.pid))?;
+        self.watch_terminal();
+        self.log_started(&format!("started {}", self.command.display()), &prober);
+        Ok(prober)
+    }
+
+    /// `head (pid N) for instance X; waiting for URLS`.
+    fn log_started(&self, head: &str, prober: &Prober) {
+        let p = &prober.settings;
+        log::info(&format!(
+            "{head} (pid {}) for instance {}; waiting for {}",
+            self.server.pid,
+            p.instance.id,
+            match p.mode {
+                Mode::Full => format!("{} and {}", p.api_url, p.ui_url),
+                Mode::ApiOnly => p.api_url.to_string(),
+            }
+        ));
+        self.notifier
+            .status(&format!("starting: server pid {}", self.server.pid));
+    }
+
+    /// In a terminal, watch what it sends the server's (new) group.
+    fn watch_terminal(&mut self) {
+        if let Some(t) = self.terminal.as_mut() {
+            t.watch(self.server.pgid);
+        }
+    }
+
     /// Copies the server's piped output (without a terminal) as tasks.
     fn start_forwarders(&mut self) {
         for (fd, stream) in [
@@ -168,6 +249,68 @@ impl Supervisor {
                     .spawn(output::forward(fd, stream, self.tail.clone()));
             }
         }
+    }
+
+    /// The next stop signal, terminal signal or end of the server; a
+    /// suspended server (Ctrl-Z) suspends us too, until `fg`.
+    async fn next_event(&mut self) -> Event {
+        loop {
+            tokio::select! {
+                got = self.signals.next() => match got {
+                    Received::Stop(sig) => return Event::Stop(sig),
+                    Received::Child => {
+                        if let Some(exit) = self.server_changed() {
+                            return Event::Exited(exit);
+                        }
+                    }
+                    Received::Continued => {
+                        if let Some(t) = self.terminal.as_mut() {
+                            t.resumed(self.server.pgid);
+                        }
+                    }
+                },
+                sig = terminal_signal(self.terminal.as_mut()) => return Event::Terminal(sig),
+            }
+        }
+    }
+
+    /// After SIGCHLD: the server's exit status if it ended. In a terminal,
+    /// a stopped server stops us too (the shell then takes the terminal).
+    fn server_changed(&mut self) -> Option<ExitKind> {
+        if let Some(exit) = child::reap(self.server.pid) {
+            return Some(exit);
+        }
+        let terminal = self.terminal.as_mut()?;
+        match sys::child_change(self.server.pid)? {
+            ChildChange::Ended(status) => ExitKind::from_wait_status(status),
+            ChildChange::Stopped(sig) => {
+                terminal.suspend(self.server.pgid, sig);
+                None
+            }
+        }
+    }
+
+    /// Stops the server for `reason` and decides the exit code.
+    async fn end(&mut self, reason: StopReason, progress: &Progress) -> Result<u8> {
+        if let Some(t) = self.terminal.as_mut() {
+            t.dismiss();
+        }
+        // A suspended server could not act on the stop signal.
+        let _ = sys::kill_group(self.server.pgid, libc::SIGCONT);
+        self.stop(reason, progress).await
+    }
+
+    /// The server ended on its own, or after the terminal's Ctrl-C.
+    async fn ended(&mut self, exit: ExitKind, phase: Phase, progress: &Progress) -> Result<u8> {
+        if let Some(t) = self.terminal.as_mut() {
+            t.settle().await;
+        }
+        self.server_exited(exit, phase, progress).await
+    }
+
+    /// Did the user stop the server from the terminal (see `outcome`)?
+    fn stopped_from_terminal(&self, exit: ExitKind) -> Option<&'static str> {
+        self.terminal.as_ref()?.interrupted(exit)
     }
 
     /// Waits for readiness, then serves, until a stop signal, a timeout or
@@ -187,15 +330,12 @@ impl Supervisor {
         ));
         let mut extend = Some(tokio::time::interval(EXTEND_EVERY));
         let mut tick = Some(tokio::time::interval(PROGRESS_EVERY));
-        let mut view = Some(StartingView {
-            started,
-            shown_summary: String::new(),
-            sent_status: String::new(),
-            show_line: crate::sys::isatty(2),
-        });
+        let mut view = Some(StartingView::new(started, self.interactive));
 
         let stop_reason = loop {
             let starting = view.is_some();
+            // Time spent suspended (Ctrl-Z) does not count.
+            let deadline = deadline + self.terminal.as_ref().map_or(Duration::ZERO, |t| t.paused);
             tokio::select! {
                 outcome = &mut ready_fut, if starting => match outcome {
                     Outcome::Ready { elapsed } => {
@@ -205,7 +345,9 @@ impl Supervisor {
                         phase = Phase::Ready { since: Instant::now() };
                         ready_fut = Box::pin(std::future::pending());
                         if let Some(period) = watchdog::period() {
-                            watchdog_fut = Box::pin(watchdog::feed(&prober, &self.notifier, period));
+                            let notifier = self.notifier.clone();
+                            let prober = &prober;
+                            watchdog_fut = Box::pin(async move { watchdog::feed(prober, &notifier, period).await });
                         }
                     }
                     Outcome::Foreign { owners } => {
@@ -225,74 +367,38 @@ impl Supervisor {
                 }
                 _ = next_tick(tick.as_mut()), if starting => {
                     if let Some(v) = view.as_mut() {
-                        self.show_progress(v, &progress_rx.borrow());
+                        v.show(&progress_rx.borrow(), self.settings.probe.port, &self.notifier);
                     }
                 }
                 _ = &mut watchdog_fut => {}
                 _ = &mut adopted_fut => {}
-                got = self.signals.child_or_stop() => {
-                    if let Some(sig) = got {
-                        break StopReason::Signal(sig);
-                    }
-                    if let Some(exit) = child::reap(self.server.pid) {
+                ev = self.next_event() => match ev {
+                    Event::Stop(sig) => break StopReason::Signal(sig),
+                    Event::Terminal(sig) => break StopReason::Terminal(sig),
+                    Event::Exited(exit) => {
                         clear_view(view.as_ref());
                         drop(ready_fut);
                         drop(watchdog_fut);
                         let progress = progress_rx.borrow().clone();
-                        return self.server_exited(exit, phase, &progress).await;
+                        return self.ended(exit, phase, &progress).await;
                     }
-                }
+                },
             }
         };
         drop(ready_fut);
         drop(watchdog_fut);
         clear_view(view.as_ref());
         let progress = progress_rx.borrow().clone();
-        self.stop(stop_reason, &progress).await
-    }
-
-    /// Refreshes the progress line (or logs a changed summary) and the
-    /// manager's `STATUS=`.
-    fn show_progress(&self, v: &mut StartingView, p: &Progress) {
-        let summary = p.summary(self.settings.probe.port);
-        let elapsed = v.started.elapsed().as_secs_f64();
-        if v.show_line {
-            log::show_progress_line(&format!("paperclipd: starting ({elapsed:.1}s): {summary}"));
-        } else if summary != v.shown_summary {
-            log::info(&format!("starting ({elapsed:.1}s): {summary}"));
-        }
-        v.shown_summary = summary.clone();
-        if summary != v.sent_status {
-            self.notifier.status(&format!("starting: {summary}"));
-            v.sent_status = summary;
-        }
+        self.end(stop_reason, &progress).await
     }
 }
 
-/// `READY=1` once, the ready line, and the lock record's ready time.
-fn became_ready(
-    notifier: &Notifier,
-    lock: &mut InstanceLock,
-    p: &Progress,
-    elapsed: Duration,
-    view: Option<StartingView>,
-) {
-    let msg = outcome::ready_message(p, elapsed);
-    notifier.send(&[
-        NotifyState::Ready,
-        NotifyState::Status(&crate::notify::one_line(&msg)),
-    ]);
-    clear_view(view.as_ref());
-    log::info(&msg);
-    if let Err(e) = lock.set_ready() {
-        log::warn(&e.message);
-    }
-}
-
-/// Erases the live progress line, if the starting view shows one.
-fn clear_view(view: Option<&StartingView>) {
-    if view.is_some_and(|v| v.show_line) {
-        log::clear_progress_line(&mut std::io::stderr());
+/// The next signal the terminal sends the server's group; never, outside
+/// a terminal.
+async fn terminal_signal(terminal: Option<&mut Terminal>) -> i32 {
+    match terminal {
+        Some(t) => t.next_signal().await,
+        None => std::future::pending().await,
     }
 }
 

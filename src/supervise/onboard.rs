@@ -1,55 +1,180 @@
-//! The first start of an instance: `paperclipai onboard` asks questions,
-//! so it runs in the foreground of a terminal; without one we stop with
-//! the exact command, so that a service manager does not restart-loop on
-//! it (78 is in `RestartPreventExitStatus=`).
+//! The first start of an instance: `paperclipai onboard`, supervised like
+//! the server. It asks questions, so it needs a terminal (without one we
+//! stop with the exact command, exit 78, which `RestartPreventExitStatus=`
+//! keeps from looping). Its answer to "Start Paperclip now?" decides what
+//! follows: Yes makes the onboarding process itself the server (we notice
+//! when a process of ours listens on the instance's port); No ends it, and
+//! `paperclipai run` starts; its own cancel (Ctrl-C at a question) ends it
+//! with nothing written, and so do we.
 
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
-use crate::config::RunSettings;
+use crate::cli::Selection;
+use crate::config::{self, RunSettings};
 use crate::error::{Error, Kind, Result};
+use crate::instance::Instance;
+use crate::probe::{self, Prober};
 use crate::{log, paperclip};
 
-/// Runs onboarding for a new instance, then re-reads where it serves.
-pub fn onboard(program: &Path, settings: &mut RunSettings, interactive: bool) -> Result<()> {
-    let instance = settings.probe.instance.clone();
-    let shown = paperclip::onboard_command_line(program, &instance);
-    if !interactive {
-        return Err(Error::config(format!(
-            "instance {:?} is not set up yet: {} does not exist. Paperclip's first start asks questions, which needs a terminal; \
-             run `{shown}` once in a terminal (or `paperclipd run` in a terminal, which runs it for you), then start the service again",
-            instance.id.as_str(),
-            instance.paperclip_config().display()
-        )));
+use super::child::{self, ExitKind, Spawned};
+use super::outcome::StopReason;
+use super::readiness::{self, Owner, Progress};
+use super::{Event, Supervisor, stop};
+
+/// How often we look for `config.json` and a listener while onboarding
+/// runs: cheap (a stat, then one loopback connect), and a person answers
+/// questions far slower.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// How long what onboarding left behind gets after SIGTERM.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
+
+/// How onboarding ended.
+pub enum Onboarded {
+    /// A process of ours listens on the instance's port: onboarding started
+    /// the server itself, and that process is the server from now on.
+    Serving(Box<Prober>),
+    /// Onboarding wrote `config.json` and ended without a server: start
+    /// `paperclipai run`.
+    Configured,
+    /// The run ends here, with this result.
+    Done(Result<u8>),
+}
+
+/// Onboarding asks questions: without a terminal, say how to run it.
+pub fn require_terminal(program: &Path, instance: &Instance, interactive: bool) -> Result<()> {
+    if interactive {
+        return Ok(());
     }
+    Err(Error::config(format!(
+        "instance {:?} is not set up yet: {} does not exist. Paperclip's first start asks questions, which needs a terminal; \
+         run `{}` once in a terminal (or `paperclipd run` in a terminal, which runs it for you), then start the service again",
+        instance.id.as_str(),
+        instance.paperclip_config().display(),
+        paperclip::onboard_command_line(program, instance)
+    )))
+}
+
+/// Starts `paperclipai onboard` the way the server starts: its own group,
+/// the terminal's foreground, the parent-death signal.
+pub fn spawn(program: &Path, settings: &RunSettings) -> Result<Spawned> {
+    let instance = &settings.probe.instance;
     log::info(&format!(
-        "instance {} is not set up yet; running `{shown}` first",
-        instance.id
+        "instance {} is not set up yet; running `{}` first",
+        instance.id,
+        paperclip::onboard_command_line(program, instance)
     ));
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(paperclip::ONBOARD_ARGS);
-    super::child::server_environment(&mut cmd, &instance, &settings.env);
-    let status = cmd
-        .status()
-        .map_err(|e| Error::new(Kind::NotExecutable, format!("cannot run `{shown}`: {e}")))?;
-    if !status.success() || !instance.paperclip_config().exists() {
-        return Err(Error::config(format!(
-            "onboarding did not complete ({status}); {} was not written. Run `{shown}` yourself and retry",
-            instance.paperclip_config().display()
-        )));
-    }
-    // Onboarding wrote config.json: where the server listens may have
-    // changed.
-    settings.probe = crate::config::resolve_probe(
-        &crate::cli::Selection {
-            target: crate::cli::Target {
-                instance: instance.id.to_string(),
-                home: Some(instance.home.clone()),
-            },
-            mode: Some(settings.probe.mode),
-            ..Default::default()
-        },
+    let args: Vec<std::ffi::OsString> = paperclip::ONBOARD_ARGS.iter().map(Into::into).collect();
+    child::spawn(&child::SpawnSpec {
+        program,
+        args: &args,
         instance,
-        &crate::config::FileConfig::default(),
-    )?;
-    Ok(())
+        extra_env: &settings.env,
+        interactive: true,
+    })
+}
+
+/// `config.json` as we last saw it: a change means onboarding wrote it.
+#[derive(PartialEq)]
+struct Stamp(Option<SystemTime>, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp(m.modified().ok(), m.len()))
+}
+
+impl Supervisor {
+    /// Supervises onboarding until it serves, ends, or we are stopped.
+    pub(super) async fn onboard(&mut self, sel: &Selection) -> Onboarded {
+        self.notifier
+            .status("onboarding: waiting for the answers to paperclipai onboard");
+        let config_path = self.settings.probe.instance.paperclip_config();
+        let mut seen: Option<Stamp> = None;
+        let mut prober: Option<Prober> = None;
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        loop {
+            tokio::select! {
+                ev = self.next_event() => return match ev {
+                    Event::Stop(sig) => Onboarded::Done(self.end(StopReason::Signal(sig), &Progress::default()).await),
+                    Event::Terminal(sig) => Onboarded::Done(self.end(StopReason::Terminal(sig), &Progress::default()).await),
+                    Event::Exited(exit) => self.onboarding_ended(exit, sel).await,
+                },
+                _ = tick.tick() => {
+                    let now = stamp(&config_path);
+                    if now.is_some() && now != seen {
+                        seen = now;
+                        // Half-written or not: the next change, or the end
+                        // of onboarding, reads it again.
+                        if let Ok(p) = config::resolve_probe_settings(sel) {
+                            prober = Prober::new(p.clone(), probe::REQUEST_TIMEOUT).ok();
+                            self.settings.probe = p;
+                        }
+                    }
+                    let Some(p) = &prober else { continue };
+                    if p.listening().await.is_err() {
+                        continue;
+                    }
+                    match readiness::port_owner(p.settings.port) {
+                        Owner::Foreign(_) => {
+                            return Onboarded::Done(self.end(StopReason::Foreign, &Progress::default()).await);
+                        }
+                        Owner::Ours | Owner::Unknown => return Onboarded::Serving(Box::new(p.clone())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Onboarding's process ended before anything of ours listened.
+    async fn onboarding_ended(&mut self, exit: ExitKind, sel: &Selection) -> Onboarded {
+        let by_user = match self.terminal.as_mut() {
+            Some(t) => t.settle().await.map(super::signals::terminal_key),
+            None => None,
+        };
+        stop::cleanup_leftovers(&self.server, &mut self.signals, LEFTOVER_GRACE).await;
+        let instance = &self.settings.probe.instance;
+        let config = instance.paperclip_config();
+        let shown = paperclip::onboard_command_line(&self.command.program, instance);
+        if let Some(key) = by_user {
+            // After "Start Paperclip now?" Yes: stopped while it started.
+            log::info(&format!(
+                "onboarding {} after {key}; nothing is running",
+                exit.describe()
+            ));
+            return Onboarded::Done(Ok(0));
+        }
+        match (exit, config.exists()) {
+            (ExitKind::Code(0), false) => {
+                log::info(&format!(
+                    "onboarding was cancelled: {} was not written and nothing is running. \
+                     Run `paperclipd run` again to set up instance {}",
+                    config.display(),
+                    instance.id
+                ));
+                Onboarded::Done(Ok(0))
+            }
+            (exit, false) => Onboarded::Done(Err(Error::config(format!(
+                "onboarding did not complete (it {}); {} was not written. Run `{shown}` yourself to see why, then `paperclipd run` again",
+                exit.describe(),
+                config.display()
+            )))),
+            (ExitKind::Code(0), true) => match config::resolve_probe_settings(sel) {
+                Ok(p) => {
+                    self.settings.probe = p;
+                    Onboarded::Configured
+                }
+                Err(e) => Onboarded::Done(Err(e)),
+            },
+            (exit, true) => Onboarded::Done(Err(Error::new(
+                Kind::ServerExited(exit.shell_code()),
+                format!(
+                    "onboarding wrote {} but then {} without serving (after \"Start Paperclip now?\" Yes, \
+                     its checks or the server failed); read its output above, run `paperclipai doctor`, \
+                     then `paperclipd run` again",
+                    config.display(),
+                    exit.describe()
+                ),
+            ))),
+        }
+    }
 }

@@ -28,15 +28,21 @@ pub enum Phase {
 /// Why we stop the server.
 #[derive(Debug, Clone, Copy)]
 pub enum StopReason {
+    /// We received this stop signal.
     Signal(i32),
+    /// The terminal sent this signal to the server's group (Ctrl-C): the
+    /// server has it already; a second one could cut its shutdown short.
+    Terminal(i32),
     ReadyTimeout,
     Foreign,
 }
 
 impl StopReason {
+    /// The signal the server gets from us; 0 (none) when it has its own.
     fn signal(self) -> i32 {
         match self {
-            StopReason::Signal(s) => s,
+            StopReason::Signal(s) => super::signals::forwarded(s),
+            StopReason::Terminal(_) => 0,
             _ => libc::SIGTERM,
         }
     }
@@ -51,9 +57,8 @@ impl Supervisor {
         progress: &Progress,
     ) -> Result<u8> {
         // In a terminal, Ctrl-C goes straight to the server (it owns the
-        // terminal): a SIGINT death or exit 130 is the user's stop.
-        let user_interrupt = self.interactive
-            && matches!(exit, ExitKind::Signal(libc::SIGINT) | ExitKind::Code(130));
+        // terminal): then its exit, whatever its status, is the user's stop.
+        let user_interrupt = self.stopped_from_terminal(exit);
         self.notifier.send(&[
             NotifyState::Stopping,
             NotifyState::Status(&format!("server {}; stopping", exit.describe())),
@@ -61,8 +66,11 @@ impl Supervisor {
         let grace = LEFTOVER_GRACE.min(self.settings.stop_timeout);
         stop::cleanup_leftovers(&self.server, &mut self.signals, grace).await;
         self.drain_output().await;
-        if user_interrupt {
-            log::info("stopped by Ctrl-C");
+        if let Some(key) = user_interrupt {
+            log::info(&format!(
+                "the server {} after {key}; stopped",
+                exit.describe()
+            ));
             return Ok(0);
         }
         match phase {
@@ -76,7 +84,17 @@ impl Supervisor {
                 );
                 self.append_diagnostics(&mut msg, progress).await;
                 msg.push_str("\nCheck the server's output above; run the command by hand to see it fail directly.");
-                Err(Error::new(Kind::ServerExited(exit.shell_code()), msg))
+                let kind = match exit.shell_code() {
+                    // A server that ends before it was ever ready has
+                    // failed, whatever its code: restart policies
+                    // (systemd's on-failure, Docker's) must see a failure.
+                    0 => {
+                        msg.push_str("\nA server that ends before it is ready failed to start, whatever its code: exit 70 (EX_SOFTWARE).");
+                        Kind::Software
+                    }
+                    code => Kind::ServerExited(code),
+                };
+                Err(Error::new(kind, msg))
             }
         }
     }
@@ -106,26 +124,41 @@ impl Supervisor {
         let sig = reason.signal();
         let why = match reason {
             StopReason::Signal(s) => format!("received {}", signal_name(s)),
+            StopReason::Terminal(s) => format!(
+                "the terminal sent {} ({}) to the server",
+                signal_name(s),
+                super::signals::terminal_key(s)
+            ),
             StopReason::ReadyTimeout => format!(
                 "not ready after {}",
                 humantime::format_duration(self.settings.ready_timeout)
             ),
             StopReason::Foreign => "port taken by another process".to_string(),
         };
+        let sent = if sig == 0 {
+            "no signal of ours".to_string()
+        } else {
+            signal_name(sig)
+        };
         self.notifier.send(&[
             NotifyState::Stopping,
             NotifyState::Status(&format!(
-                "stopping ({why}): sent {} to server pid {}",
-                signal_name(sig),
+                "stopping ({why}): sent {sent} to server pid {}",
                 self.server.pid
             )),
         ]);
-        log::info(&format!(
-            "{why}; stopping the server (pid {}) with {}, waiting up to {}",
-            self.server.pid,
-            signal_name(sig),
-            humantime::format_duration(self.settings.stop_timeout)
-        ));
+        let wait = humantime::format_duration(self.settings.stop_timeout);
+        log::info(&if sig == 0 {
+            format!(
+                "{why}; waiting up to {wait} for it (pid {}) to stop",
+                self.server.pid
+            )
+        } else {
+            format!(
+                "{why}; stopping the server (pid {}) with {sent}, waiting up to {wait}",
+                self.server.pid
+            )
+        });
         let stop_started = Instant::now();
         let graceful = GracefulStop {
             signal: sig,
@@ -137,7 +170,7 @@ impl Supervisor {
         stop::cleanup_leftovers(&self.server, &mut self.signals, grace).await;
         self.drain_output().await;
         match reason {
-            StopReason::Signal(_) => {
+            StopReason::Signal(_) | StopReason::Terminal(_) => {
                 self.report_requested_stop(exit, stop_started.elapsed());
                 Ok(0)
             }

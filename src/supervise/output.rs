@@ -1,12 +1,11 @@
-//! The server's output and our progress display.
+//! The server's output.
 //!
 //! Without a terminal the server's stdout/stderr are pipes that we copy
 //! through unchanged (to the journal, launchd's log file, `docker logs`)
 //! while keeping the last lines for diagnostics. In a terminal the server
-//! owns the terminal and we show one live progress line on stderr.
+//! writes to it directly (our own display: `progress`).
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
@@ -109,14 +108,7 @@ pub async fn forward(fd: OwnedFd, stream: Stream, tail: SharedTail) {
                 }
                 // A failed write (our stdout closed) must not stop the
                 // server: keep draining its pipe.
-                let _ = match stream {
-                    Stream::Stdout => std::io::stdout().lock().write_all(&buf[..n]),
-                    Stream::Stderr => {
-                        let mut err = std::io::stderr().lock();
-                        crate::log::clear_progress_line(&mut err);
-                        err.write_all(&buf[..n])
-                    }
-                };
+                let _ = crate::log::server_output(stream == Stream::Stdout, &buf[..n]);
             }
         }
     }

@@ -1,12 +1,14 @@
-//! Signal plumbing of `run`: the stop signals and SIGCHLD as streams, and
-//! the terminal's foreground group (who gets Ctrl-C).
+//! Signal plumbing of `run`: the stop signals, SIGCHLD and SIGCONT as
+//! streams; which signal the server gets for each; job-control signals
+//! that must never stop us; and whether we run in a terminal's foreground.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// The stop signals we handle; each is forwarded to the server.
+/// The stop signals we handle; each is forwarded to the server (see
+/// [`forwarded`]).
 const STOP_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
 /// Signal streams, registered before the server is spawned so that no
@@ -17,6 +19,18 @@ pub struct Signals {
     hup: Signal,
     quit: Signal,
     child: Signal,
+    cont: Signal,
+}
+
+/// What [`Signals::next`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// SIGCHLD: some child changed state.
+    Child,
+    /// A stop signal.
+    Stop(i32),
+    /// SIGCONT: we were continued (the shell's `fg` or `bg`).
+    Continued,
 }
 
 fn register(n: i32) -> Result<Signal> {
@@ -33,6 +47,7 @@ impl Signals {
             hup: register(hup)?,
             quit: register(quit)?,
             child: register(libc::SIGCHLD)?,
+            cont: register(libc::SIGCONT)?,
         })
     }
 
@@ -43,13 +58,47 @@ impl Signals {
 
     /// The next SIGCHLD (`None`) or stop signal (`Some`), whichever first.
     pub async fn child_or_stop(&mut self) -> Option<i32> {
-        tokio::select! {
-            _ = self.child.recv() => None,
-            _ = self.term.recv() => Some(libc::SIGTERM),
-            _ = self.int.recv() => Some(libc::SIGINT),
-            _ = self.hup.recv() => Some(libc::SIGHUP),
-            _ = self.quit.recv() => Some(libc::SIGQUIT),
+        match self.next_of(false).await {
+            Received::Stop(sig) => Some(sig),
+            _ => None,
         }
+    }
+
+    /// The next SIGCHLD, stop signal or SIGCONT.
+    pub async fn next(&mut self) -> Received {
+        self.next_of(true).await
+    }
+
+    async fn next_of(&mut self, with_cont: bool) -> Received {
+        tokio::select! {
+            _ = self.child.recv() => Received::Child,
+            _ = self.term.recv() => Received::Stop(libc::SIGTERM),
+            _ = self.int.recv() => Received::Stop(libc::SIGINT),
+            _ = self.hup.recv() => Received::Stop(libc::SIGHUP),
+            _ = self.quit.recv() => Received::Stop(libc::SIGQUIT),
+            _ = self.cont.recv(), if with_cont => Received::Continued,
+        }
+    }
+}
+
+/// The signal the server gets when we receive `sig`. SIGHUP and SIGQUIT
+/// become SIGTERM: Paperclip stops in order only on SIGTERM or SIGINT; on
+/// SIGHUP or SIGQUIT its Node dies at once and orphans PostgreSQL.
+pub fn forwarded(sig: i32) -> i32 {
+    match sig {
+        libc::SIGHUP | libc::SIGQUIT => libc::SIGTERM,
+        other => other,
+    }
+}
+
+/// Job-control signals must never stop us (tini ignores them too): with
+/// `stty tostop`, our own line from the background would stop us with
+/// SIGTTOU and leave the server without its supervisor. An ignored
+/// SIGTTOU lets the write through. The server gets its defaults back
+/// (`child::spawn`).
+pub fn ignore_terminal_stops() {
+    for sig in [libc::SIGTTOU, libc::SIGTTIN] {
+        let _ = sys::set_signal_ignored(sig, true);
     }
 }
 
@@ -69,9 +118,24 @@ pub fn signal_name(n: i32) -> String {
         libc::SIGUSR1 => "SIGUSR1",
         libc::SIGUSR2 => "SIGUSR2",
         libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
         _ => return format!("signal {n}"),
     };
     name.to_string()
+}
+
+/// What a user calls the signal a terminal sends.
+pub fn terminal_key(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "Ctrl-C",
+        libc::SIGQUIT => "Ctrl-\\",
+        libc::SIGHUP => "a hangup",
+        _ => "a signal",
+    }
 }
 
 /// Is this an interactive run: stdin is a terminal and we are its
@@ -80,8 +144,15 @@ pub fn interactive() -> bool {
     sys::isatty(0) && sys::foreground_group(0) == Some(sys::own_group())
 }
 
-/// Takes the terminal back after the server exits (we were a background
-/// group while it ran), so the shell and our last messages behave.
-pub fn reclaim_terminal() {
-    let _ = sys::give_terminal_to(0, sys::own_group());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hangup_and_quit_reach_the_server_as_sigterm() {
+        assert_eq!(forwarded(libc::SIGHUP), libc::SIGTERM);
+        assert_eq!(forwarded(libc::SIGQUIT), libc::SIGTERM);
+        assert_eq!(forwarded(libc::SIGTERM), libc::SIGTERM);
+        assert_eq!(forwarded(libc::SIGINT), libc::SIGINT);
+    }
 }

@@ -36,7 +36,7 @@ impl GracefulStop {
             tokio::select! {
                 got = signals.child_or_stop() => {
                     if let Some(again) = got {
-                        child::signal(server.pid, again);
+                        child::signal(server.pid, super::signals::forwarded(again));
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {

@@ -13,9 +13,15 @@
 #   s4-port-taken     a stranger on the port: exit 75, no server started
 #   s5-user-manager   install --now / status / stop / uninstall under a real
 #                     non-root `systemd --user` (tests/support/with-user-manager)
-#   s6-stale-pid      a PostgreSQL left on the data dir: exit 75 naming it; after
+#   s10-stale-pid     a PostgreSQL left on the data dir: exit 75 naming it; after
 #                     a SIGKILL of everything, postmaster.pid naming a live
 #                     unrelated pid: moved aside, ready (upstream #6597/#2333)
+#   s6-first-run-yes  a real terminal (tmux) on a fresh home: onboarding, Quickstart,
+#                     "Start Paperclip now?" Yes: READY=1, status ready, Ctrl-Z/fg,
+#                     Ctrl-C: exit 0 with no process of the user left
+#   s7-first-run-no   the same with No (and `stty tostop`): `paperclipai run` starts
+#   s8-first-run-cancel  Ctrl-C at the first question: exit 0, nothing written or running
+#   s9-hup-quit       SIGHUP, then SIGQUIT, to paperclipd: the server stops on SIGTERM, exit 0
 # Prints `PASS name` / `FAIL name: why` per scenario, then `N passed, M failed`;
 # exits 1 if any failed. Every wait has a deadline; nothing sleeps "long enough".
 #
@@ -144,6 +150,7 @@ fail() { [ -n "$FAIL_WHY" ] || FAIL_WHY=$*; info "FAILED CHECK: $*"; }
 
 cleanup_bg() {
     local p
+    tmux_stop
     for p in "${BG[@]}"; do
         if alive "$p"; then
             kill -TERM "$p" 2>/dev/null || true
@@ -253,9 +260,10 @@ stop_run() {
     reap "$RUN_PID"; RUN_RC=$REAPED
     STOP_MS=$(( $(now_ms) - t ))
 }
-lock_child_pid() { # the server pid from the lock record
-    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("child_pid") or "")' "$LOCK_FILE" 2>/dev/null
+lock_field() { # lock_field FIELD [LOCK]: a field of the lock record (default: the data dir's)
+    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or "")' "${2:-$LOCK_FILE}" "$1" 2>/dev/null
 }
+lock_child_pid() { lock_field child_pid "${1:-}"; } # the server pid from the lock record
 exe_name() { local e; e=$(readlink "/proc/$1/exe" 2>/dev/null) && echo "${e##*/}"; }
 # Pids of the test user's Paperclip server processes (node shows up as
 # "MainThread" in /proc/PID/comm, so look at the executable).
@@ -278,6 +286,98 @@ ports_free() {
     for p in "$API_PORT" "$PG_PORT"; do listening "$p" && bad+=" $p"; done
     if [ -n "$bad" ]; then fail "$1: still listening on port(s)$bad"; return 1; fi
     info "ports $API_PORT and $PG_PORT are free $1"
+}
+
+# --- a real terminal: tmux as the test user ----------------------------------
+TMUX_SOCK=
+# tmux_start DIR RC_LINE...: an interactive bash in a 220x50 tmux pane as the test
+# user. PROMPT_COMMAND appends each command's exit status to DIR/status (a list
+# such as `cmd; echo $?` would go on when `cmd` is suspended). Sets TMUX_PIDS.
+tmux_start() {
+    local dir=$1; shift
+    TMUX_SOCK=$dir/tmux.sock
+    { printf "PS1='\$ '\n"; printf '%s\n' "$@"; printf "PROMPT_COMMAND='echo \$? >> %s/status'\n" "$dir"; } >"$dir/rc"
+    : >"$dir/status"
+    chown "$PC_UID:$PC_GID" "$dir/rc" "$dir/status"
+    tm -f /dev/null new-session -d -x 220 -y 50 bash --noprofile --rcfile "$dir/rc" -i ||
+        { fail "tmux did not start"; return 1; }
+    wait_statuses "$dir" 1 10 || return 1
+    TMUX_PIDS="$(tm display-message -p -t 0 '#{pid} #{pane_pid}')"
+}
+tm() { "${AS_PC[@]}" TERM=xterm-256color tmux -S "$TMUX_SOCK" "$@"; }
+tmux_stop() { if [ -n "$TMUX_SOCK" ]; then tm kill-server 2>/dev/null || true; TMUX_SOCK=; fi; }
+screen_of() { tm capture-pane -p -J -S - -t 0; }
+type_line() { tm send-keys -t 0 -l "$1" && tm send-keys -t 0 Enter; }
+# wait_screen TEXT SECONDS: until TEXT is on the screen.
+wait_screen() {
+    local deadline=$(( $(now_ms) + $2 * 1000 ))
+    until screen_of | grep -qF -- "$1"; do
+        if [ "$(now_ms)" -ge "$deadline" ]; then
+            fail "'$1' not on the screen within $2 s"; screen_tail; return 1
+        fi
+        sleep 0.05
+    done
+}
+# wait_statuses DIR N SECONDS: until the shell recorded N exit statuses; sets STATUS (the Nth).
+wait_statuses() {
+    local deadline=$(( $(now_ms) + $3 * 1000 ))
+    until [ "$(wc -l <"$1/status" 2>/dev/null || echo 0)" -ge "$2" ]; do
+        if [ "$(now_ms)" -ge "$deadline" ]; then
+            fail "the shell's command $(( $2 - 1 )) did not finish within $3 s"; screen_tail; return 1
+        fi
+        sleep 0.01
+    done
+    STATUS=$(sed -n "${2}p" "$1/status")
+}
+screen_tail() { info "--- the screen's last lines:"; screen_of 2>/dev/null | grep -v '^$' | tail -n 25 | cut -c1-200 | sed 's/^/      /'; }
+# wait_notify DIR SECONDS: until READY=1 is in DIR/notify.log, while the shell runs paperclipd.
+wait_notify() {
+    local dir=$1 deadline=$(( $(now_ms) + $2 * 1000 ))
+    until grep -q ' READY=1$' "$dir/notify.log" 2>/dev/null; do
+        if [ "$(wc -l <"$dir/status")" -ge 2 ]; then
+            fail "paperclipd exited (status $(sed -n 2p "$dir/status")) before READY=1"; screen_tail; return 1
+        fi
+        if [ "$(now_ms)" -ge "$deadline" ]; then fail "no READY=1 within $2 s"; screen_tail; return 1; fi
+        sleep 0.01
+    done
+}
+# check_screen FILE: every paperclipd line starts at column 0, and none holds the
+# server's text (Paperclip's log lines start with [HH:MM:SS]).
+check_screen() {
+    local bad
+    bad=$(awk 'index($0, "paperclipd:") > 1 { print "not at column 0: " $0 }
+               /^paperclipd:/ && /\[[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\] [A-Z]+:/ { print "mixed: " $0 }' "$1" | head -3)
+    if [ -n "$bad" ]; then fail "the terminal has bad lines: $(tr '\n' ';' <<<"$bad" | cut -c1-300)"
+    else info "screen: $(grep -c '^paperclipd:' "$1") paperclipd lines, each a whole line at column 0"; fi
+}
+proc_state() { cut -d')' -f2 "/proc/$1/stat" 2>/dev/null | awk '{print $1}'; }
+# first_run DIR: a fresh home (DIR/home) for the test user, a notify listener, and
+# `paperclipd run` typed into a tmux shell (RC lines in the rest of the arguments);
+# waits for onboarding's first question. Sets HOME_DIR, T0.
+first_run() {
+    local dir=$1; shift
+    HOME_DIR=$dir/home
+    install -d -o "$PC_UID" -g "$PC_GID" -m 700 "$HOME_DIR"
+    start_listener "$dir" || return 1
+    : >"$dir/notify.log"; chown "$PC_UID:$PC_GID" "$dir/notify.log"
+    tmux_start "$dir" "export NOTIFY_SOCKET=$dir/notify.sock" "$@" || return 1
+    T0=$(now_ms)
+    type_line "$BIN run --home $HOME_DIR"
+    wait_screen "Choose setup path" 60 || return 1
+    info "onboarding's first question after $(secs_since "$T0") s"
+}
+# ctrl_c_exit DIR N: Ctrl-C; paperclipd (the shell's command N) exits 0, and at
+# that moment no process of the test user remains but the shell, tmux and the listener.
+ctrl_c_exit() {
+    local t
+    t=$(now_ms)
+    tm send-keys -t 0 C-c
+    wait_statuses "$1" "$2" 60 || return 1
+    info "Ctrl-C: paperclipd exited $STATUS after $(secs_since "$t") s"
+    [ "$STATUS" -eq 0 ] || fail "paperclipd exited $STATUS after Ctrl-C (want 0)"
+    # shellcheck disable=SC2086
+    no_pc_procs_now "the moment paperclipd exited" "$LISTENER" $TMUX_PIDS || true
+    ports_free "the moment paperclipd exited" || true
 }
 
 # --- scenarios ----------------------------------------------------------------
@@ -483,12 +583,12 @@ s5_user_manager() {
     return 0
 }
 
-# 6. Stale postmaster.pid. (a) paperclipd and node SIGKILLed, their PostgreSQL
+# 10. Stale postmaster.pid. (a) paperclipd and node SIGKILLed, their PostgreSQL
 #    left serving the data dir: `run` exits 75 naming it and touches nothing.
 #    (b) everything of the user SIGKILLed (a power loss) and line 1 of
 #    postmaster.pid naming a live unrelated process: upstream alone refuses to
 #    start (control); `run` moves the file aside and is ready.
-s6_stale_pid() {
+s10_stale_pid() {
     local d=$SDIR t child pg rc unrelated pmfile=$DATA_DIR/instances/default/db/postmaster.pid
     start_listener "$d" || return 1
     t=$(now_ms)
@@ -575,6 +675,119 @@ s6_stale_pid() {
     return 0
 }
 
+# 6. First run in a terminal, "Start Paperclip now?" Yes: the onboarding process
+#    itself serves; paperclipd supervises it as the server.
+s6_first_run_yes() {
+    local d=$SDIR lock wrapper child health
+    first_run "$d" || return 1
+    tm send-keys -t 0 Enter # Quickstart
+    wait_screen "Start Paperclip now?" 30 || return 1
+    tm send-keys -t 0 Enter # Yes, the default
+    wait_notify "$d" 240 || return 1
+    info "READY=1 $(secs_since "$T0") s after paperclipd started"
+    lock=$HOME_DIR/instances/default/paperclipd.lock
+    wrapper=$(lock_field pid "$lock") child=$(lock_child_pid "$lock")
+    if tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null | grep -q ' onboard'; then
+        info "the server is the onboarding process: pid $child ($(exe_name "$child") … onboard), supervised by $wrapper"
+    else
+        fail "lock record's server pid '$child' is not the onboarding process"
+    fi
+    status_ready "$HOME_DIR" || true
+
+    # Ctrl-Z stops paperclipd and the server and gives the shell the terminal; fg resumes both.
+    tm send-keys -t 0 C-z
+    wait_statuses "$d" 2 30 || return 1
+    local deadline=$(( $(now_ms) + 10000 ))
+    until [ "$(proc_state "$wrapper")" = T ] && [ "$(proc_state "$child")" = T ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || { fail "Ctrl-Z: paperclipd $(proc_state "$wrapper"), server $(proc_state "$child") (want both T)"; break; }
+        sleep 0.01
+    done
+    info "Ctrl-Z: shell status $STATUS; paperclipd $(proc_state "$wrapper"), server $(proc_state "$child")"
+    type_line fg
+    deadline=$(( $(now_ms) + 10000 ))
+    until [ "$(proc_state "$wrapper")" != T ] && [ "$(proc_state "$child")" != T ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || { fail "fg: paperclipd $(proc_state "$wrapper"), server $(proc_state "$child")"; break; }
+        sleep 0.01
+    done
+    health=$(curl -sS --max-time 10 "http://127.0.0.1:$API_PORT/api/health" 2>&1 | head -c 60) || true
+    [[ $health == *'"status":"ok"'* ]] && info "fg: both run again; /api/health: $health" || fail "after fg /api/health answered '$health'"
+
+    ctrl_c_exit "$d" 3 || return 1
+    screen_of >"$d/screen.txt"; check_screen "$d/screen.txt"
+    tmux_stop
+}
+
+# status_ready HOME: `paperclipd status --json` says ready (exit 0).
+status_ready() {
+    local rc=0 st
+    "${AS_PC[@]}" timeout 30 "$BIN" status --home "$1" --json >"$SDIR/status.json" 2>"$SDIR/status.err" || rc=$?
+    st=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["state"])' "$SDIR/status.json" 2>/dev/null || echo "?")
+    if [ "$rc" -eq 0 ] && [ "$st" = ready ]; then info "status --json: exit 0, state ready"
+    else fail "status --json: exit $rc, state '$st' (want 0, ready): $(head -c 400 "$SDIR/status.err")"; return 1; fi
+}
+
+# 7. The same with No: onboarding ends, `paperclipai run` starts. With `stty tostop`,
+#    which must stop neither paperclipd nor the server.
+s7_first_run_no() {
+    local d=$SDIR child
+    first_run "$d" "stty tostop" || return 1
+    tm send-keys -t 0 Enter # Quickstart
+    wait_screen "Start Paperclip now?" 30 || return 1
+    tm send-keys -t 0 Right # No
+    wait_screen "● No" 10 || return 1
+    tm send-keys -t 0 Enter
+    wait_notify "$d" 240 || return 1
+    info "READY=1 $(secs_since "$T0") s after paperclipd started"
+    child=$(lock_child_pid "$HOME_DIR/instances/default/paperclipd.lock")
+    if tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null | grep -q ' run --instance default'; then
+        info "the server is \`paperclipai run\`: pid $child"
+    else
+        fail "lock record's server pid '$child' is not paperclipai run: $(tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null)"
+    fi
+    status_ready "$HOME_DIR" || true
+    ctrl_c_exit "$d" 2 || return 1
+    screen_of >"$d/screen.txt"; check_screen "$d/screen.txt"
+    grep -q "You're all set" "$d/screen.txt" || fail "onboarding's No ending is not on the screen"
+    tmux_stop
+}
+
+# 8. Ctrl-C at onboarding's first question: nothing written, nothing running, exit 0.
+s8_first_run_cancel() {
+    local d=$SDIR t
+    first_run "$d" || return 1
+    t=$(now_ms)
+    tm send-keys -t 0 C-c
+    wait_statuses "$d" 2 30 || return 1
+    info "Ctrl-C at the first question: paperclipd exited $STATUS after $(secs_since "$t") s"
+    [ "$STATUS" -eq 0 ] || fail "paperclipd exited $STATUS (want 0)"
+    # shellcheck disable=SC2086
+    no_pc_procs_now "the moment paperclipd exited" "$LISTENER" $TMUX_PIDS || true
+    [ ! -e "$HOME_DIR/instances/default/config.json" ] || fail "config.json was written"
+    screen_of >"$d/screen.txt"
+    grep -q "onboarding was cancelled" "$d/screen.txt" && info "$(grep -m1 -o 'paperclipd: onboarding was cancelled.*' "$d/screen.txt" | cut -c1-150)" ||
+        fail "paperclipd did not say that onboarding was cancelled"
+    tmux_stop
+}
+
+# 9. SIGHUP and SIGQUIT to paperclipd reach the server as SIGTERM (Paperclip's ordered
+#    stop; on SIGHUP or SIGQUIT itself its Node would orphan PostgreSQL): exit 0.
+s9_hup_quit() {
+    local d=$SDIR sig line
+    start_listener "$d" || return 1
+    for sig in HUP QUIT; do
+        [ ! -e "$d/run.out" ] || mv "$d/run.out" "$d/run-before-$sig.out"
+        start_run "$d"
+        wait_ready "$d" 180 || return 1
+        stop_run "$d" "$sig" 30
+        info "SIG$sig: exit $RUN_RC after ${STOP_MS} ms"
+        [ "$RUN_RC" -eq 0 ] || fail "paperclipd exited $RUN_RC after SIG$sig (want 0)"
+        line=$(sed 's/\x1b\[[0-9;]*m//g' "$d/run.out" | grep -m1 'Stopping embedded PostgreSQL' || true)
+        if [[ $line == *'"signal":"SIGTERM"'* ]]; then info "server: ${line:0:120}"
+        else fail "SIG$sig: the server did not stop on SIGTERM: '${line:0:160}'"; tail_out "$d/run.out"; fi
+        no_pc_procs_now "after SIG$sig" "$LISTENER" || true
+    done
+}
+
 # Never kill what we did not start: wait (bounded) until the test user is idle.
 preflight() {
     local deadline=$(( $(now_ms) + ${E2E_IDLE_WAIT:-60} * 1000 )) busy
@@ -598,7 +811,11 @@ run_scenario s2-sigterm s2_sigterm
 run_scenario s3-server-killed s3_server_killed
 run_scenario s4-port-taken s4_port_taken
 run_scenario s5-user-manager s5_user_manager
-run_scenario s6-stale-pid s6_stale_pid
+run_scenario s10-stale-pid s10_stale_pid
+run_scenario s6-first-run-yes s6_first_run_yes
+run_scenario s7-first-run-no s7_first_run_no
+run_scenario s8-first-run-cancel s8_first_run_cancel
+run_scenario s9-hup-quit s9_hup_quit
 
 log ""
 [ ${#READY_DELAYS[@]} -eq 0 ] || log "READY=1 delay after the first \"ok\": ${READY_DELAYS[*]} ms"

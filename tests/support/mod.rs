@@ -4,6 +4,9 @@
 //! deadlines (never a fixed sleep that is hoped to be long enough).
 #![allow(dead_code)]
 
+#[cfg(target_os = "linux")]
+pub mod tmux;
+
 use std::fs;
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
