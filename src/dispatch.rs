@@ -18,7 +18,14 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         .enable_all()
         .build()
         .map_err(|e| Error::os(format!("cannot start the async runtime: {e}")))?;
-    match cli.command {
+    let mut command = cli.command;
+    if let Command::Status(args) = &mut command {
+        if args.system && args.selection.target.home.is_none() {
+            // The system unit's home (its PAPERCLIP_HOME), whoever asks.
+            args.selection.target.home = Some(crate::systemd::SYSTEM_HOME.into());
+        }
+    }
+    match command {
         Command::Completions { shell } => {
             log::out(&crate::cli::completions(shell));
             Ok(0)

@@ -374,3 +374,21 @@ fn completions_and_man_page_are_generated_from_the_cli() {
         "the exit codes are in the man page"
     );
 }
+
+/// Regression (found by the system-manager e2e): `status --system` needs no
+/// HOME; the system unit's home is /var/lib/paperclip.
+#[test]
+fn status_system_without_home_uses_the_system_units_home() {
+    let o = std::process::Command::new(support::bin())
+        .args(["status", "--system", "--json"])
+        .env_remove("HOME")
+        .env_remove("PAPERCLIP_HOME")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(78), "{err}");
+    assert!(!err.contains("HOME is not set"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON status");
+    assert_eq!(v["instance"], "default");
+}

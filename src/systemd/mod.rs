@@ -41,6 +41,10 @@ impl Scope {
     }
 }
 
+/// The home of the system unit's instances (its `PAPERCLIP_HOME`, the
+/// `paperclip` user's home).
+pub const SYSTEM_HOME: &str = "/var/lib/paperclip";
+
 /// The unit template's file name.
 pub const TEMPLATE_NAME: &str = "paperclip@.service";
 
