@@ -30,6 +30,7 @@ pub struct Record {
     pub child_pid: Option<i32>,
     pub manager: String,
     pub unit: Option<String>,
+    /// paperclipd's own command line, converted lossily (display only).
     pub command: Vec<String>,
     pub version: String,
     pub started_at: String,
@@ -47,7 +48,11 @@ impl Record {
             child_pid: None,
             manager: manager.kind.as_str().to_string(),
             unit: manager.unit.clone(),
-            command: std::env::args().collect(),
+            // Arguments need not be UTF-8 (paths, the server's own
+            // arguments): `args()` would panic; the record is for display.
+            command: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             ready_at: None,
