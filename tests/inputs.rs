@@ -15,7 +15,8 @@ use support::*;
 /// `paperclipd ARGS…` with no bus, no inherited instance settings.
 fn paperclipd(w: &World) -> Command {
     let mut c = Command::new(bin());
-    c.env_remove("NOTIFY_SOCKET")
+    c.env("HOME", w.dir.path())
+        .env_remove("NOTIFY_SOCKET")
         .env_remove("PAPERCLIP_HOME")
         .env_remove("PAPERCLIP_INSTANCE_ID")
         .env_remove("INVOCATION_ID")
@@ -81,4 +82,57 @@ fn a_non_utf8_home_is_shown_lossily_in_the_lock_record() {
     );
     signal(r.pid(), libc::SIGTERM);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+}
+
+#[test]
+fn a_control_character_in_a_unit_value_is_refused_not_rendered() {
+    let w = World::new();
+    let home = w.dir.path().join("h\nExecStartPre=/bin/touch /tmp/pwned");
+    let o = paperclipd(&w)
+        .args(["install", "--dry-run", "--home"])
+        .arg(&home)
+        .output()
+        .expect("run paperclipd install");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        !out.lines().any(|l| l.starts_with("ExecStartPre=")),
+        "a directive was injected:\n{out}"
+    );
+    assert_eq!(o.status.code(), Some(78), "{err}\n{out}");
+    assert!(
+        err.contains("PAPERCLIP_HOME") && err.contains("control character"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dollar_in_paperclipds_path_is_escaped_in_exec_start() {
+    let w = World::new();
+    let dir = w.dir.path().join("a$HOME b");
+    fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("paperclipd");
+    fs::copy(bin(), &exe).unwrap();
+    let o = Command::new(&exe)
+        .args(["install", "--dry-run"])
+        .env("HOME", w.dir.path())
+        .env_remove("PAPERCLIP_HOME")
+        .output()
+        .expect("run the copied paperclipd");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let exec = out
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("an ExecStart line");
+    // systemd expands $HOME in ExecStart; $$ is a literal dollar.
+    assert!(exec.contains("a$$HOME b/paperclipd"), "{exec}");
+    assert!(!exec.replace("$$", "").contains('$'), "{exec}");
 }
