@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -127,14 +127,54 @@ pub fn parse_file_config(text: &str) -> std::result::Result<FileConfig, String> 
 }
 
 /// A bind address names where the server listens; a probe needs where to
-/// connect. Wildcards and empty hosts are probed on loopback.
+/// connect. Wildcards and empty hosts are probed on loopback. `localhost`
+/// stays a name: a server bound through it may listen on `::1` as well as
+/// on `127.0.0.1` (Node takes the resolver's first answer), so every
+/// address it names is probed (see [`connect_addrs`]).
 fn probe_host(bind: &str) -> String {
     match bind.trim() {
-        "" | "0.0.0.0" | "*" | "loopback" | "localhost" => "127.0.0.1".to_string(),
+        "" | "0.0.0.0" | "*" | "loopback" => "127.0.0.1".to_string(),
         "::" | "[::]" => "[::1]".to_string(),
         h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
         h => h.to_string(),
     }
+}
+
+/// Every address the URL's host names, in the resolver's order. A
+/// `localhost` name (RFC 6761: `localhost` and `*.localhost`) also names
+/// both loopback addresses even where `/etc/hosts` lists only one, since a
+/// server bound through another resolver (Node's) may have picked the other.
+fn connect_addrs(url: &Url, port: u16) -> Result<Vec<SocketAddr>> {
+    let loopback_name = url.domain().is_some_and(|d| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        d == "localhost" || d.ends_with(".localhost")
+    });
+    let mut addrs = match url.socket_addrs(|| None) {
+        Ok(a) => a,
+        Err(_) if loopback_name => Vec::new(),
+        Err(e) => {
+            return Err(Error::config(format!(
+                "cannot resolve the host of {url}: {e}; expected a resolvable host name or an IP address"
+            )));
+        }
+    };
+    if loopback_name {
+        for ip in [
+            IpAddr::from(Ipv4Addr::LOCALHOST),
+            IpAddr::from(Ipv6Addr::LOCALHOST),
+        ] {
+            let a = SocketAddr::new(ip, port);
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+    }
+    if addrs.is_empty() {
+        return Err(Error::config(format!(
+            "the host of {url} resolves to no address"
+        )));
+    }
+    Ok(addrs)
 }
 
 /// Validates a base URL: http (https with the `tls` feature), a host, no
@@ -239,16 +279,7 @@ pub fn resolve_probe(
     let ui_url = join(&ui_path)?;
     // Validated above: http(s) URLs with a host always have a known port.
     let port = url.port_or_known_default().unwrap_or(80);
-    let addrs = url.socket_addrs(|| None).map_err(|e| {
-        Error::config(format!(
-            "cannot resolve the host of {url}: {e}; expected a resolvable host name or an IP address"
-        ))
-    })?;
-    if addrs.is_empty() {
-        return Err(Error::config(format!(
-            "the host of {url} resolves to no address"
-        )));
-    }
+    let addrs = connect_addrs(&url, port)?;
     Ok(ProbeSettings {
         instance,
         mode,
@@ -373,6 +404,20 @@ mod tests {
         assert_eq!(probe_host("::"), "[::1]");
         assert_eq!(probe_host("::1"), "[::1]");
         assert_eq!(probe_host("10.1.2.3"), "10.1.2.3");
+    }
+
+    #[test]
+    fn localhost_names_both_loopbacks() {
+        for host in ["localhost", "LocalHost.", "app.localhost"] {
+            let url = parse_base_url(&format!("http://{host}:3100")).unwrap();
+            let addrs = connect_addrs(&url, 3100).unwrap();
+            for a in ["127.0.0.1:3100", "[::1]:3100"] {
+                assert!(addrs.contains(&a.parse().unwrap()), "{host}: {addrs:?}");
+            }
+        }
+        let url = parse_base_url("http://127.0.0.1:3100").unwrap();
+        assert_eq!(connect_addrs(&url, 3100).unwrap().len(), 1);
+        assert_eq!(probe_host("localhost"), "localhost");
     }
 
     #[test]

@@ -136,3 +136,61 @@ fn a_dollar_in_paperclipds_path_is_escaped_in_exec_start() {
     assert!(exec.contains("a$$HOME b/paperclipd"), "{exec}");
     assert!(!exec.replace("$$", "").contains('$'), "{exec}");
 }
+
+/// `run` of a plain HTTP server bound to `::1` only (api-only, probe `/`),
+/// with extra flags; the run must become ready, then stop with 0.
+fn ready_on_ipv6_loopback_only(w: &World, flags: &[&str]) {
+    assert!(
+        std::net::TcpListener::bind(("::1", 0)).is_ok(),
+        "this test needs IPv6 on the loopback interface (::1)"
+    );
+    let port = w.port.to_string();
+    let mut n = w.notify_socket("notify");
+    let mut cmd = paperclipd(w);
+    cmd.arg("run").arg("--home").arg(w.home());
+    cmd.args(flags).args([
+        "--mode",
+        "api-only",
+        "--api-path",
+        "/",
+        "--ready-timeout",
+        "10s",
+        "--",
+        "python3",
+        "-m",
+        "http.server",
+        &port,
+        "--bind",
+        "::1",
+        "--directory",
+    ]);
+    cmd.arg(w.dir.path()).env("NOTIFY_SOCKET", &n.path);
+    let mut r = w.spawn(cmd, "run");
+    wait_until(DEADLINE, "READY=1 or the end of the run", || {
+        n.drain();
+        n.count("READY=1") > 0 || r.child.try_wait().ok().flatten().is_some()
+    });
+    assert_eq!(n.count("READY=1"), 1, "{}", r.stderr());
+    signal(r.pid(), libc::SIGTERM);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}
+
+#[test]
+fn localhost_is_probed_on_every_loopback_address_it_names() {
+    let w = World::new();
+    let url = format!("http://localhost:{}", w.port);
+    ready_on_ipv6_loopback_only(&w, &["--url", &url]);
+}
+
+#[test]
+fn a_config_json_host_of_localhost_is_not_narrowed_to_127_0_0_1() {
+    let w = World::new();
+    let root = w.home().join("instances/default");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(
+        root.join("config.json"),
+        format!(r#"{{"server":{{"host":"localhost","port":{}}}}}"#, w.port),
+    )
+    .unwrap();
+    ready_on_ipv6_loopback_only(&w, &[]);
+}
