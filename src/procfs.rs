@@ -146,6 +146,31 @@ pub fn parse_listener_uids(text: &str, port: u16) -> Vec<u32> {
         .collect()
 }
 
+/// Who listens on `port`, in words for a message: the processes when we
+/// may inspect them, else the users the kernel names as the sockets'
+/// owners (`a process of root (uid 0) that paperclipd may not inspect`).
+pub fn describe_listener(port: u16) -> String {
+    let owners = port_owners(port);
+    if !owners.is_empty() {
+        return describe_all(&owners);
+    }
+    describe_uninspectable(&listening_uids(port), port)
+}
+
+/// The listener's users, for when its processes cannot be inspected.
+pub fn describe_uninspectable(uids: &[u32], port: u16) -> String {
+    if uids.is_empty() {
+        return "a process paperclipd cannot identify (in another network namespace?)".to_string();
+    }
+    format!(
+        "a process of {} that paperclipd may not inspect (find it with `sudo ss -ltnp 'sport = :{port}'`)",
+        uids.iter()
+            .map(|u| user_name(*u))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// `root (uid 0)`, or just the uid when it has no name.
 pub fn user_name(uid: u32) -> String {
     let name = fs::read_to_string("/etc/passwd").ok().and_then(|t| {

@@ -15,6 +15,13 @@ use support::*;
 /// `paperclipd ARGS…` with no bus, no inherited instance settings.
 fn paperclipd(w: &World) -> Command {
     let mut c = Command::new(bin());
+    isolate(&mut c, w);
+    c
+}
+
+/// The environment every command here runs with: HOME in the world, no
+/// reachable bus, no inherited instance or notify settings.
+fn isolate(c: &mut Command, w: &World) {
     c.env("HOME", w.dir.path())
         .env_remove("NOTIFY_SOCKET")
         .env_remove("PAPERCLIP_HOME")
@@ -25,7 +32,6 @@ fn paperclipd(w: &World) -> Command {
             "DBUS_SESSION_BUS_ADDRESS",
             format!("unix:path={}/nobus", w.dir.path().display()),
         );
-    c
 }
 
 #[test]
@@ -193,4 +199,92 @@ fn a_config_json_host_of_localhost_is_not_narrowed_to_127_0_0_1() {
     )
     .unwrap();
     ready_on_ipv6_loopback_only(&w, &[]);
+}
+
+const NOBODY: u32 = 65534;
+
+fn require_root() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test arranges ownership and other users' processes and needs root; CI runs as root"
+    );
+}
+
+/// paperclipd as user `nobody`, from a copy of the binary in the world's
+/// directory (the checkout may be unreachable for nobody); the world's
+/// directory is opened up so that nobody can reach the copy.
+fn paperclipd_as_nobody(w: &World) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(w.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = w.dir.path().join("paperclipd");
+    fs::copy(bin(), &exe).unwrap();
+    let id = NOBODY.to_string();
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid", &id, "--regid", &id, "--clear-groups", "--"])
+        .arg(exe);
+    isolate(&mut c, w);
+    c
+}
+
+fn chown_nobody(p: &std::path::Path) {
+    fs::create_dir_all(p).unwrap();
+    std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+}
+
+#[test]
+fn a_listener_of_another_user_that_cannot_be_inspected_is_foreign() {
+    require_root();
+    let w = World::new();
+    chown_nobody(&w.home());
+    chown_nobody(&w.state());
+    let started = w.state().join("started");
+    let mut cmd = paperclipd_as_nobody(&w);
+    cmd.arg("run").arg("--home").arg(w.home()).args([
+        "--url",
+        &w.url(),
+        "--mode",
+        "api-only",
+        "--api-path",
+        "/",
+        "--ready-timeout",
+        "20s",
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch \"$0\" && exec sleep 60",
+    ]);
+    cmd.arg(&started);
+    let mut r = w.spawn(cmd, "run");
+    wait_until(DEADLINE, "our server (as nobody) to start", || {
+        started.exists()
+    });
+    // Now root takes the port, as if our server had drifted elsewhere and a
+    // stranger answered: nobody cannot read root's descriptors.
+    let mut stranger = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &w.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(w.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start root's server");
+    wait_until(DEADLINE, "paperclipd to decide", || {
+        r.stderr().contains("ready after") || r.child.try_wait().ok().flatten().is_some()
+    });
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    let err = r.stderr();
+    assert!(
+        !err.contains("ready after"),
+        "root's server was reported ready:\n{err}"
+    );
+    assert_eq!(r.code(), 75, "{err}");
+    assert!(err.contains("root (uid 0)"), "{err}");
 }

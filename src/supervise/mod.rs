@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::lock::{self, Acquire, InstanceLock, Record};
 use crate::notify::{Notifier, NotifyState};
 use crate::probe::{self, Prober};
-use crate::{invoker, log, procfs};
+use crate::{invoker, log};
 use child::Spawned;
 use outcome::{Phase, StopReason};
 use output::Stream;
@@ -196,11 +196,10 @@ impl Supervisor {
                             watchdog_fut = Box::pin(watchdog::feed(&prober, &self.notifier, period));
                         }
                     }
-                    Outcome::Foreign { owners } => {
+                    Outcome::Foreign { who } => {
                         log::error(&format!(
-                            "port {} is held by {}, not by our server; stopping our server",
+                            "port {} is held by {who}, not by our server; stopping our server",
                             prober.settings.port,
-                            procfs::describe_all(&owners)
                         ));
                         break StopReason::Foreign;
                     }
