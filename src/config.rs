@@ -301,6 +301,9 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
     let sel = &args.selection;
     let instance = resolve_instance(&sel.target)?;
     let (file, file_path) = load_file_config(sel, &instance)?;
+    if let Some(p) = &file_path {
+        crate::lock::refuse_foreign_as_root(p, "the config file")?;
+    }
     let in_file = |key: &str| match &file_path {
         Some(p) => format!("{key} in {}", p.display()),
         None => format!("--{key}"),

@@ -132,10 +132,42 @@ pub enum Acquire {
     Held(Holder),
 }
 
+/// As root, refuses a path (when it exists) that belongs to another user:
+/// whoever owns an instance's files or its config file decides the
+/// server's `command` and `[env]` (`LD_PRELOAD`, …), which would then run
+/// with root's privileges. paperclipd refuses rather than dropping to the
+/// owner's uid: the manager (`User=`) or `sudo -u` does that completely
+/// (groups, environment, files created as the user), and a half-dropped
+/// process is a classic hole.
+pub fn refuse_foreign_as_root(path: &Path, what: &str) -> Result<()> {
+    if crate::sys::euid() != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let owner = procfs::user_name(meta.uid());
+    let name = owner.split(" (uid").next().unwrap_or("THAT_USER");
+    Err(Error::config(format!(
+        "paperclipd runs as root, but {what} {} belongs to {owner}: its server command and [env] \
+         would run with root's privileges, so paperclipd does not run another user's instance as root. \
+         Run it as that user (`sudo -u {name} paperclipd run …`, or `User={name}` in a system unit)",
+        path.display()
+    )))
+}
+
 /// Creates the instance root if needed (mode 0700) and checks that it is
 /// a directory we own that nobody else can write to.
 pub fn prepare_root(instance: &Instance) -> Result<PathBuf> {
     let root = instance.root();
+    // Before anything is created: as root, the home and the instance must
+    // be root's own.
+    refuse_foreign_as_root(&root, "the instance directory")?;
+    refuse_foreign_as_root(&instance.home.join("instances"), "the instances directory")?;
+    refuse_foreign_as_root(&instance.home, "the Paperclip home")?;
     if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(&root) {
         return Err(Error::config(format!(
             "cannot create the instance directory {}: {e}; expected a writable Paperclip home (set --home or PAPERCLIP_HOME)",

@@ -288,3 +288,59 @@ fn a_listener_of_another_user_that_cannot_be_inspected_is_foreign() {
     assert_eq!(r.code(), 75, "{err}");
     assert!(err.contains("root (uid 0)"), "{err}");
 }
+
+/// `run` as root against an instance or config file of `nobody`'s must
+/// refuse before anything of theirs runs: its server command (here, one
+/// that leaves a marker) would run with root's privileges.
+fn root_refuses(w: &World, extra: &[&str], needle: &str) {
+    let marker = w.dir.path().join("ran-as-root");
+    let o = paperclipd(w)
+        .arg("run")
+        .arg("--home")
+        .arg(w.home())
+        .args(["--url", &w.url()])
+        .args(extra)
+        .args(["--", "/bin/sh", "-c", "touch \"$0\""])
+        .arg(&marker)
+        .output()
+        .expect("run paperclipd");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!marker.exists(), "the server ran as root:\n{err}");
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(err.contains(needle), "{err}");
+    assert!(err.contains("nobody (uid 65534)"), "{err}");
+}
+
+#[test]
+fn root_refuses_to_run_another_users_instance() {
+    require_root();
+    let w = World::new();
+    let root = w.home().join("instances/default");
+    for d in [w.home(), w.home().join("instances"), root.clone()] {
+        chown_nobody(&d);
+    }
+    root_refuses(&w, &[], "instances/default");
+    assert!(
+        !root.join("paperclipd.lock").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn root_refuses_to_create_an_instance_in_another_users_home() {
+    require_root();
+    let w = World::new();
+    chown_nobody(&w.home());
+    root_refuses(&w, &[], "belongs to nobody");
+    assert!(!w.home().join("instances").exists(), "nothing was created");
+}
+
+#[test]
+fn root_refuses_another_users_config_file() {
+    require_root();
+    let w = World::new();
+    let cfg = w.dir.path().join("theirs.toml");
+    fs::write(&cfg, "stop_timeout = \"5s\"\n").unwrap();
+    std::os::unix::fs::chown(&cfg, Some(NOBODY), Some(NOBODY)).unwrap();
+    root_refuses(&w, &["--config", cfg.to_str().unwrap()], "theirs.toml");
+}
