@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::{Mode, Selection, Target};
 use crate::error::{Error, Result};
@@ -64,6 +64,33 @@ pub struct ProbeSettings {
     pub port: u16,
     /// Where connect checks go (the URL's host, resolved).
     pub addrs: Vec<SocketAddr>,
+}
+
+impl ProbeSettings {
+    /// The settings as a lock record carries them. Never credentials: a
+    /// URL with `user:password@` is refused before anything runs.
+    pub fn spec(&self) -> ProbeSpec {
+        let path = |u: &Url| match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        };
+        ProbeSpec {
+            url: self.url.to_string(),
+            mode: self.mode,
+            api_path: path(&self.api_url),
+            ui_path: path(&self.ui_url),
+        }
+    }
+}
+
+/// Where and how to probe, before validation: what flags and files choose,
+/// and what the holder's lock record tells `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSpec {
+    pub url: String,
+    pub mode: Mode,
+    pub api_path: String,
+    pub ui_path: String,
 }
 
 /// Everything `run` needs, validated.
@@ -245,7 +272,6 @@ pub fn resolve_probe(
             ),
         },
     };
-    let url = parse_base_url(&url_text)?;
     let mode = sel
         .mode
         .or(file.mode)
@@ -254,20 +280,28 @@ pub fn resolve_probe(
         } else {
             Mode::Full
         });
-    let api_path = parse_probe_path(
-        sel.api_path
-            .as_deref()
-            .or(file.api_path.as_deref())
-            .unwrap_or(DEFAULT_API_PATH),
-        "API probe",
-    )?;
-    let ui_path = parse_probe_path(
-        sel.ui_path
-            .as_deref()
-            .or(file.ui_path.as_deref())
-            .unwrap_or(DEFAULT_UI_PATH),
-        "UI probe",
-    )?;
+    let spec = ProbeSpec {
+        url: url_text,
+        mode,
+        api_path: sel
+            .api_path
+            .clone()
+            .or(file.api_path.clone())
+            .unwrap_or(DEFAULT_API_PATH.to_string()),
+        ui_path: sel
+            .ui_path
+            .clone()
+            .or(file.ui_path.clone())
+            .unwrap_or(DEFAULT_UI_PATH.to_string()),
+    };
+    probe_settings(instance, &spec)
+}
+
+/// Validates probe settings as given (flags and files, or a lock record).
+pub fn probe_settings(instance: Instance, spec: &ProbeSpec) -> Result<ProbeSettings> {
+    let url = parse_base_url(&spec.url)?;
+    let api_path = parse_probe_path(&spec.api_path, "API probe")?;
+    let ui_path = parse_probe_path(&spec.ui_path, "UI probe")?;
     let join = |p: &str| {
         url.join(p).map_err(|e| {
             Error::config(format!(
@@ -282,7 +316,7 @@ pub fn resolve_probe(
     let addrs = connect_addrs(&url, port)?;
     Ok(ProbeSettings {
         instance,
-        mode,
+        mode: spec.mode,
         url,
         api_url,
         ui_url,

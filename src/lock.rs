@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ProbeSettings, ProbeSpec};
 use crate::error::{Error, Result};
 use crate::instance::Instance;
 use crate::procfs;
 use crate::sys;
-pub use holder::{Holder, probe_holder};
+pub use holder::{Holder, Observation, observe, probe_holder};
 
 /// What the holder writes into the lock file after acquiring it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,10 +43,15 @@ pub struct Record {
     /// When the server became ready (absent while it starts).
     #[serde(default)]
     pub ready_at: Option<String>,
+    /// Where and how the holder probes its server (URL, mode, paths; never
+    /// secrets), so that `status` judges the server by the same settings,
+    /// and finds a server a killed holder left behind.
+    #[serde(default)]
+    pub probe: Option<ProbeSpec>,
 }
 
 impl Record {
-    pub fn for_this_process(manager: &crate::invoker::Invoker) -> Self {
+    pub fn for_this_process(manager: &crate::invoker::Invoker, probe: &ProbeSettings) -> Self {
         let pid = std::process::id() as i32;
         Record {
             pid,
@@ -61,6 +67,7 @@ impl Record {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             ready_at: None,
+            probe: Some(probe.spec()),
         }
     }
 }
@@ -159,7 +166,7 @@ pub fn try_acquire(instance: &Instance, record: Record) -> Result<Acquire> {
     match sys::try_flock_exclusive(file.as_raw_fd()) {
         Ok(true) => {}
         Ok(false) => {
-            let holder = holder::observe_file(&mut file);
+            let holder = holder::observe_file(&mut file).holder;
             // The holder left between our attempt and the look: unknown.
             return Ok(Acquire::Held(holder.unwrap_or(Holder {
                 pid: None,
@@ -212,6 +219,16 @@ impl InstanceLock {
         self.write_record()
     }
 
+    /// Records where the server is probed after it changed (onboarding
+    /// writes `config.json`). A failed write only costs `status` accuracy,
+    /// so it is a warning, not a reason to stop.
+    pub fn set_probe(&mut self, probe: &ProbeSettings) {
+        self.record.probe = Some(probe.spec());
+        if let Err(e) = self.write_record() {
+            crate::log::warn(&e.message);
+        }
+    }
+
     pub fn set_ready(&mut self) -> Result<()> {
         self.record.ready_at =
             Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
@@ -255,6 +272,7 @@ mod tests {
             version: "test".into(),
             started_at: "now".into(),
             ready_at: None,
+            probe: None,
         }
     }
 

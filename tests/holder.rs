@@ -92,3 +92,97 @@ fn status_loops_never_make_a_run_exit_75() {
     );
     assert_eq!(codes.get(&0), Some(&runs), "{codes:?}");
 }
+
+/// `status --json --url URL ARGS…`: this command's own settings.
+fn status_with_url(w: &World, url: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let o = paperclipd(w, "status")
+        .args(["--url", url, "--json"])
+        .args(args)
+        .output()
+        .expect("run paperclipd status");
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// A URL where nothing listens: status's own settings, unlike the run's.
+fn elsewhere() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn status_probes_with_the_holders_settings_and_says_so() {
+    let w = World::new();
+    let mut n = w.notify_socket("notify");
+    let same = ["--mode", "api-only", "--ui-path", "/not-probed"];
+    let mut cmd = w.run_cmd(&same, &[]);
+    cmd.env("NOTIFY_SOCKET", &n.path);
+    let mut r = w.spawn(cmd, "run");
+    n.wait_for("READY=1", DEADLINE);
+    let own = elsewhere();
+    let (code, v) = status_with_url(&w, &own, &[]);
+    assert_eq!((code, v["state"].as_str()), (0, Some("ready")), "{v}");
+    assert_eq!(v["settings"]["from"], "holder", "{v}");
+    assert_eq!(v["port"]["url"], format!("{}/", w.url()), "{v}");
+    // The holder's mode and paths, not this command's defaults (full, /).
+    assert_eq!(v["probes"]["mode"], "api-only", "{v}");
+    assert!(v["probes"]["ui"].is_null(), "{v}");
+    assert_eq!(
+        v["settings"]["ui_url"],
+        format!("{}/not-probed", w.url()),
+        "{v}"
+    );
+    let note = v["settings"]["note"].as_str().unwrap_or_default();
+    assert!(note.contains(&own) && note.contains(&w.url()), "{v}");
+    // The same words for a person.
+    let text = paperclipd(&w, "status")
+        .args(["--url", &own])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("the holder's settings"), "{text}");
+    // With the same settings as the holder there is nothing to say.
+    let (_, v) = status_with_url(&w, &w.url(), &same);
+    assert!(v["settings"]["note"].is_null(), "{v}");
+    signal(r.pid(), libc::SIGTERM);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}
+
+/// Kills a process left behind by a test, whatever the test's outcome.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        signal(self.0 as u32, libc::SIGKILL);
+    }
+}
+
+#[test]
+fn a_server_left_behind_by_a_killed_wrapper_is_a_conflict() {
+    let w = World::new();
+    let mut n = w.notify_socket("notify");
+    // The server ignores the SIGTERM it gets when its parent dies.
+    let mut cmd = w.run_cmd(&[], &["--ignore-sigterm"]);
+    cmd.env("NOTIFY_SOCKET", &n.path);
+    let mut r = w.spawn(cmd, "run");
+    n.wait_for("READY=1", DEADLINE);
+    let server = w.fixture_pid().expect("the fixture's pid");
+    let _cleanup = KillOnDrop(server);
+    signal(r.pid(), libc::SIGKILL);
+    r.wait();
+    assert!(pid_alive(server), "the server survived its wrapper");
+    let (code, v) = status_with_url(&w, &elsewhere(), &[]);
+    assert_eq!((code, v["state"].as_str()), (1, Some("conflict")), "{v}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("left") && reason.contains(&server.to_string()),
+        "{v}"
+    );
+    assert_eq!(v["settings"]["from"], "last-run", "{v}");
+    assert!(v["lock"].is_null(), "nobody holds the lock: {v}");
+}

@@ -5,7 +5,8 @@
 //! Linux: the kernel's word, from `/proc/locks`. Elsewhere (macOS), or when
 //! `/proc/locks` cannot be read: the record in the file, believed only when
 //! its process still runs and started when the record says (a reused pid
-//! has another start time).
+//! has another start time). A record whose process is gone was left by a
+//! holder killed before it could clear it: its server may have survived.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -27,6 +28,15 @@ pub struct Holder {
     pub record: Option<Record>,
 }
 
+/// What an instance's lock file says now.
+#[derive(Debug, Default)]
+pub struct Observation {
+    pub holder: Option<Holder>,
+    /// Nobody holds the lock, yet the last holder's record is still there:
+    /// that holder died without clearing it (SIGKILL).
+    pub left_behind: Option<Record>,
+}
+
 /// What the kernel says of the flock on a file.
 enum Kernel {
     Held(i32),
@@ -35,31 +45,55 @@ enum Kernel {
     Unknown,
 }
 
-/// Who holds an instance's lock: `None` when nobody does, whatever the
-/// file says.
-pub fn probe_holder(instance: &Instance) -> Option<Holder> {
-    let mut file = OpenOptions::new()
+/// Reads who holds an instance's lock, and what a dead holder left behind.
+pub fn observe(instance: &Instance) -> Observation {
+    match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(instance.lock_path())
-        .ok()?;
-    observe_file(&mut file)
+    {
+        Ok(mut file) => observe_file(&mut file),
+        Err(_) => Observation::default(),
+    }
+}
+
+/// Who holds an instance's lock: `None` when nobody does, whatever the
+/// file says.
+pub fn probe_holder(instance: &Instance) -> Option<Holder> {
+    observe(instance).holder
 }
 
 /// The record is read before the kernel is asked: a holder that arrives
-/// in between is then seen by the kernel.
-pub(super) fn observe_file(file: &mut File) -> Option<Holder> {
+/// in between is then seen by the kernel, and a record read from a holder
+/// that leaves in between still belongs to a live process, so neither is
+/// mistaken for one left behind.
+pub(super) fn observe_file(file: &mut File) -> Observation {
     let record = read_record(file);
     match kernel_holder(file) {
-        Kernel::Held(pid) => Some(Holder {
-            pid: Some(pid),
-            record: record.filter(|r| r.pid == pid && runs(r)),
-        }),
-        Kernel::Free => None,
-        Kernel::Unknown => record.filter(runs).map(|r| Holder {
-            pid: Some(r.pid),
-            record: Some(r),
-        }),
+        Kernel::Held(pid) => Observation {
+            holder: Some(Holder {
+                pid: Some(pid),
+                record: record.filter(|r| r.pid == pid && runs(r)),
+            }),
+            left_behind: None,
+        },
+        Kernel::Free => Observation {
+            holder: None,
+            left_behind: record.filter(|r| !runs(r)),
+        },
+        Kernel::Unknown => match record {
+            Some(r) if runs(&r) => Observation {
+                holder: Some(Holder {
+                    pid: Some(r.pid),
+                    record: Some(r),
+                }),
+                left_behind: None,
+            },
+            r => Observation {
+                holder: None,
+                left_behind: r,
+            },
+        },
     }
 }
 

@@ -60,7 +60,8 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
     let instance = settings.probe.instance.clone();
 
     preflight::refuse_running_units(&instance, &invoker).await?;
-    let mut lock = match lock::try_acquire(&instance, Record::for_this_process(&invoker))? {
+    let record = Record::for_this_process(&invoker, &settings.probe);
+    let mut lock = match lock::try_acquire(&instance, record)? {
         Acquire::Acquired(l) => l,
         Acquire::Held(holder) => {
             return Err(Error::busy(format!(
@@ -75,6 +76,7 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
     };
     if command.is_default && !instance.paperclip_config().exists() {
         onboard::onboard(&command.program, &mut settings, interactive)?;
+        lock.set_probe(&settings.probe);
     }
     let prober = Prober::new(settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
     preflight::refuse_taken_port(&prober).await?;
