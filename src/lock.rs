@@ -277,13 +277,22 @@ mod tests {
     }
 
     /// Only `run` may take the lock: a reader looking for the holder (as
-    /// `status` and the launchd waits do, in loops) must never make a
-    /// concurrent `run` find the lock taken.
+    /// `status` and the launchd waits do, in loops) must never lock the
+    /// file, not even shared for a moment, or a concurrent `run` finds it
+    /// taken and exits 75. The kernel's lock table is the witness: an
+    /// acquire refused here can also come from a sibling test forking while
+    /// we hold the lock (the child keeps the descriptor until it execs), so
+    /// refusals alone would not tell readers apart.
     #[test]
-    fn reading_the_holder_never_makes_an_acquire_fail() {
+    fn reading_the_holder_never_locks_the_file() {
+        use std::os::unix::fs::MetadataExt;
         let d = tempfile::tempdir().unwrap();
         let inst = Instance::new(InstanceId::parse("x").unwrap(), d.path().into());
         prepare_root(&inst).unwrap();
+        drop(open_lock_file(&inst.lock_path()).unwrap());
+        let meta = std::fs::metadata(inst.lock_path()).unwrap();
+        let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+        let id = format!(" {major:02x}:{minor:02x}:{} ", meta.ino());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let readers: Vec<_> = (0..2)
             .map(|_| {
@@ -295,17 +304,32 @@ mod tests {
                 })
             })
             .collect();
-        let mut refused = 0;
+        let (mut shared_seen, mut refused_while_shared) = (0, 0);
         for _ in 0..3000 {
-            match try_acquire(&inst, record()).unwrap() {
-                Acquire::Acquired(l) => drop(l),
-                Acquire::Held(_) => refused += 1,
+            let refused = match try_acquire(&inst, record()).unwrap() {
+                Acquire::Acquired(l) => {
+                    drop(l);
+                    false
+                }
+                Acquire::Held(_) => true,
+            };
+            let table = std::fs::read_to_string("/proc/locks").unwrap();
+            if table
+                .lines()
+                .any(|l| l.contains(" READ ") && l.contains(&id))
+            {
+                shared_seen += 1;
+                refused_while_shared += usize::from(refused);
             }
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for r in readers {
             r.join().unwrap();
         }
-        assert_eq!(refused, 0, "acquires refused while only readers ran");
+        assert_eq!(
+            (shared_seen, refused_while_shared),
+            (0, 0),
+            "readers took a shared lock (times seen, acquires refused meanwhile)"
+        );
     }
 }
