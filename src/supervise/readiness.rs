@@ -145,13 +145,16 @@ pub fn port_owner(port: u16) -> Owner {
     if !all.is_empty() {
         return Owner::Foreign(procfs::describe_all(&all));
     }
-    let uids = procfs::listening_uids(port);
     let me = crate::sys::euid();
-    if uids.iter().any(|u| *u != me) {
-        let others: Vec<u32> = uids.into_iter().filter(|u| *u != me).collect();
-        return Owner::Foreign(procfs::describe_uninspectable(&others, port));
+    let others: Vec<u32> = procfs::listening_uids(port)
+        .into_iter()
+        .filter(|u| *u != me)
+        .collect();
+    if others.is_empty() {
+        Owner::Unknown
+    } else {
+        Owner::Foreign(procfs::describe_uninspectable(&others, port))
     }
-    Owner::Unknown
 }
 
 /// Polls until ready (or until the port turns out to be someone else's).
