@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::{Mode, Selection, Target};
 use crate::error::{Error, Result};
@@ -90,6 +90,33 @@ pub struct ProbeSettings {
     pub min_free: u64,
 }
 
+impl ProbeSettings {
+    /// The settings as a lock record carries them. Never credentials: a
+    /// URL with `user:password@` is refused before anything runs.
+    pub fn spec(&self) -> ProbeSpec {
+        let path = |u: &Url| match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        };
+        ProbeSpec {
+            url: self.url.to_string(),
+            mode: self.mode,
+            api_path: path(&self.api_url),
+            ui_path: path(&self.ui_url),
+        }
+    }
+}
+
+/// Where and how to probe, before validation: what flags and files choose,
+/// and what the holder's lock record tells `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSpec {
+    pub url: String,
+    pub mode: Mode,
+    pub api_path: String,
+    pub ui_path: String,
+}
+
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -153,14 +180,54 @@ pub fn parse_file_config(text: &str) -> std::result::Result<FileConfig, String> 
 }
 
 /// A bind address names where the server listens; a probe needs where to
-/// connect. Wildcards and empty hosts are probed on loopback.
+/// connect. Wildcards and empty hosts are probed on loopback. `localhost`
+/// stays a name: a server bound through it may listen on `::1` as well as
+/// on `127.0.0.1` (Node takes the resolver's first answer), so every
+/// address it names is probed (see [`connect_addrs`]).
 fn probe_host(bind: &str) -> String {
     match bind.trim() {
-        "" | "0.0.0.0" | "*" | "loopback" | "localhost" => "127.0.0.1".to_string(),
+        "" | "0.0.0.0" | "*" | "loopback" => "127.0.0.1".to_string(),
         "::" | "[::]" => "[::1]".to_string(),
         h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
         h => h.to_string(),
     }
+}
+
+/// Every address the URL's host names, in the resolver's order. A
+/// `localhost` name (RFC 6761: `localhost` and `*.localhost`) also names
+/// both loopback addresses even where `/etc/hosts` lists only one, since a
+/// server bound through another resolver (Node's) may have picked the other.
+fn connect_addrs(url: &Url, port: u16) -> Result<Vec<SocketAddr>> {
+    let loopback_name = url.domain().is_some_and(|d| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        d == "localhost" || d.ends_with(".localhost")
+    });
+    let mut addrs = match url.socket_addrs(|| None) {
+        Ok(a) => a,
+        Err(_) if loopback_name => Vec::new(),
+        Err(e) => {
+            return Err(Error::config(format!(
+                "cannot resolve the host of {url}: {e}; expected a resolvable host name or an IP address"
+            )));
+        }
+    };
+    if loopback_name {
+        for ip in [
+            IpAddr::from(Ipv4Addr::LOCALHOST),
+            IpAddr::from(Ipv6Addr::LOCALHOST),
+        ] {
+            let a = SocketAddr::new(ip, port);
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+    }
+    if addrs.is_empty() {
+        return Err(Error::config(format!(
+            "the host of {url} resolves to no address"
+        )));
+    }
+    Ok(addrs)
 }
 
 /// Validates a base URL: http (https with the `tls` feature), a host, no
@@ -231,7 +298,6 @@ pub fn resolve_probe(
             ),
         },
     };
-    let url = parse_base_url(&url_text)?;
     let mode = sel
         .mode
         .or(file.mode)
@@ -240,20 +306,30 @@ pub fn resolve_probe(
         } else {
             Mode::Full
         });
-    let api_path = parse_probe_path(
-        sel.api_path
-            .as_deref()
-            .or(file.api_path.as_deref())
-            .unwrap_or(DEFAULT_API_PATH),
-        "API probe",
-    )?;
-    let ui_path = parse_probe_path(
-        sel.ui_path
-            .as_deref()
-            .or(file.ui_path.as_deref())
-            .unwrap_or(DEFAULT_UI_PATH),
-        "UI probe",
-    )?;
+    let spec = ProbeSpec {
+        url: url_text,
+        mode,
+        api_path: sel
+            .api_path
+            .clone()
+            .or(file.api_path.clone())
+            .unwrap_or(DEFAULT_API_PATH.to_string()),
+        ui_path: sel
+            .ui_path
+            .clone()
+            .or(file.ui_path.clone())
+            .unwrap_or(DEFAULT_UI_PATH.to_string()),
+    };
+    let mut settings = probe_settings(instance, &spec)?;
+    settings.min_free = file.min_free.unwrap_or(crate::disk::DEFAULT_MIN_FREE);
+    Ok(settings)
+}
+
+/// Validates probe settings as given (flags and files, or a lock record).
+pub fn probe_settings(instance: Instance, spec: &ProbeSpec) -> Result<ProbeSettings> {
+    let url = parse_base_url(&spec.url)?;
+    let api_path = parse_probe_path(&spec.api_path, "API probe")?;
+    let ui_path = parse_probe_path(&spec.ui_path, "UI probe")?;
     let join = |p: &str| {
         url.join(p).map_err(|e| {
             Error::config(format!(
@@ -265,25 +341,16 @@ pub fn resolve_probe(
     let ui_url = join(&ui_path)?;
     // Validated above: http(s) URLs with a host always have a known port.
     let port = url.port_or_known_default().unwrap_or(80);
-    let addrs = url.socket_addrs(|| None).map_err(|e| {
-        Error::config(format!(
-            "cannot resolve the host of {url}: {e}; expected a resolvable host name or an IP address"
-        ))
-    })?;
-    if addrs.is_empty() {
-        return Err(Error::config(format!(
-            "the host of {url} resolves to no address"
-        )));
-    }
+    let addrs = connect_addrs(&url, port)?;
     Ok(ProbeSettings {
         instance,
-        mode,
+        mode: spec.mode,
         url,
         api_url,
         ui_url,
         port,
         addrs,
-        min_free: file.min_free.unwrap_or(crate::disk::DEFAULT_MIN_FREE),
+        min_free: crate::disk::DEFAULT_MIN_FREE,
     })
 }
 
@@ -297,6 +364,9 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
     let sel = &args.selection;
     let instance = resolve_instance(&sel.target)?;
     let (file, file_path) = load_file_config(sel, &instance)?;
+    if let Some(p) = &file_path {
+        crate::lock::refuse_foreign_as_root(p, "the config file")?;
+    }
     let in_file = |key: &str| match &file_path {
         Some(p) => format!("{key} in {}", p.display()),
         None => format!("--{key}"),
@@ -437,6 +507,20 @@ mod tests {
         assert_eq!(probe_host("::"), "[::1]");
         assert_eq!(probe_host("::1"), "[::1]");
         assert_eq!(probe_host("10.1.2.3"), "10.1.2.3");
+    }
+
+    #[test]
+    fn localhost_names_both_loopbacks() {
+        for host in ["localhost", "LocalHost.", "app.localhost"] {
+            let url = parse_base_url(&format!("http://{host}:3100")).unwrap();
+            let addrs = connect_addrs(&url, 3100).unwrap();
+            for a in ["127.0.0.1:3100", "[::1]:3100"] {
+                assert!(addrs.contains(&a.parse().unwrap()), "{host}: {addrs:?}");
+            }
+        }
+        let url = parse_base_url("http://127.0.0.1:3100").unwrap();
+        assert_eq!(connect_addrs(&url, 3100).unwrap().len(), 1);
+        assert_eq!(probe_host("localhost"), "localhost");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`cli`], `dispatch` | the flags (clap); which part runs each subcommand |
 //! | `config` | flags + `paperclipd.toml` + `config.json` + defaults → validated settings |
-//! | `instance`, `lock` | the instance id and its paths; the per-instance `flock` and its record |
+//! | `instance`, `lock` | the instance id and its paths; the per-instance `flock` (taken by `run` only), its record, who holds it |
 //! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
 //! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |

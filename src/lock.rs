@@ -1,115 +1,73 @@
 //! The per-instance kernel lock.
 //!
-//! `<instance root>/paperclipd.lock`, held with `flock(LOCK_EX|LOCK_NB)`:
+//! `<instance root>/paperclipd.lock`, held with `flock(LOCK_EX|LOCK_NB)`
+//! by `run` and nobody else (readers see the holder through [`holder`]):
 //! the kernel releases it the moment the holder dies, so there is no stale
 //! lock and no guessing from a pid that may have been reused. The JSON
 //! record written into the file is for diagnostics only; the flock is the
 //! truth. The descriptor is close-on-exec, so the server never inherits it
 //! (an inherited descriptor would keep the lock held after we die).
 
+mod holder;
+
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ProbeSettings, ProbeSpec};
 use crate::error::{Error, Result};
 use crate::instance::Instance;
 use crate::procfs;
-use crate::sys::{self, Flock};
+use crate::sys;
+pub use holder::{Holder, Observation, observe, probe_holder};
 
 /// What the holder writes into the lock file after acquiring it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub pid: i32,
-    /// The holder's start time (clock ticks after boot) to tell it from a
-    /// later process that reuses the pid.
+    /// The holder's start time ([`holder::start_token`]: clock ticks after
+    /// boot on Linux, microseconds since the epoch on macOS) to tell it
+    /// from a later process that reuses the pid.
     pub pid_start_ticks: Option<u64>,
     pub child_pid: Option<i32>,
     pub manager: String,
     pub unit: Option<String>,
+    /// paperclipd's own command line, converted lossily (display only).
     pub command: Vec<String>,
     pub version: String,
     pub started_at: String,
     /// When the server became ready (absent while it starts).
     #[serde(default)]
     pub ready_at: Option<String>,
+    /// Where and how the holder probes its server (URL, mode, paths; never
+    /// secrets), so that `status` judges the server by the same settings,
+    /// and finds a server a killed holder left behind.
+    #[serde(default)]
+    pub probe: Option<ProbeSpec>,
 }
 
 impl Record {
-    pub fn for_this_process(manager: &crate::invoker::Invoker) -> Self {
+    pub fn for_this_process(manager: &crate::invoker::Invoker, probe: &ProbeSettings) -> Self {
         let pid = std::process::id() as i32;
         Record {
             pid,
-            pid_start_ticks: procfs::proc_info(pid).map(|p| p.start_ticks),
+            pid_start_ticks: holder::start_token(pid),
             child_pid: None,
             manager: manager.kind.as_str().to_string(),
             unit: manager.unit.clone(),
-            command: std::env::args().collect(),
+            // Arguments need not be UTF-8 (paths, the server's own
+            // arguments): `args()` would panic; the record is for display.
+            command: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             ready_at: None,
-        }
-    }
-}
-
-/// Who holds a lock we could not take.
-#[derive(Debug, Clone, Serialize)]
-pub struct Holder {
-    /// From `/proc/locks`: the kernel's word.
-    pub pid: Option<i32>,
-    /// The record in the file, when it parses and belongs to the holder.
-    pub record: Option<Record>,
-}
-
-impl Holder {
-    /// "pid 123 (`paperclipd run …`), started …, under systemd unit …".
-    pub fn describe(&self) -> String {
-        let mut s = String::new();
-        let pid = self.pid.or(self.record.as_ref().map(|r| r.pid));
-        match pid {
-            Some(p) => s.push_str(&procfs::describe(p)),
-            None => s.push_str("another process"),
-        }
-        if let Some(r) = &self.record {
-            s.push_str(&format!(", running since {}", r.started_at));
-            match (&r.manager[..], &r.unit) {
-                ("foreground", _) => s.push_str(", started by hand"),
-                (m, Some(u)) => s.push_str(&format!(", under {m} ({u})")),
-                (m, None) => s.push_str(&format!(", under {m}")),
-            }
-            if let Some(c) = r.child_pid {
-                s.push_str(&format!("; its server is pid {c}"));
-            }
-        }
-        s
-    }
-
-    /// How to stop the holder.
-    pub fn how_to_stop(&self) -> String {
-        let pid = self.pid.or(self.record.as_ref().map(|r| r.pid));
-        match self
-            .record
-            .as_ref()
-            .map(|r| (r.manager.as_str(), r.unit.as_deref()))
-        {
-            Some(("systemd", Some(unit))) => {
-                let user = if crate::sys::euid() == 0 && !unit.contains('@') {
-                    ""
-                } else {
-                    " --user"
-                };
-                format!("stop it with `systemctl{user} stop {unit}`")
-            }
-            Some(("launchd", Some(label))) => {
-                format!("stop it with `launchctl bootout gui/$(id -u)/{label}`")
-            }
-            _ => match pid {
-                Some(p) => format!("stop it with Ctrl-C in its terminal or `kill -TERM {p}`"),
-                None => "stop the other paperclipd first".to_string(),
-            },
+            probe: Some(probe.spec()),
         }
     }
 }
@@ -127,10 +85,42 @@ pub enum Acquire {
     Held(Holder),
 }
 
+/// As root, refuses a path (when it exists) that belongs to another user:
+/// whoever owns an instance's files or its config file decides the
+/// server's `command` and `[env]` (`LD_PRELOAD`, …), which would then run
+/// with root's privileges. paperclipd refuses rather than dropping to the
+/// owner's uid: the manager (`User=`) or `sudo -u` does that completely
+/// (groups, environment, files created as the user), and a half-dropped
+/// process is a classic hole.
+pub fn refuse_foreign_as_root(path: &Path, what: &str) -> Result<()> {
+    if crate::sys::euid() != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let owner = procfs::user_name(meta.uid());
+    let name = owner.split(" (uid").next().unwrap_or("THAT_USER");
+    Err(Error::config(format!(
+        "paperclipd runs as root, but {what} {} belongs to {owner}: its server command and [env] \
+         would run with root's privileges, so paperclipd does not run another user's instance as root. \
+         Run it as that user (`sudo -u {name} paperclipd run …`, or `User={name}` in a system unit)",
+        path.display()
+    )))
+}
+
 /// Creates the instance root if needed (mode 0700) and checks that it is
 /// a directory we own that nobody else can write to.
 pub fn prepare_root(instance: &Instance) -> Result<PathBuf> {
     let root = instance.root();
+    // Before anything is created: as root, the home and the instance must
+    // be root's own.
+    refuse_foreign_as_root(&root, "the instance directory")?;
+    refuse_foreign_as_root(&instance.home.join("instances"), "the instances directory")?;
+    refuse_foreign_as_root(&instance.home, "the Paperclip home")?;
     if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(&root) {
         return Err(Error::config(format!(
             "cannot create the instance directory {}: {e}; expected a writable Paperclip home (set --home or PAPERCLIP_HOME)",
@@ -173,9 +163,16 @@ pub fn try_acquire(instance: &Instance, record: Record) -> Result<Acquire> {
     prepare_root(instance)?;
     let path = instance.lock_path();
     let mut file = open_lock_file(&path)?;
-    match sys::flock(file.as_raw_fd(), Flock::TryExclusive) {
+    match sys::try_flock_exclusive(file.as_raw_fd()) {
         Ok(true) => {}
-        Ok(false) => return Ok(Acquire::Held(read_holder(&mut file))),
+        Ok(false) => {
+            let holder = holder::observe_file(&mut file).holder;
+            // The holder left between our attempt and the look: unknown.
+            return Ok(Acquire::Held(holder.unwrap_or(Holder {
+                pid: None,
+                record: None,
+            })));
+        }
         Err(err) => return Err(Error::os(format!("cannot lock {}: {err}", path.display()))),
     }
     let mut lock = InstanceLock { file, path, record };
@@ -216,51 +213,20 @@ fn open_lock_file(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// Reads who holds the lock: the kernel's holder pid and the record.
-fn read_holder(file: &mut File) -> Holder {
-    let kernel_pid = file
-        .metadata()
-        .ok()
-        .and_then(|m| procfs::flock_holder(m.dev(), m.ino()));
-    let mut text = String::new();
-    let record = file
-        .seek(SeekFrom::Start(0))
-        .and_then(|_| file.take(64 * 1024).read_to_string(&mut text))
-        .ok()
-        .and_then(|_| serde_json::from_str::<Record>(&text).ok())
-        // A record whose pid is not the kernel's holder (or whose process
-        // has since been replaced) describes somebody else.
-        .filter(|r| kernel_pid.is_none_or(|k| k == r.pid))
-        .filter(|r| match (r.pid_start_ticks, procfs::proc_info(r.pid)) {
-            (Some(t), Some(p)) => p.start_ticks == t,
-            _ => true,
-        });
-    Holder {
-        pid: kernel_pid,
-        record,
-    }
-}
-
-/// Reads who holds an instance's lock without taking it: `None` when
-/// nobody holds it, whatever the file says.
-pub fn probe_holder(instance: &Instance) -> Option<Holder> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(instance.lock_path())
-        .ok()?;
-    // A shared lock succeeds exactly when no exclusive holder exists.
-    if matches!(sys::flock(file.as_raw_fd(), Flock::TryShared), Ok(true)) {
-        let _ = sys::flock(file.as_raw_fd(), Flock::Unlock);
-        return None;
-    }
-    Some(read_holder(&mut file))
-}
-
 impl InstanceLock {
     pub fn set_child(&mut self, pid: Option<i32>) -> Result<()> {
         self.record.child_pid = pid;
         self.write_record()
+    }
+
+    /// Records where the server is probed after it changed (onboarding
+    /// writes `config.json`). A failed write only costs `status` accuracy,
+    /// so it is a warning, not a reason to stop.
+    pub fn set_probe(&mut self, probe: &ProbeSettings) {
+        self.record.probe = Some(probe.spec());
+        if let Err(e) = self.write_record() {
+            crate::log::warn(&e.message);
+        }
     }
 
     pub fn set_ready(&mut self) -> Result<()> {
@@ -287,5 +253,83 @@ impl Drop for InstanceLock {
         // Clear the record before the kernel releases the lock on close, so
         // nobody reads a departed holder's details as current.
         let _ = self.file.set_len(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::InstanceId;
+
+    fn record() -> Record {
+        Record {
+            pid: std::process::id() as i32,
+            pid_start_ticks: None,
+            child_pid: None,
+            manager: "foreground".into(),
+            unit: None,
+            command: vec!["paperclipd".into(), "run".into()],
+            version: "test".into(),
+            started_at: "now".into(),
+            ready_at: None,
+            probe: None,
+        }
+    }
+
+    /// Only `run` may take the lock: a reader looking for the holder (as
+    /// `status` and the launchd waits do, in loops) must never lock the
+    /// file, not even shared for a moment, or a concurrent `run` finds it
+    /// taken and exits 75. The kernel's lock table is the witness: an
+    /// acquire refused here can also come from a sibling test forking while
+    /// we hold the lock (the child keeps the descriptor until it execs), so
+    /// refusals alone would not tell readers apart.
+    #[test]
+    fn reading_the_holder_never_locks_the_file() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let inst = Instance::new(InstanceId::parse("x").unwrap(), d.path().into());
+        prepare_root(&inst).unwrap();
+        drop(open_lock_file(&inst.lock_path()).unwrap());
+        let meta = std::fs::metadata(inst.lock_path()).unwrap();
+        let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+        let id = format!(" {major:02x}:{minor:02x}:{} ", meta.ino());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (inst, stop) = (inst.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = probe_holder(&inst);
+                    }
+                })
+            })
+            .collect();
+        let (mut shared_seen, mut refused_while_shared) = (0, 0);
+        for _ in 0..3000 {
+            let refused = match try_acquire(&inst, record()).unwrap() {
+                Acquire::Acquired(l) => {
+                    drop(l);
+                    false
+                }
+                Acquire::Held(_) => true,
+            };
+            let table = std::fs::read_to_string("/proc/locks").unwrap();
+            if table
+                .lines()
+                .any(|l| l.contains(" READ ") && l.contains(&id))
+            {
+                shared_seen += 1;
+                refused_while_shared += usize::from(refused);
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!(
+            (shared_seen, refused_while_shared),
+            (0, 0),
+            "readers took a shared lock (times seen, acquires refused meanwhile)"
+        );
     }
 }

@@ -78,6 +78,23 @@ pub fn write(path: &Path, content: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// Refuses a value about to be rendered into a unit file or a plist when
+/// it carries a control character: in a unit file a newline starts a new
+/// directive (a `PAPERCLIP_HOME` of `/x\nExecStartPre=…` would add one),
+/// and XML cannot carry most of them. Both renderers call this, so both
+/// refuse the same values (exit 78) instead of writing something else.
+pub fn check_rendered_value(what: &str, value: &str) -> Result<()> {
+    match value.char_indices().find(|(_, c)| c.is_control()) {
+        None => Ok(()),
+        Some((at, c)) => Err(Error::config(format!(
+            "{what} {value:?} contains a control character (U+{:04X} at byte {at}), which a unit file or \
+             plist cannot carry; expected a value without control characters: rename the directory \
+             or choose another one",
+            c as u32
+        ))),
+    }
+}
+
 /// Removes `path` if paperclipd wrote it. Returns whether it was removed.
 pub fn remove(path: &Path) -> Result<bool> {
     match fs::read_to_string(path) {
@@ -117,5 +134,15 @@ mod tests {
         );
         assert!(remove(&p).unwrap());
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn rendered_values_without_control_characters() {
+        assert!(check_rendered_value("x", "/h/a b/$%\"é").is_ok());
+        for bad in ["a\nb", "a\rb", "a\tb", "\u{7f}", "\u{85}", "\0"] {
+            let e = check_rendered_value("PAPERCLIP_HOME", bad).unwrap_err();
+            assert_eq!(e.exit_code(), 78, "{bad:?}");
+            assert!(e.message.starts_with("PAPERCLIP_HOME "), "{}", e.message);
+        }
     }
 }

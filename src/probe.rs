@@ -226,7 +226,13 @@ pub struct Prober {
 
 impl Prober {
     pub fn new(settings: ProbeSettings, request_timeout: Duration) -> crate::error::Result<Self> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        // HTTP requests go to exactly the addresses the connect checks use
+        // (for `localhost`, both loopbacks even where the resolver names one).
+        if let Some(domain) = settings.url.domain() {
+            builder = builder.resolve_to_addrs(domain, &settings.addrs);
+        }
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(request_timeout)

@@ -146,6 +146,31 @@ pub fn parse_listener_uids(text: &str, port: u16) -> Vec<u32> {
         .collect()
 }
 
+/// Who listens on `port`, in words for a message: the processes when we
+/// may inspect them, else the users the kernel names as the sockets'
+/// owners (`a process of root (uid 0) that paperclipd may not inspect`).
+pub fn describe_listener(port: u16) -> String {
+    let owners = port_owners(port);
+    if !owners.is_empty() {
+        return describe_all(&owners);
+    }
+    describe_uninspectable(&listening_uids(port), port)
+}
+
+/// The listener's users, for when its processes cannot be inspected.
+pub fn describe_uninspectable(uids: &[u32], port: u16) -> String {
+    if uids.is_empty() {
+        return "a process paperclipd cannot identify (in another network namespace?)".to_string();
+    }
+    format!(
+        "a process of {} that paperclipd may not inspect (find it with `sudo ss -ltnp 'sport = :{port}'`)",
+        uids.iter()
+            .map(|u| user_name(*u))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// `root (uid 0)`, or just the uid when it has no name.
 pub fn user_name(uid: u32) -> String {
     let name = fs::read_to_string("/etc/passwd").ok().and_then(|t| {
@@ -207,24 +232,27 @@ pub fn port_owners(port: u16) -> Vec<i32> {
     socket_owners(&listening_inodes(port))
 }
 
-/// The pid holding a `flock` on the file with this device and inode, from
-/// `/proc/locks`.
-pub fn flock_holder(dev: u64, ino: u64) -> Option<i32> {
-    let text = fs::read_to_string("/proc/locks").ok()?;
-    parse_flock_holder(&text, dev, ino)
+/// The pid holding an exclusive `flock` on the file with this device and
+/// inode, from `/proc/locks`: `Ok(None)` when nobody holds one, an error
+/// when the table cannot be read (no /proc, macOS). In a PID namespace the
+/// kernel lists only holders visible in it.
+pub fn flock_holder(dev: u64, ino: u64) -> std::io::Result<Option<i32>> {
+    let text = fs::read_to_string("/proc/locks")?;
+    Ok(parse_flock_holder(&text, dev, ino))
 }
 
 pub fn parse_flock_holder(text: &str, dev: u64, ino: u64) -> Option<i32> {
-    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor:inode in hex
-    // for the device, decimal inode).
+    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor in hex,
+    // the inode in decimal). Waiters are listed as "1: -> FLOCK …" and
+    // shared (READ) flocks are not the holder's exclusive one.
     let (major, minor) = (
         libc::major(dev as libc::dev_t),
         libc::minor(dev as libc::dev_t),
     );
     text.lines().find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let (kind, _, _, pid, id) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?, f.get(5)?);
-        if *kind != "FLOCK" {
+        let (kind, _, mode, pid, id) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?, f.get(5)?);
+        if *kind != "FLOCK" || *mode != "WRITE" {
             return None;
         }
         let mut parts = id.split(':');
@@ -369,8 +397,14 @@ mod tests {
     #[test]
     fn locks_table() {
         let dev = libc::makedev(0xfd, 0x01) as u64;
-        let t = "1: POSIX  ADVISORY  WRITE 99 fd:01:777 0 EOF\n2: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF\n";
+        let t = "1: POSIX  ADVISORY  WRITE 99 fd:01:777 0 EOF\n2: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF\n\
+                 2: -> FLOCK  ADVISORY  WRITE 4321 fd:01:5678 0 EOF\n3: FLOCK  ADVISORY  READ 55 fd:01:999 0 EOF\n";
         assert_eq!(parse_flock_holder(t, dev, 5678), Some(1234));
         assert_eq!(parse_flock_holder(t, dev, 777), None);
+        assert_eq!(
+            parse_flock_holder(t, dev, 999),
+            None,
+            "a shared flock is no holder"
+        );
     }
 }

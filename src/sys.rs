@@ -103,29 +103,41 @@ pub fn dev_ino(fd: RawFd) -> Option<(u64, u64)> {
     Some((st.st_dev as u64, st.st_ino as u64))
 }
 
-/// How to take a `flock`.
-#[derive(Debug, Clone, Copy)]
-pub enum Flock {
-    /// Exclusive, without waiting.
-    TryExclusive,
-    /// Shared, without waiting.
-    TryShared,
-    Unlock,
-}
-
-/// Takes a `flock` on `fd`. `Ok(false)` when another holder has it.
-pub fn flock(fd: RawFd, how: Flock) -> io::Result<bool> {
-    let op = match how {
-        Flock::TryExclusive => libc::LOCK_EX | libc::LOCK_NB,
-        Flock::TryShared => libc::LOCK_SH | libc::LOCK_NB,
-        Flock::Unlock => libc::LOCK_UN,
-    };
+/// Takes an exclusive `flock` on `fd` without waiting. `Ok(false)` when
+/// another holder has it. Only `run` calls this: whoever else took even a
+/// shared lock for a moment would make a concurrent `run` exit 75.
+pub fn try_flock_exclusive(fd: RawFd) -> io::Result<bool> {
     // SAFETY: flock only acts on the descriptor, which the caller owns.
-    match check(unsafe { libc::flock(fd, op) }) {
+    match check(unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }) {
         Ok(_) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// When process `pid` started, in microseconds since the epoch (macOS):
+/// with the pid, it names a process uniquely. `None` when none runs.
+#[cfg(target_os = "macos")]
+pub fn process_start_usec(pid: i32) -> Option<u64> {
+    // SAFETY: proc_bsdinfo is plain data; zeroed is a valid value.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: the pointer and size describe `info`, which we own;
+    // proc_pidinfo writes at most `size` bytes and returns how many.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    (n == size).then(|| {
+        info.pbi_start_tvsec
+            .saturating_mul(1_000_000)
+            .saturating_add(info.pbi_start_tvusec)
+    })
 }
 
 /// Becomes a child subreaper (Linux): orphans below us are re-parented to

@@ -72,7 +72,7 @@ pub fn install<L: Launchctl>(
     let a = agent(e, instance);
     let mut vars = vec![("PATH", plist::default_path(e.home))];
     vars.extend(env.iter().cloned());
-    let xml = plist::render(instance, e.exe, &vars);
+    let xml = plist::render(instance, e.exe, &vars)?;
     if dry_run {
         log::out(&format!("# would write {}:", a.plist.display()));
         log::out(&xml);

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
+use crate::error::Result;
 use crate::instance::Instance;
+use crate::owned_file::check_rendered_value;
 
 pub const PLIST_TEMPLATE: &str = include_str!("../../units/launchd/ai.paperclip.paperclipd.plist");
 
@@ -17,7 +19,8 @@ pub fn xml_escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // XML 1.0 cannot carry most control characters at all.
+            // XML 1.0 cannot carry most control characters at all; `render`
+            // refuses them first, this only guards other callers.
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{FFFD}'),
             c => out.push(c),
         }
@@ -25,20 +28,28 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Renders the LaunchAgent for an instance.
-pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) -> String {
+/// Renders the LaunchAgent for an instance. A value with a control
+/// character is refused (exit 78), as for unit files, never replaced.
+pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) -> Result<String> {
+    let exe = paperclipd.to_string_lossy();
+    check_rendered_value("paperclipd's own path", &exe)?;
+    check_rendered_value(
+        "the Paperclip home (PAPERCLIP_HOME)",
+        &instance.home.to_string_lossy(),
+    )?;
     let logs = instance.log_dir();
     let mut env_xml = String::new();
     for (k, v) in env {
+        check_rendered_value(k, v)?;
         env_xml.push_str(&format!(
             "\t\t<key>{}</key>\n\t\t<string>{}</string>\n",
             xml_escape(k),
             xml_escape(v)
         ));
     }
-    PLIST_TEMPLATE
+    Ok(PLIST_TEMPLATE
         .replace("@LABEL@", &xml_escape(&super::label(&instance.id)))
-        .replace("@PAPERCLIPD@", &xml_escape(&paperclipd.to_string_lossy()))
+        .replace("@PAPERCLIPD@", &xml_escape(&exe))
         .replace("@INSTANCE@", &xml_escape(instance.id.as_str()))
         .replace("@ENVIRONMENT@", &env_xml)
         .replace(
@@ -48,7 +59,7 @@ pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) ->
         .replace(
             "@STDERR@",
             &xml_escape(&logs.join("paperclipd.err.log").to_string_lossy()),
-        )
+        ))
 }
 
 /// A `PATH` that finds Node.js and npm's global bin on a Mac (launchd's
@@ -79,7 +90,7 @@ mod tests {
                 "/opt/\"quoted\" & <tagged>/paperclipai".to_string(),
             ),
         ];
-        let xml = render(&i, Path::new("/Applications/My Tools/paperclipd"), &env);
+        let xml = render(&i, Path::new("/Applications/My Tools/paperclipd"), &env).unwrap();
         let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
         let d = v.as_dictionary().unwrap();
         assert_eq!(d["Label"].as_string(), Some("ai.paperclip.paperclipd.dev"));
@@ -118,6 +129,24 @@ mod tests {
             d["StandardErrorPath"].as_string(),
             Some("/Users/a&b <x>/.paperclip/instances/dev/logs/paperclipd.err.log")
         );
+    }
+
+    #[test]
+    fn control_characters_are_refused_like_in_unit_files() {
+        let exe = Path::new("/usr/local/bin/paperclipd");
+        let e = render(&inst("dev", "/Users/a\nb/.paperclip"), exe, &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 78);
+        assert!(e.message.contains("control character"), "{}", e.message);
+        let env = [("PAPERCLIP_SHIM_PATH", "/opt/x\u{7}/paperclipai".to_string())];
+        let e = render(&inst("dev", "/Users/a/.paperclip"), exe, &env).unwrap_err();
+        assert!(e.message.contains("PAPERCLIP_SHIM_PATH"), "{}", e.message);
+        let e = render(
+            &inst("dev", "/Users/a"),
+            Path::new("/opt/\t/paperclipd"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("paperclipd's own path"), "{}", e.message);
     }
 
     #[test]

@@ -11,10 +11,10 @@ pub mod state;
 
 use serde::Serialize;
 
-use crate::config::ProbeSettings;
+use crate::config::{self, ProbeSettings};
 use crate::error::Result;
 use crate::instance::Instance;
-use crate::lock::{self, Holder};
+use crate::lock::{self, Holder, Observation, Record};
 use crate::probe::{ProbeResult, Prober};
 use crate::procfs;
 use crate::systemd::UnitInfo;
@@ -26,13 +26,41 @@ pub struct Status {
     pub state: State,
     /// Why the state is what it is, in words.
     pub reason: String,
+    /// Whose probe settings were used.
+    pub settings: SettingsView,
     pub manager: ManagerView,
     pub lock: Option<Holder>,
+    /// The record of a holder killed before it could clear it.
+    pub left_behind: Option<Record>,
     pub port: PortView,
     pub probes: ProbesView,
     /// Free space, adopted processes, logind's RemoveIPC (`status/hazards.rs`).
     #[serde(flatten)]
     pub hazards: hazards::Hazards,
+}
+
+/// Whose probe settings `status` used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettingsFrom {
+    /// This command's flags and files.
+    Own,
+    /// The lock holder's record: it judges its server by these.
+    Holder,
+    /// The record of a holder that died without clearing it, whose port
+    /// still accepts connections.
+    LastRun,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SettingsView {
+    pub from: SettingsFrom,
+    pub url: String,
+    pub mode: &'static str,
+    pub api_url: String,
+    pub ui_url: String,
+    /// Says so when this command's own settings differ from those used.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,9 +114,12 @@ struct ManagerState {
     upstream_disable: String,
 }
 
-pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
-    let instance = settings.instance.clone();
-    let holder = lock::probe_holder(&instance);
+pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
+    let instance = own.instance.clone();
+    let seen = lock::observe(&instance);
+    let (settings, from) = choose_settings(&own, &seen).await;
+    let holder = seen.holder;
+    let left_behind = seen.left_behind.filter(|_| from == SettingsFrom::LastRun);
     let m = manager_view(&instance, system).await;
     let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
     let snap = prober.snapshot().await;
@@ -116,6 +147,7 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
         owners_foreign: holder_pid.is_some_and(|h| {
             !owner_pids.is_empty() && !owner_pids.iter().any(|p| procfs::is_descendant(*p, h))
         }),
+        left_behind: left_behind.is_some(),
         probes_ready,
     };
     let (state, why) = state::decide(&facts);
@@ -123,20 +155,18 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
     Ok(Status {
         instance: instance.id.to_string(),
         state,
-        reason: reason(why, &m, &settings, &owner_pids),
-        manager: ManagerView {
-            kind: m.kind,
-            unit: m.name.clone(),
-            active_state: m.unit.as_ref().map(|u| u.active_state.clone()),
-            sub_state: m.unit.as_ref().map(|u| u.sub_state.clone()),
-            main_pid: m.unit.as_ref().map(|u| u.main_pid),
-            status_text: m.unit.as_ref().map(|u| u.status_text.clone()),
-            n_restarts: m.unit.as_ref().map(|u| u.n_restarts),
-            since_usec: m.unit.as_ref().map(|u| u.since_usec),
-            error: m.error,
-            upstream: m.upstream,
+        reason: reason(why, &m, &settings, &owner_pids, left_behind.as_ref()),
+        settings: SettingsView {
+            from,
+            url: settings.url.to_string(),
+            mode: settings.mode.as_str(),
+            api_url: settings.api_url.to_string(),
+            ui_url: settings.ui_url.to_string(),
+            note: settings_note(&settings, &own, from),
         },
+        manager: m.view(),
         lock: holder,
+        left_behind,
         port: PortView {
             url: settings.url.to_string(),
             port: settings.port,
@@ -159,9 +189,110 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
     })
 }
 
+impl ManagerState {
+    fn view(self) -> ManagerView {
+        let u = self.unit.as_ref();
+        ManagerView {
+            kind: self.kind,
+            unit: self.name.clone(),
+            active_state: u.map(|u| u.active_state.clone()),
+            sub_state: u.map(|u| u.sub_state.clone()),
+            main_pid: u.map(|u| u.main_pid),
+            status_text: u.map(|u| u.status_text.clone()),
+            n_restarts: u.map(|u| u.n_restarts),
+            since_usec: u.map(|u| u.since_usec),
+            error: self.error,
+            upstream: self.upstream,
+        }
+    }
+}
+
+/// The settings to judge the instance by: the holder's whenever there is a
+/// holder (a run started with `--url` is probed where it serves); with
+/// none, those of a last run that was killed before clearing its record,
+/// when its port still accepts connections (its server may have survived
+/// it); else this command's own.
+async fn choose_settings(own: &ProbeSettings, seen: &Observation) -> (ProbeSettings, SettingsFrom) {
+    let recorded = |r: &Record| {
+        let spec = r.probe.as_ref()?;
+        config::probe_settings(own.instance.clone(), spec).ok()
+    };
+    if let Some(h) = &seen.holder {
+        return match h.record.as_ref().and_then(recorded) {
+            Some(s) => (s, SettingsFrom::Holder),
+            None => (own.clone(), SettingsFrom::Own),
+        };
+    }
+    if let Some(s) = seen.left_behind.as_ref().and_then(recorded) {
+        if crate::probe::listening(&s.addrs, crate::probe::CONNECT_TIMEOUT)
+            .await
+            .is_ok()
+        {
+            return (s, SettingsFrom::LastRun);
+        }
+    }
+    (own.clone(), SettingsFrom::Own)
+}
+
+/// Says whose settings were used when this command's own differ.
+fn settings_note(used: &ProbeSettings, own: &ProbeSettings, from: SettingsFrom) -> Option<String> {
+    let whose = match from {
+        SettingsFrom::Own => return None,
+        SettingsFrom::Holder => "the holder's settings",
+        SettingsFrom::LastRun => "the settings of the last run, which was killed",
+    };
+    (used.spec() != own.spec()).then(|| {
+        format!(
+            "probed with {whose} ({}), not this command's own ({})",
+            describe_settings(used),
+            describe_settings(own)
+        )
+    })
+}
+
+/// `http://127.0.0.1:3100/, full mode, API /api/health, UI /`.
+fn describe_settings(s: &ProbeSettings) -> String {
+    let spec = s.spec();
+    match s.mode {
+        crate::cli::Mode::Full => format!(
+            "{}, full mode, API {}, UI {}",
+            spec.url, spec.api_path, spec.ui_path
+        ),
+        crate::cli::Mode::ApiOnly => format!("{}, api-only mode, API {}", spec.url, spec.api_path),
+    }
+}
+
 /// The reason, in words, with the names that go with it.
-fn reason(why: Why, m: &ManagerState, settings: &ProbeSettings, owners: &[i32]) -> String {
+fn reason(
+    why: Why,
+    m: &ManagerState,
+    settings: &ProbeSettings,
+    owners: &[i32],
+    last: Option<&Record>,
+) -> String {
     match why {
+        Why::LeftBehind => {
+            let server = last.and_then(|r| r.child_pid);
+            let stop = match (owners, server) {
+                ([], Some(c)) => format!("`kill -TERM {c}`"),
+                ([], None) => "the process on that port".to_string(),
+                (o, _) => format!(
+                    "`kill -TERM {}`",
+                    o.iter().map(i32::to_string).collect::<Vec<_>>().join(" ")
+                ),
+            };
+            format!(
+                "nobody holds the lock, yet port {} still accepts connections ({}): the last run of this \
+                 instance (paperclipd pid {}{}) was killed and left its server behind; stop it with {stop}, \
+                 then start the instance again",
+                settings.port,
+                describe_owners(owners),
+                last.map_or(0, |r| r.pid),
+                server
+                    .map(|c| format!(", server pid {c}"))
+                    .unwrap_or_default()
+            )
+        }
         Why::UpstreamToo => format!(
             "upstream's {} runs too: two servers for one instance; disable it with `{}`",
             m.upstream_name, m.upstream_disable

@@ -9,6 +9,9 @@ pub fn render_text(s: &Status) -> String {
         s.state.as_str(),
         s.reason
     );
+    if let Some(note) = &s.settings.note {
+        out.push_str(&format!("  settings: {note}\n"));
+    }
     match &s.lock {
         Some(h) => out.push_str(&format!("  lock:   held by {}\n", h.describe())),
         None => out.push_str("  lock:   free\n"),

@@ -88,6 +88,9 @@ pub struct Facts {
     pub listening: bool,
     /// The port's owner is outside the lock holder's tree.
     pub owners_foreign: bool,
+    /// Nobody holds the lock, but the last holder died without clearing
+    /// its record, and its port (the one probed) still accepts connections.
+    pub left_behind: bool,
     /// Both probes pass.
     pub probes_ready: bool,
 }
@@ -103,6 +106,8 @@ pub enum Why {
     },
     /// Nothing of ours runs, yet something listens.
     Stranger,
+    /// The last holder was killed; its port still accepts connections.
+    LeftBehind,
     OnlyUpstream,
     NothingRuns,
     ForeignOwner,
@@ -131,7 +136,9 @@ pub fn decide(f: &Facts) -> (State, Why) {
         return classify(f, false);
     }
     if !ours_running {
-        return if f.listening {
+        return if f.listening && f.left_behind {
+            (State::Conflict, Why::LeftBehind)
+        } else if f.listening {
             (State::Conflict, Why::Stranger)
         } else if f.upstream_running {
             (State::Conflict, Why::OnlyUpstream)
@@ -168,6 +175,7 @@ mod tests {
         upstream_running: false,
         listening: false,
         owners_foreign: false,
+        left_behind: false,
         probes_ready: false,
     };
     const RUNNING: Facts = Facts {
@@ -192,6 +200,16 @@ mod tests {
                 },
                 State::Conflict,
                 Why::Stranger,
+            ),
+            (
+                "a server left behind by a killed holder",
+                Facts {
+                    listening: true,
+                    left_behind: true,
+                    ..NOTHING
+                },
+                State::Conflict,
+                Why::LeftBehind,
             ),
             (
                 "only upstream",

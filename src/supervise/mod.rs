@@ -45,7 +45,7 @@ use crate::lock::{self, Acquire, InstanceLock, Record};
 use crate::notify::{Notifier, NotifyState};
 use crate::probe::{self, Prober};
 use crate::sys::{self, ChildChange};
-use crate::{invoker, log, procfs};
+use crate::{invoker, log};
 use child::{ExitKind, Spawned};
 use onboard::Onboarded;
 use outcome::{Phase, StopReason};
@@ -78,7 +78,8 @@ pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
 
     preflight::refuse_running_units(&instance, &invoker).await?;
     crate::disk::require_free(&instance.root(), settings.probe.min_free)?;
-    let mut lock = match lock::try_acquire(&instance, Record::for_this_process(&invoker))? {
+    let record = Record::for_this_process(&invoker, &settings.probe);
+    let mut lock = match lock::try_acquire(&instance, record)? {
         Acquire::Acquired(l) => l,
         Acquire::Held(holder) => {
             return Err(Error::busy(format!(
@@ -350,11 +351,10 @@ impl Supervisor {
                             watchdog_fut = Box::pin(async move { watchdog::feed(prober, &notifier, period).await });
                         }
                     }
-                    Outcome::Foreign { owners } => {
+                    Outcome::Foreign { who } => {
                         log::error(&format!(
-                            "port {} is held by {}, not by our server; stopping our server",
+                            "port {} is held by {who}, not by our server; stopping our server",
                             prober.settings.port,
-                            procfs::describe_all(&owners)
                         ));
                         break StopReason::Foreign;
                     }

@@ -107,6 +107,7 @@ impl Supervisor {
                         // of onboarding, reads it again.
                         if let Ok(p) = config::resolve_probe_settings(sel) {
                             prober = Prober::new(p.clone(), probe::REQUEST_TIMEOUT).ok();
+                            self.lock.set_probe(&p);
                             self.settings.probe = p;
                         }
                     }
@@ -160,6 +161,7 @@ impl Supervisor {
             )))),
             (ExitKind::Code(0), true) => match config::resolve_probe_settings(sel) {
                 Ok(p) => {
+                    self.lock.set_probe(&p);
                     self.settings.probe = p;
                     Onboarded::Configured
                 }

@@ -208,16 +208,11 @@ impl Supervisor {
     }
 
     fn foreign_port_error(&self) -> Error {
-        let owners = procfs::port_owners(self.settings.probe.port);
         Error::busy(format!(
             "port {} was taken by {} while our server was starting, so its probes would talk to a stranger; \
              our server was stopped. Stop that process or give this instance another port",
             self.settings.probe.port,
-            if owners.is_empty() {
-                "another process".to_string()
-            } else {
-                procfs::describe_all(&owners)
-            }
+            procfs::describe_listener(self.settings.probe.port)
         ))
     }
 

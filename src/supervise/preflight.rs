@@ -100,23 +100,7 @@ pub async fn refuse_taken_port(prober: &Prober) -> Result<()> {
         return Ok(());
     }
     let port = prober.settings.port;
-    let owners = procfs::port_owners(port);
-    let who = if owners.is_empty() {
-        let uids = procfs::listening_uids(port);
-        if uids.is_empty() {
-            "a process paperclipd cannot identify (in another network namespace?)".to_string()
-        } else {
-            format!(
-                "a process of {} that paperclipd may not inspect (find it with `sudo ss -ltnp 'sport = :{port}'`)",
-                uids.iter()
-                    .map(|u| procfs::user_name(*u))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-    } else {
-        procfs::describe_all(&owners)
-    };
+    let who = procfs::describe_listener(port);
     Err(Error::busy(format!(
         "port {port} ({}) already accepts connections, held by {who}. The server would not be ours to probe \
          (Paperclip silently moves to the next free port). Stop that process, or give this instance another port \

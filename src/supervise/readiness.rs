@@ -108,9 +108,9 @@ pub enum Outcome {
     Ready {
         elapsed: Duration,
     },
-    /// The port is held by processes outside our tree.
+    /// The port is held by someone outside our tree (described in words).
     Foreign {
-        owners: Vec<i32>,
+        who: String,
     },
 }
 
@@ -118,14 +118,20 @@ pub enum Outcome {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Owner {
     Ours,
-    Foreign(Vec<i32>),
-    /// /proc cannot tell (no /proc, another user's process, another
-    /// network namespace).
+    /// Outside our tree: these processes, or (when their descriptors
+    /// cannot be read) a socket the kernel says belongs to another user.
+    Foreign(String),
+    /// /proc cannot tell (no /proc, another network namespace), or a
+    /// process of our own user hides its descriptors.
     Unknown,
 }
 
 /// Looks for the listener among our descendants first (cheap, the usual
-/// case), then among every process we may inspect.
+/// case), then among every process we may inspect. A listener nobody can
+/// attribute is foreign when the kernel says another user owns it: its
+/// descriptors are unreadable to us (another uid, `ProtectProc=invisible`),
+/// and our server runs as our user, so failing open would report someone
+/// else's health as ours.
 pub fn port_owner(port: u16) -> Owner {
     let inodes = procfs::listening_inodes(port);
     if inodes.is_empty() {
@@ -136,10 +142,18 @@ pub fn port_owner(port: u16) -> Owner {
         return Owner::Ours;
     }
     let all = procfs::socket_owners(&inodes);
-    if all.is_empty() {
+    if !all.is_empty() {
+        return Owner::Foreign(procfs::describe_all(&all));
+    }
+    let me = crate::sys::euid();
+    let others: Vec<u32> = procfs::listening_uids(port)
+        .into_iter()
+        .filter(|u| *u != me)
+        .collect();
+    if others.is_empty() {
         Owner::Unknown
     } else {
-        Owner::Foreign(all)
+        Owner::Foreign(procfs::describe_uninspectable(&others, port))
     }
 }
 
@@ -156,8 +170,8 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
                 Ok(()) => {
                     listening = true;
                     listening_since.get_or_insert_with(std::time::Instant::now);
-                    if let Owner::Foreign(owners) = port_owner(port) {
-                        return Outcome::Foreign { owners };
+                    if let Owner::Foreign(who) = port_owner(port) {
+                        return Outcome::Foreign { who };
                     }
                     progress.send_modify(|p| {
                         p.listening = true;

@@ -92,7 +92,7 @@ fn rendered_unit(scope: Scope, instance: &Instance, opts: &InstallOptions) -> Re
             ));
         }
     }
-    Ok(unit::render(unit::template(scope), &exe, &env))
+    unit::render(unit::template(scope), &exe, &env)
 }
 
 /// `install --dry-run`: the file and the calls, nothing done.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::Scope;
 use crate::error::{Error, Result};
+use crate::owned_file::check_rendered_value;
 
 pub const USER_UNIT: &str = include_str!("../../units/systemd/user/paperclip@.service");
 pub const SYSTEM_UNIT: &str = include_str!("../../units/systemd/system/paperclip@.service");
@@ -32,23 +33,31 @@ fn quote(s: &str) -> String {
     }
 }
 
+/// Quotes a word of `ExecStart=`, where systemd also expands `$VAR` and
+/// `${VAR}`: `$$` is a literal dollar.
+fn quote_exec(s: &str) -> String {
+    quote(s).replace('$', "$$")
+}
+
 /// Renders a unit template: the absolute path of paperclipd and the
-/// environment the installing user's setup needs.
-pub fn render(template: &str, paperclipd: &Path, env: &[(&str, String)]) -> String {
-    let env_lines: Vec<String> = env
-        .iter()
-        .map(|(k, v)| format!("Environment={}", quote(&format!("{k}={v}"))))
-        .collect();
-    template
-        .replace("@PAPERCLIPD@", &quote(&paperclipd.to_string_lossy()))
-        .replace(
-            "@ENVIRONMENT@\n",
-            &if env_lines.is_empty() {
-                String::new()
-            } else {
-                env_lines.join("\n") + "\n"
-            },
-        )
+/// environment the installing user's setup needs. A value with a control
+/// character is refused (exit 78), never written.
+pub fn render(template: &str, paperclipd: &Path, env: &[(&str, String)]) -> Result<String> {
+    let exe = paperclipd.to_string_lossy();
+    check_rendered_value("paperclipd's own path", &exe)?;
+    let mut env_lines = Vec::new();
+    for (k, v) in env {
+        check_rendered_value(k, v)?;
+        env_lines.push(format!("Environment={}", quote(&format!("{k}={v}"))));
+    }
+    Ok(template.replace("@PAPERCLIPD@", &quote_exec(&exe)).replace(
+        "@ENVIRONMENT@\n",
+        &if env_lines.is_empty() {
+            String::new()
+        } else {
+            env_lines.join("\n") + "\n"
+        },
+    ))
 }
 
 /// Where units of this manager go: `/etc/systemd/system`, or
@@ -85,15 +94,20 @@ mod tests {
         let u = render(
             USER_UNIT,
             Path::new("/opt/my tools/paperclipd"),
-            &[("PAPERCLIP_HOME", "/h/100%".into())],
-        );
+            &[("PAPERCLIP_HOME", "/h/100%$HOME".into())],
+        )
+        .unwrap();
         assert!(
             u.contains("ExecStart=\"/opt/my tools/paperclipd\" run --instance %i"),
             "{u}"
         );
-        assert!(u.contains("Environment=PAPERCLIP_HOME=/h/100%%"), "{u}");
+        // Environment= does not expand `$`; only `%` is a specifier there.
+        assert!(
+            u.contains("Environment=PAPERCLIP_HOME=/h/100%%$HOME\n"),
+            "{u}"
+        );
         assert!(!u.contains("@PAPERCLIPD@"));
-        let s = render(SYSTEM_UNIT, Path::new("/usr/bin/paperclipd"), &[]);
+        let s = render(SYSTEM_UNIT, Path::new("/usr/bin/paperclipd"), &[]).unwrap();
         assert!(s.contains("ExecStart=/usr/bin/paperclipd run --instance %i"));
         assert!(!s.contains("@ENVIRONMENT@"));
         for unit in [&u, &s] {
@@ -108,5 +122,20 @@ mod tests {
             }
             assert!(unit.contains(MARKER));
         }
+    }
+
+    #[test]
+    fn dollars_are_literal_in_exec_start_and_control_characters_refused() {
+        let u = render(USER_UNIT, Path::new("/opt/$USER/paperclipd"), &[]).unwrap();
+        assert!(u.contains("ExecStart=/opt/$$USER/paperclipd run"), "{u}");
+        let e = render(
+            USER_UNIT,
+            Path::new("/usr/bin/paperclipd"),
+            &[("PAPERCLIP_HOME", "/h\nExecStartPre=/bin/sh".into())],
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 78);
+        assert!(e.message.contains("PAPERCLIP_HOME"), "{}", e.message);
+        assert!(render(USER_UNIT, Path::new("/opt/a\rb"), &[]).is_err());
     }
 }
