@@ -24,6 +24,11 @@ pub const DEFAULT_API_PATH: &str = "/api/health";
 pub const DEFAULT_UI_PATH: &str = "/";
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a manager must wait beyond `stop_timeout` before its own SIGKILL:
+/// after the grace period paperclipd SIGKILLs the server's group, waits up
+/// to 5 s to reap it, gives leftovers 0.1 s + 5 s, drains output up to 1 s
+/// (see `supervise::stop`): 11.1 s at most, rounded up.
+pub const STOP_MARGIN: Duration = Duration::from_secs(15);
 /// Longest timeouts we accept: beyond these a typo is likelier than intent.
 const MAX_READY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -258,6 +263,19 @@ pub fn resolve_probe(
         port,
         addrs,
     })
+}
+
+/// The whole time a manager should give `run` to stop: `TimeoutStopSec=`,
+/// launchd's `ExitTimeOut`.
+pub fn stop_budget(stop_timeout: Duration) -> Duration {
+    stop_timeout + STOP_MARGIN
+}
+
+/// The instance's stop timeout as its `run` will see it (its
+/// `paperclipd.toml`, else the default), for the manager's own timeout.
+pub fn instance_stop_timeout(instance: &Instance) -> Result<Duration> {
+    let (file, _) = load_file_config(&Selection::default(), instance)?;
+    Ok(file.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT))
 }
 
 pub fn resolve_probe_settings(sel: &Selection) -> Result<ProbeSettings> {

@@ -16,6 +16,8 @@ pub struct Signals {
     int: Signal,
     hup: Signal,
     quit: Signal,
+    /// systemd's default `WatchdogSignal=`: a stop, not a core dump.
+    abrt: Signal,
     child: Signal,
 }
 
@@ -32,6 +34,7 @@ impl Signals {
             int: register(int)?,
             hup: register(hup)?,
             quit: register(quit)?,
+            abrt: register(libc::SIGABRT)?,
             child: register(libc::SIGCHLD)?,
         })
     }
@@ -49,6 +52,13 @@ impl Signals {
             _ = self.int.recv() => Some(libc::SIGINT),
             _ = self.hup.recv() => Some(libc::SIGHUP),
             _ = self.quit.recv() => Some(libc::SIGQUIT),
+            _ = self.abrt.recv() => {
+                // SIGABRT (a watchdog timeout under a unit without
+                // `WatchdogSignal=SIGTERM`) means "stop": forwarded as is it
+                // would make Node dump core instead of stopping PostgreSQL.
+                crate::log::info("received SIGABRT; stopping as for SIGTERM");
+                Some(libc::SIGTERM)
+            }
         }
     }
 }
