@@ -208,9 +208,7 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
         .ok_or_else(|| {
             Error::config("HOME is not set; launchd agents live in ~/Library/LaunchAgents")
         })?;
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| Error::os(format!("cannot find paperclipd's own path: {e}")))?;
+    let exe = crate::program::own_path()?;
     let l = SystemLaunchctl;
     let env = Env {
         home: &home,

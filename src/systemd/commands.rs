@@ -34,6 +34,14 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
     }
     let plan = match &command {
         Command::Install(a) => {
+            if scope == Scope::System {
+                if let Err(e) = super::reach::check_system_unit(&crate::program::own_path()?) {
+                    if !a.dry_run {
+                        return Err(e);
+                    }
+                    log::warn(&format!("install --system would refuse: {}", e.message));
+                }
+            }
             let opts = InstallOptions {
                 now: a.now,
                 replace_upstream: a.replace_upstream,
@@ -76,9 +84,7 @@ pub struct InstallOptions {
 
 /// The unit file for this instance and manager, with paperclipd's own path.
 fn rendered_unit(scope: Scope, instance: &Instance, opts: &InstallOptions) -> Result<String> {
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| Error::os(format!("cannot find paperclipd's own path: {e}")))?;
+    let exe = crate::program::own_path()?;
     let mut env: Vec<(&str, String)> = Vec::new();
     if scope == Scope::User {
         if let Ok(p) = paperclip::default_program() {
