@@ -46,6 +46,11 @@ pub struct FileConfig {
     pub ready_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     pub stop_timeout: Option<Duration>,
+    /// Under launchd: this many failed runs within `start_limit_interval`
+    /// pause the instance (see `launchd::guard`).
+    pub start_limit_burst: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub start_limit_interval: Option<Duration>,
     pub env: Option<BTreeMap<String, String>>,
 }
 
@@ -284,6 +289,20 @@ pub fn resolve_probe_settings(sel: &Selection) -> Result<ProbeSettings> {
     resolve_probe(sel, instance, &file)
 }
 
+/// The crash-loop guard's limits (launchd), when the file sets them.
+fn check_start_limits(file: &FileConfig, where_: &str) -> Result<()> {
+    let interval_bad = file
+        .start_limit_interval
+        .is_some_and(|i| i.is_zero() || i > MAX_READY_TIMEOUT);
+    if file.start_limit_burst == Some(0) || interval_bad {
+        return Err(Error::config(format!(
+            "{where_} / start_limit_interval is out of range: expected a burst of at least 1 and an \
+             interval above 0 and at most 24h (defaults: 5 in 60s)"
+        )));
+    }
+    Ok(())
+}
+
 pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
     let sel = &args.selection;
     let instance = resolve_instance(&sel.target)?;
@@ -315,6 +334,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         )));
     }
 
+    check_start_limits(&file, &in_file("start_limit_burst"))?;
     // A broken file is reported even when a flag overrides the key: the
     // next start without the flag would fail.
     if let Some(cmd) = &file.command {

@@ -2,6 +2,7 @@
 //! escaping, and the `PATH` a launchd job needs to find Node.js.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::instance::Instance;
 
@@ -25,8 +26,14 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Renders the LaunchAgent for an instance.
-pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) -> String {
+/// Renders the LaunchAgent for an instance; `exit_timeout` is its stop
+/// budget (`config::stop_budget`), launchd's wait before SIGKILL.
+pub fn render(
+    instance: &Instance,
+    paperclipd: &Path,
+    env: &[(&str, String)],
+    exit_timeout: Duration,
+) -> String {
     let logs = instance.log_dir();
     let mut env_xml = String::new();
     for (k, v) in env {
@@ -40,6 +47,8 @@ pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) ->
         .replace("@LABEL@", &xml_escape(&super::label(&instance.id)))
         .replace("@PAPERCLIPD@", &xml_escape(&paperclipd.to_string_lossy()))
         .replace("@INSTANCE@", &xml_escape(instance.id.as_str()))
+        // 0 would mean "never SIGKILL": at least one second.
+        .replace("@EXIT_TIMEOUT@", &exit_timeout.as_secs().max(1).to_string())
         .replace("@ENVIRONMENT@", &env_xml)
         .replace(
             "@STDOUT@",
@@ -79,7 +88,12 @@ mod tests {
                 "/opt/\"quoted\" & <tagged>/paperclipai".to_string(),
             ),
         ];
-        let xml = render(&i, Path::new("/Applications/My Tools/paperclipd"), &env);
+        let xml = render(
+            &i,
+            Path::new("/Applications/My Tools/paperclipd"),
+            &env,
+            Duration::from_secs(135),
+        );
         let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
         let d = v.as_dictionary().unwrap();
         assert_eq!(d["Label"].as_string(), Some("ai.paperclip.paperclipd.dev"));
@@ -105,9 +119,13 @@ mod tests {
             Some(false),
             "restart on failure, not after a clean stop"
         );
-        assert!(d["ExitTimeOut"].as_unsigned_integer().unwrap() >= 35);
+        assert_eq!(d["ExitTimeOut"].as_unsigned_integer(), Some(135));
         assert!(d["ThrottleInterval"].as_unsigned_integer().unwrap() >= 5);
-        assert_eq!(d["ProcessType"].as_string(), Some("Standard"));
+        assert_eq!(
+            d["ProcessType"].as_string(),
+            Some("Interactive"),
+            "no light resource limits for the server and its agents"
+        );
         let e = d["EnvironmentVariables"].as_dictionary().unwrap();
         assert_eq!(
             e["PAPERCLIP_SHIM_PATH"].as_string(),

@@ -28,6 +28,8 @@ pub struct Status {
     pub lock: Option<Holder>,
     pub port: PortView,
     pub probes: ProbesView,
+    /// Why launchd no longer starts the instance (crash-loop guard).
+    pub paused: Option<crate::launchd::guard::Pause>,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,6 +87,7 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
     let instance = settings.instance.clone();
     let holder = lock::probe_holder(&instance);
     let m = manager_view(&instance, system).await;
+    let paused = crate::launchd::guard::load(&instance).paused;
     let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
     let snap = prober.snapshot().await;
     let (listening, probes_ready) = (snap.listening(), snap.ready());
@@ -112,12 +115,16 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
             !owner_pids.is_empty() && !owner_pids.iter().any(|p| procfs::is_descendant(*p, h))
         }),
         probes_ready,
+        paused: paused.is_some(),
     };
     let (state, why) = state::decide(&facts);
     Ok(Status {
         instance: instance.id.to_string(),
         state,
-        reason: reason(why, &m, &settings, &owner_pids),
+        reason: match (why, &paused) {
+            (Why::Paused, Some(p)) => crate::launchd::guard::paused_message(&instance, p),
+            _ => reason(why, &m, &settings, &owner_pids),
+        },
         manager: ManagerView {
             kind: m.kind,
             unit: m.name.clone(),
@@ -149,6 +156,7 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
             api: snap.api,
             ui: snap.ui,
         },
+        paused,
     })
 }
 
@@ -173,6 +181,8 @@ fn reason(why: Why, m: &ManagerState, settings: &ProbeSettings, owners: &[i32]) 
         ),
         Why::OnlyUpstream => format!("only upstream's {} runs this instance", m.upstream_name),
         Why::NothingRuns => "no lock holder, no running unit, nothing listening".to_string(),
+        // Worded by the caller, which has the pause's reason.
+        Why::Paused => "paused by the crash-loop guard".to_string(),
         Why::ForeignOwner => {
             "the port is held by a process outside the lock holder's tree".to_string()
         }
@@ -238,13 +248,14 @@ async fn manager_view(instance: &Instance, _system: bool) -> ManagerState {
     };
     match a.loaded() {
         Ok(Some(loaded)) => {
-            let running = loaded.state.as_deref() == Some("running");
+            let job = &loaded.job;
             m.unit = Some(UnitInfo {
                 unit: label,
                 load_state: "loaded".into(),
-                active_state: if running { "active" } else { "inactive" }.into(),
-                sub_state: loaded.state.unwrap_or_default(),
-                main_pid: loaded.pid.unwrap_or(0),
+                active_state: if job.running() { "active" } else { "inactive" }.into(),
+                sub_state: job.state_text().to_string(),
+                main_pid: job.pid.unwrap_or(0),
+                n_restarts: job.runs.saturating_sub(1),
                 ..Default::default()
             });
         }
