@@ -3,7 +3,7 @@
 //! tested on Linux with a recording stand-in; only [`dispatch`] and the real
 //! runner are macOS-only.
 //!
-//! `start`, `restart` and `install --now` clear the crash-loop pause
+//! `install`, `start` and `restart` clear the crash-loop pause
 //! ([`super::guard`]), then wait until the instance is ready, or fail as
 //! soon as launchd tells that the job ended (`runs`, `last exit code`) or
 //! the job paused itself.
@@ -83,11 +83,11 @@ pub fn install<L: Launchctl>(
     if changed {
         a.bootout()?;
     }
+    // Installing is the user's word too: an old pause would otherwise keep
+    // the new job from starting at the next login.
+    guard::clear(instance)?;
     match now {
-        Some(settings) => {
-            guard::clear(instance)?;
-            start_job(&a, settings, false)?;
-        }
+        Some(settings) => start_job(&a, settings, false)?,
         None => log::out(&format!(
             "installed {}; it starts at login, or now with `paperclipd start -i {}`",
             a.plist.display(),
@@ -100,6 +100,7 @@ pub fn install<L: Launchctl>(
 pub fn uninstall<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
     let a = agent(e, instance);
     a.bootout()?;
+    guard::clear(instance)?;
     if owned_file::remove(&a.plist)? {
         log::info(&format!("removed {}", a.plist.display()));
     }

@@ -11,7 +11,7 @@
 //!   (60 s), upstream's own limits (notes/upstream.md, A3).
 //!
 //! A paused instance's job exits 0 at once, also at the next login, until
-//! `paperclipd start`/`restart`/`install --now` clears the file. `status`
+//! `paperclipd start`/`restart`/`install` clears the file. `status`
 //! shows the pause and its reason. The file is portable (tested on Linux
 //! with `XPC_SERVICE_NAME` set); only launchd acts on the exit.
 
