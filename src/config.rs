@@ -24,6 +24,11 @@ pub const DEFAULT_API_PATH: &str = "/api/health";
 pub const DEFAULT_UI_PATH: &str = "/";
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a manager must wait beyond `stop_timeout` before its own SIGKILL:
+/// after the grace period paperclipd SIGKILLs the server's group, waits up
+/// to 5 s to reap it, gives leftovers 0.1 s + 5 s, drains output up to 1 s
+/// (see `supervise::stop`): 11.1 s at most, rounded up.
+pub const STOP_MARGIN: Duration = Duration::from_secs(15);
 /// Longest timeouts we accept: beyond these a typo is likelier than intent.
 const MAX_READY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -41,6 +46,11 @@ pub struct FileConfig {
     pub ready_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     pub stop_timeout: Option<Duration>,
+    /// Under launchd: this many failed runs within `start_limit_interval`
+    /// pause the instance (see `launchd::guard`).
+    pub start_limit_burst: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub start_limit_interval: Option<Duration>,
     pub env: Option<BTreeMap<String, String>>,
     /// `"1GiB"`, `"500MiB"`, or a number of bytes; 0 disables.
     #[serde(default, deserialize_with = "de_size")]
@@ -354,10 +364,37 @@ pub fn probe_settings(instance: Instance, spec: &ProbeSpec) -> Result<ProbeSetti
     })
 }
 
+/// The whole time a manager should give `run` to stop: `TimeoutStopSec=`,
+/// launchd's `ExitTimeOut`.
+pub fn stop_budget(stop_timeout: Duration) -> Duration {
+    stop_timeout + STOP_MARGIN
+}
+
+/// The instance's stop timeout as its `run` will see it (its
+/// `paperclipd.toml`, else the default), for the manager's own timeout.
+pub fn instance_stop_timeout(instance: &Instance) -> Result<Duration> {
+    let (file, _) = load_file_config(&Selection::default(), instance)?;
+    Ok(file.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT))
+}
+
 pub fn resolve_probe_settings(sel: &Selection) -> Result<ProbeSettings> {
     let instance = resolve_instance(&sel.target)?;
     let (file, _) = load_file_config(sel, &instance)?;
     resolve_probe(sel, instance, &file)
+}
+
+/// The crash-loop guard's limits (launchd), when the file sets them.
+fn check_start_limits(file: &FileConfig, where_: &str) -> Result<()> {
+    let interval_bad = file
+        .start_limit_interval
+        .is_some_and(|i| i.is_zero() || i > MAX_READY_TIMEOUT);
+    if file.start_limit_burst == Some(0) || interval_bad {
+        return Err(Error::config(format!(
+            "{where_} / start_limit_interval is out of range: expected a burst of at least 1 and an \
+             interval above 0 and at most 24h (defaults: 5 in 60s)"
+        )));
+    }
+    Ok(())
 }
 
 pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
@@ -397,6 +434,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         )));
     }
 
+    check_start_limits(&file, &in_file("start_limit_burst"))?;
     // A broken file is reported even when a flag overrides the key: the
     // next start without the flag would fail.
     if let Some(cmd) = &file.command {

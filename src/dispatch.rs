@@ -34,10 +34,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             log::out(&crate::cli::manpage()?);
             Ok(0)
         }
-        Command::Run(args) => rt.block_on(supervise::run(
-            config::resolve_run_settings(&args)?,
-            args.selection,
-        )),
+        Command::Run(args) => crate::launchd::guard::supervised(&args.selection, || {
+            rt.block_on(supervise::run(
+                config::resolve_run_settings(&args)?,
+                args.selection.clone(),
+            ))
+        }),
         Command::Probe(args) => {
             let settings = config::resolve_probe_settings(&args.selection)?;
             rt.block_on(probe::command(settings, args.json))

@@ -10,7 +10,7 @@
 //! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
 //! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |
-//! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands |
+//! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
 //! | `disk`, `adopted` | free space on the instance's filesystem; the orphans a supervisor adopted |

@@ -256,7 +256,8 @@ impl Drop for InstanceLock {
     }
 }
 
-#[cfg(test)]
+// Linux: the witness is the kernel's lock table, /proc/locks.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::instance::InstanceId;

@@ -1,5 +1,6 @@
 //! Finding the program to run: a path checked as is, a bare name searched
-//! in `PATH`, and an executable check whose errors map to 126 and 127.
+//! in `PATH`, and an executable check whose errors map to 126 and 127; and
+//! paperclipd's own path as a unit or plist should name it.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
@@ -72,5 +73,72 @@ pub fn check_executable(p: &Path, source: &str) -> Result<()> {
             ),
         )),
         Ok(_) => Ok(()),
+    }
+}
+
+/// paperclipd's own path, for `ExecStart=` and `ProgramArguments`: the
+/// canonical path, except that a Homebrew keg (`…/Cellar/<formula>/<version>/…`,
+/// which the next `brew upgrade` deletes) becomes the formula's stable opt
+/// path (`…/opt/<formula>/…`) when that leads to this very file. Homebrew
+/// documents opt_prefix as "the preferred way to refer to a formula in plists"
+/// (see /work/notes/upstream.md, E); the same holds for Linuxbrew.
+pub fn own_path() -> Result<PathBuf> {
+    let canonical = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| Error::os(format!("cannot find paperclipd's own path: {e}")))?;
+    Ok(stable_path(&canonical, |p| p.canonicalize().ok()))
+}
+
+/// The keg → opt mapping of [`own_path`]; `resolve` canonicalizes a path
+/// (`None` when it does not exist).
+pub fn stable_path(canonical: &Path, resolve: impl Fn(&Path) -> Option<PathBuf>) -> PathBuf {
+    let parts: Vec<_> = canonical.components().collect();
+    let Some(i) = parts.iter().rposition(|c| c.as_os_str() == "Cellar") else {
+        return canonical.to_path_buf();
+    };
+    // Cellar/<formula>/<version>/<at least one more>
+    if parts.len() < i + 4 {
+        return canonical.to_path_buf();
+    }
+    let mut opt: PathBuf = parts[..i].iter().collect();
+    opt.push("opt");
+    opt.push(parts[i + 1]);
+    opt.extend(&parts[i + 3..]);
+    if resolve(&opt).as_deref() == Some(canonical) {
+        opt
+    } else {
+        canonical.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_homebrew_keg_path_becomes_the_opt_path() {
+        let d = tempfile::tempdir().unwrap();
+        let prefix = d.path().canonicalize().unwrap();
+        let keg = prefix.join("Cellar/paperclipd/0.1.0");
+        std::fs::create_dir_all(keg.join("bin")).unwrap();
+        std::fs::write(keg.join("bin/paperclipd"), "").unwrap();
+        std::fs::create_dir_all(prefix.join("opt")).unwrap();
+        std::os::unix::fs::symlink("../Cellar/paperclipd/0.1.0", prefix.join("opt/paperclipd"))
+            .unwrap();
+        let canonical = keg.join("bin/paperclipd");
+        let resolve = |p: &Path| p.canonicalize().ok();
+        assert_eq!(
+            stable_path(&canonical, resolve),
+            prefix.join("opt/paperclipd/bin/paperclipd")
+        );
+        // A keg that is not the linked one (opt points at another version)
+        // stays as it is: the opt path would run something else.
+        let old = prefix.join("Cellar/paperclipd/0.0.9/bin/paperclipd");
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        std::fs::write(&old, "").unwrap();
+        assert_eq!(stable_path(&old, resolve), old);
+        // Not Homebrew: unchanged.
+        let plain = Path::new("/usr/local/bin/paperclipd");
+        assert_eq!(stable_path(plain, resolve), plain);
     }
 }

@@ -321,6 +321,28 @@ fn install_dry_run_prints_the_units_and_writes_nothing() {
     assert!(!cfg.exists(), "--dry-run wrote something");
 }
 
+/// `install --system` refuses a unit that could not start: no `paperclip`
+/// user (217/USER) or a binary the sandbox hides (203/EXEC, here /tmp under
+/// PrivateTmp=). Both are checked before anything is written.
+#[test]
+fn install_system_refuses_a_unit_that_could_not_start() {
+    let d = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+    let copy = d.path().join("paperclipd");
+    std::fs::copy(bin(), &copy).unwrap();
+    let o = Command::new(&copy)
+        .args(["install", "--system", "-i", "refused"])
+        .env("HOME", d.path())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("217/USER") || err.contains("203/EXEC"),
+        "{err}"
+    );
+    assert!(err.contains("expected"), "says what was expected: {err}");
+}
+
 #[test]
 fn status_of_a_stopped_instance_exits_3() {
     let w = World::new();

@@ -46,9 +46,9 @@ fn a_non_utf8_server_argument_does_not_panic() {
         .output()
         .expect("run paperclipd");
     let err = String::from_utf8_lossy(&o.stderr);
-    // /bin/echo exits 0 on its own: so does run. A panic was 101 (134 in a
-    // release build, which aborts).
-    assert_eq!(o.status.code(), Some(0), "{err}");
+    // /bin/echo exits 0 before it was ever ready: run says 70 (EX_SOFTWARE).
+    // A panic was 101 (134 in a release build, which aborts).
+    assert_eq!(o.status.code(), Some(70), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(
         o.stdout, b"caf\xe9\n",

@@ -244,6 +244,21 @@ fn sigterm_forwards_to_the_server_exits_0_and_frees_the_lock() {
     );
 }
 
+/// systemd's default `WatchdogSignal=` is SIGABRT: it must stop the server
+/// in order (SIGTERM to it), not dump core and leave PostgreSQL to SIGKILL.
+#[test]
+fn sigabrt_stops_the_server_with_sigterm_and_exits_0() {
+    let (w, _n, mut r) = ready_world(&[]);
+    signal(r.pid(), libc::SIGABRT);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        w.state_file("signals").unwrap().starts_with("SIGTERM"),
+        "{:?}",
+        w.state_file("signals")
+    );
+    assert_eq!(w.state_file("stopped").as_deref(), Some("1"));
+}
+
 #[test]
 fn a_server_ignoring_sigterm_is_killed_after_the_stop_timeout() {
     let w = World::new();

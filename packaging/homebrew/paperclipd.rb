@@ -22,6 +22,10 @@ class Paperclipd < Formula
       Run your Paperclip instance as a LaunchAgent (returns once it is ready):
         paperclipd install --now
         paperclipd status
+      Agents that work in ~/Documents, ~/Desktop or ~/Downloads need Full Disk
+      Access for the job itself (not for Terminal): System Settings → Privacy &
+      Security → Full Disk Access → add #{opt_bin}/paperclipd, then
+        paperclipd restart
     EOS
   end
 

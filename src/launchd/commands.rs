@@ -1,18 +1,29 @@
 //! `install`, `uninstall`, `start`, `stop`, `restart`, `logs` under
 //! launchd. Generic over the launchctl runner, so the flows compile and are
-//! tested on Linux with a stand-in; only [`dispatch`] and the real runner
-//! are macOS-only.
+//! tested on Linux with a recording stand-in; only [`dispatch`] and the real
+//! runner are macOS-only.
+//!
+//! `install`, `start` and `restart` clear the crash-loop pause
+//! ([`super::guard`]), then wait until the instance is ready, or fail as
+//! soon as launchd tells that the job ended (`runs`, `last exit code`) or
+//! the job paused itself.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::launchctl::{self as ld, Agent, Launchctl, Op};
-use super::{domains, plist, plist_path};
-use crate::config::ProbeSettings;
+use super::launchctl::{Agent, Launchctl, Loaded};
+use super::print::LastExit;
+use super::{guard, plist, plist_path, upstream};
+use crate::config::{self, ProbeSettings};
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
 use crate::probe::Prober;
-use crate::{log, owned_file, paperclip};
+use crate::{log, owned_file};
+
+/// The longest wait for readiness (the default ready timeout is 5 minutes).
+const READY_WAIT: Duration = Duration::from_secs(330);
+/// How often launchd is asked whether the job already ended.
+const ASK_EVERY: Duration = Duration::from_millis(500);
 
 pub struct Env<'a, L: Launchctl> {
     pub home: &'a Path,
@@ -30,37 +41,6 @@ fn agent<'a, L: Launchctl>(e: &Env<'a, L>, instance: &'a Instance) -> Agent<'a, 
     }
 }
 
-/// Upstream's own LaunchAgent for the instance would start a second server.
-fn check_upstream<L: Launchctl>(e: &Env<'_, L>, instance: &Instance, replace: bool) -> Result<()> {
-    let label = paperclip::upstream_label(&instance.id);
-    for domain in domains(e.uid) {
-        let args = ld::launchctl_args(Op::Print, &domain, &label, Path::new(""));
-        let (loaded, _, _) = e
-            .launchctl
-            .run(&args)
-            .map_err(|err| Error::os(format!("cannot run launchctl: {err}")))?;
-        if !loaded {
-            continue;
-        }
-        if !replace {
-            let up = paperclip::UpstreamService {
-                name: label.clone(),
-                disable_with: format!("launchctl bootout {domain}/{label}"),
-            };
-            return Err(Error::busy(format!(
-                "{}, or rerun with --replace-upstream",
-                up.conflict(&instance.id, &format!("loaded in {domain}"))
-            )));
-        }
-        let out = ld::launchctl_args(Op::Bootout, &domain, &label, Path::new(""));
-        e.launchctl
-            .run(&out)
-            .map_err(|err| Error::os(format!("cannot run launchctl: {err}")))?;
-        log::info(&format!("booted out upstream's {domain}/{label}"));
-    }
-    Ok(())
-}
-
 pub fn install<L: Launchctl>(
     e: &Env<'_, L>,
     instance: &Instance,
@@ -72,19 +52,21 @@ pub fn install<L: Launchctl>(
     let a = agent(e, instance);
     let mut vars = vec![("PATH", plist::default_path(e.home))];
     vars.extend(env.iter().cloned());
-    let xml = plist::render(instance, e.exe, &vars)?;
+    let budget = config::stop_budget(config::instance_stop_timeout(instance)?);
+    let xml = plist::render(instance, e.exe, &vars, budget)?;
     if dry_run {
         log::out(&format!("# would write {}:", a.plist.display()));
         log::out(&xml);
         log::out(&format!(
-            "# would run: launchctl bootstrap gui/{} {} (user/{} without a GUI session)",
-            e.uid,
+            "# would run: launchctl enable gui/{uid}/{label}; launchctl bootstrap gui/{uid} {} \
+             (user/{uid} when there is no GUI login session)",
             a.plist.display(),
-            e.uid
+            uid = e.uid,
+            label = a.label(),
         ));
         return Ok(0);
     }
-    check_upstream(e, instance, replace_upstream)?;
+    upstream::check(e.launchctl, e.home, e.uid, instance, replace_upstream)?;
     std::fs::create_dir_all(instance.log_dir()).map_err(|err| {
         Error::config(format!(
             "cannot create {}: {err}",
@@ -101,13 +83,11 @@ pub fn install<L: Launchctl>(
     if changed {
         a.bootout()?;
     }
+    // Installing is the user's word too: an old pause would otherwise keep
+    // the new job from starting at the next login.
+    guard::clear(instance)?;
     match now {
-        Some(settings) => {
-            let domain = a.start(false)?;
-            log::info(&format!("loaded {domain}/{}", a.label()));
-            wait_ready(settings, Duration::from_secs(330))?;
-            log::out(&format!("{} is ready", a.label()));
-        }
+        Some(settings) => start_job(&a, settings, false)?,
         None => log::out(&format!(
             "installed {}; it starts at login, or now with `paperclipd start -i {}`",
             a.plist.display(),
@@ -120,6 +100,7 @@ pub fn install<L: Launchctl>(
 pub fn uninstall<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
     let a = agent(e, instance);
     a.bootout()?;
+    guard::clear(instance)?;
     if owned_file::remove(&a.plist)? {
         log::info(&format!("removed {}", a.plist.display()));
     }
@@ -127,6 +108,7 @@ pub fn uninstall<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8
     Ok(0)
 }
 
+/// `start` / `restart`: un-pauses the instance and returns once it is ready.
 pub fn start<L: Launchctl>(e: &Env<'_, L>, settings: &ProbeSettings, restart: bool) -> Result<u8> {
     let a = agent(e, &settings.instance);
     if !a.plist.exists() {
@@ -136,10 +118,63 @@ pub fn start<L: Launchctl>(e: &Env<'_, L>, settings: &ProbeSettings, restart: bo
             settings.instance.id
         )));
     }
-    a.start(restart)?;
-    wait_ready(settings, Duration::from_secs(330))?;
-    log::out(&format!("{} is ready", a.label()));
+    guard::clear(&settings.instance)?;
+    start_job(&a, settings, restart)?;
     Ok(0)
+}
+
+/// Starts the job (or, with `restart`, stops a running one in order
+/// first) and waits until it is ready.
+fn start_job<L: Launchctl>(
+    a: &Agent<'_, L>,
+    settings: &ProbeSettings,
+    restart: bool,
+) -> Result<()> {
+    let before = a.loaded()?;
+    let runs_before = before.as_ref().map_or(0, |l| l.job.runs);
+    match before {
+        None => {
+            let domain = a.bootstrap()?;
+            log::info(&format!("loaded {domain}/{}", a.label()));
+        }
+        Some(Loaded { domain, job }) if job.running() && restart => {
+            // Not `kickstart -k` (SIGKILL, orphans on macOS): the job's own
+            // ordered stop, then a start once everything of it is gone.
+            a.terminate(&domain)?;
+            wait_stopped(settings)?;
+            a.kickstart(&domain)?;
+        }
+        Some(Loaded { job, .. }) if job.running() => {}
+        Some(Loaded { domain, .. }) => a.kickstart(&domain)?,
+    }
+    wait_ready(settings, READY_WAIT, || start_failed(a, runs_before))?;
+    log::out(&format!("{} is ready", a.label()));
+    Ok(())
+}
+
+/// Why the job we started will not become ready, as soon as launchd or the
+/// job itself tells: it paused itself, or a run ended since we started it.
+fn start_failed<L: Launchctl>(a: &Agent<'_, L>, runs_before: u32) -> Result<Option<String>> {
+    if let Some(p) = guard::load(a.instance).paused {
+        return Ok(Some(format!("paperclipd paused it: {}", p.reason)));
+    }
+    let Some(l) = a.loaded()? else {
+        return Ok(Some("launchd no longer has it loaded".into()));
+    };
+    let ended = (!l.job.running() && l.job.runs > runs_before) || l.job.runs > runs_before + 1;
+    if !ended {
+        return Ok(None);
+    }
+    Ok(match l.job.last_exit {
+        LastExit::Never => None,
+        LastExit::Code(0) => Some("its paperclipd exited 0 before it was ready".into()),
+        LastExit::Code(c) => Some(format!(
+            "its paperclipd exited with code {c} (launchd run {}); launchd starts it again every \
+             10 s until 5 failures within 60 s pause it",
+            l.job.runs
+        )),
+        LastExit::Other(s) => Some(format!("its paperclipd ended: {s}")),
+    })
 }
 
 pub fn stop<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
@@ -158,16 +193,64 @@ pub fn stop<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
     Ok(0)
 }
 
-/// Ready = the instance's lock is held (paperclipd runs it) and both
-/// probes pass.
-pub fn wait_ready(settings: &ProbeSettings, timeout: Duration) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|err| Error::os(format!("cannot start the async runtime: {err}")))?;
-    rt.block_on(async {
+        .map_err(|err| Error::os(format!("cannot start the async runtime: {err}")))
+}
+
+/// After `kill SIGTERM`: waits until the old paperclipd released the lock
+/// (it does so after every process of its server is gone) and nothing
+/// listens on the port, within the instance's stop budget.
+fn wait_stopped(settings: &ProbeSettings) -> Result<()> {
+    let instance = &settings.instance;
+    let budget = config::stop_budget(config::instance_stop_timeout(instance)?);
+    runtime()?.block_on(async {
+        let start = Instant::now();
+        loop {
+            let locked = crate::lock::probe_holder(instance).is_some();
+            let listening =
+                crate::probe::listening(&settings.addrs, Duration::from_millis(500)).await.is_ok();
+            if !locked && !listening {
+                return Ok(());
+            }
+            if start.elapsed() > budget {
+                return Err(Error::new(
+                    Kind::Failed,
+                    format!(
+                        "instance {} did not stop within {} after SIGTERM ({}); not starting a second \
+                         server beside it. See its log in {}",
+                        instance.id,
+                        humantime::format_duration(budget),
+                        if locked { "its lock is still held" } else { "its port still listens" },
+                        instance.log_dir().display()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Ready = the instance's lock is held (paperclipd runs it) and both
+/// probes pass. `failed` is asked every [`ASK_EVERY`]: `Some(why)` ends
+/// the wait at once.
+pub fn wait_ready(
+    settings: &ProbeSettings,
+    timeout: Duration,
+    mut failed: impl FnMut() -> Result<Option<String>>,
+) -> Result<()> {
+    let label = super::label(&settings.instance.id);
+    let log_hint = format!(
+        "see its log in {} (`paperclipd logs -i {}`)",
+        settings.instance.log_dir().display(),
+        settings.instance.id
+    );
+    runtime()?.block_on(async {
         let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
         let start = Instant::now();
+        let mut asked = start;
         let mut last = String::from("no probe yet");
         while start.elapsed() < timeout {
             if crate::lock::probe_holder(&settings.instance).is_some() {
@@ -182,15 +265,23 @@ pub fn wait_ready(settings: &ProbeSettings, timeout: Duration) -> Result<()> {
                     );
                 }
             }
+            if asked.elapsed() >= ASK_EVERY {
+                asked = Instant::now();
+                if let Some(why) = failed()? {
+                    return Err(Error::new(
+                        Kind::Failed,
+                        format!("{label} did not become ready: {why}; {log_hint}"),
+                    ));
+                }
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(Error::new(
             Kind::Unavailable,
             format!(
-                "instance {} was not ready within {}: {last}; see its log in {}",
+                "instance {} was not ready within {}: {last}; {log_hint}",
                 settings.instance.id,
                 humantime::format_duration(timeout),
-                settings.instance.log_dir().display()
             ),
         ))
     })
@@ -201,16 +292,14 @@ pub fn wait_ready(settings: &ProbeSettings, timeout: Duration) -> Result<()> {
 pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Result<u8> {
     use super::launchctl::SystemLaunchctl;
     use crate::cli::Command;
-    use crate::config;
+    use crate::paperclip;
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(std::path::PathBuf::from)
         .ok_or_else(|| {
             Error::config("HOME is not set; launchd agents live in ~/Library/LaunchAgents")
         })?;
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| Error::os(format!("cannot find paperclipd's own path: {e}")))?;
+    let exe = crate::program::own_path()?;
     let l = SystemLaunchctl;
     let env = Env {
         home: &home,
@@ -270,54 +359,5 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::instance::{Instance, InstanceId};
-    use crate::launchd::launchctl::Launchctl;
-
-    struct AllOk(std::cell::RefCell<Vec<Vec<String>>>);
-    impl Launchctl for AllOk {
-        fn run(&self, args: &[String]) -> std::io::Result<(bool, String, String)> {
-            self.0.borrow_mut().push(args.to_vec());
-            // Nothing loaded yet; everything else succeeds.
-            Ok((args[0] != "print", String::new(), String::new()))
-        }
-    }
-
-    #[test]
-    fn install_and_uninstall_write_and_remove_the_plist() {
-        let d = tempfile::tempdir().unwrap();
-        let inst = Instance::new(
-            InstanceId::parse("mac").unwrap(),
-            d.path().join(".paperclip"),
-        );
-        let l = AllOk(Default::default());
-        let e = Env {
-            home: d.path(),
-            uid: 501,
-            launchctl: &l,
-            exe: std::path::Path::new("/usr/local/bin/paperclipd"),
-        };
-        assert_eq!(install(&e, &inst, &[], None, false, false).unwrap(), 0);
-        let plist = d
-            .path()
-            .join("Library/LaunchAgents/ai.paperclip.paperclipd.mac.plist");
-        let v: ::plist::Value = ::plist::from_file(&plist).unwrap();
-        assert_eq!(
-            v.as_dictionary().unwrap()["Label"].as_string(),
-            Some("ai.paperclip.paperclipd.mac")
-        );
-        assert!(
-            inst.log_dir().is_dir(),
-            "the log directory exists for StandardOutPath"
-        );
-        // Upstream's job was looked for in both domains before writing.
-        assert!(
-            l.0.borrow()
-                .iter()
-                .any(|c| c == &["print", "gui/501/ing.paperclip.paperclipai.mac"])
-        );
-        assert_eq!(uninstall(&e, &inst).unwrap(), 0);
-        assert!(!plist.exists());
-    }
-}
+#[path = "commands_tests.rs"]
+mod tests;

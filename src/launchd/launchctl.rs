@@ -1,51 +1,53 @@
-//! `launchctl`: the exact arguments of every call, what `launchctl print`
-//! says, and one LaunchAgent's operations over a [`Launchctl`] runner (the
-//! real `/bin/launchctl` on macOS; a recording stand-in in tests, for
-//! argument shapes only).
+//! `launchctl`: the exact arguments of every call, and one LaunchAgent's
+//! operations over a [`Launchctl`] runner (the real `/bin/launchctl` on
+//! macOS; a recording stand-in in tests, for argument shapes and order).
+//!
+//! Never `kickstart -k`: it SIGKILLs the job, and on macOS (no parent-death
+//! signal, no subreaper) the server in its own process group would survive
+//! it with its PostgreSQL and keep the port. A running job is stopped with
+//! `kill SIGTERM` (paperclipd stops the server in order and exits 0, which
+//! `KeepAlive{SuccessfulExit=false}` does not restart) or `bootout`.
 
 use std::path::{Path, PathBuf};
 
 use super::domains;
+use super::print::{self, JobInfo};
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
+use crate::log;
 
 /// What to ask launchctl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Bootstrap,
     Bootout,
+    Enable,
+    Disable,
+    /// `kickstart` without `-k`: start a loaded job that is not running.
     Kickstart,
+    /// `kill SIGTERM`: the job's own ordered stop.
+    Term,
     Print,
+    /// `print <domain>`: does the domain exist (a GUI login session)?
+    PrintDomain,
+    PrintDisabled,
 }
 
 /// The exact `launchctl` arguments for an operation.
 pub fn launchctl_args(op: Op, domain: &str, label: &str, plist: &Path) -> Vec<String> {
     let target = format!("{domain}/{label}");
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
     match op {
-        Op::Bootstrap => vec![
-            "bootstrap".into(),
-            domain.into(),
-            plist.to_string_lossy().into_owned(),
-        ],
-        Op::Bootout => vec!["bootout".into(), target],
-        Op::Kickstart => vec!["kickstart".into(), "-k".into(), target],
-        Op::Print => vec!["print".into(), target],
+        Op::Bootstrap => v(&["bootstrap", domain, &plist.to_string_lossy()]),
+        Op::Bootout => v(&["bootout", &target]),
+        Op::Enable => v(&["enable", &target]),
+        Op::Disable => v(&["disable", &target]),
+        Op::Kickstart => v(&["kickstart", &target]),
+        Op::Term => v(&["kill", "SIGTERM", &target]),
+        Op::Print => v(&["print", &target]),
+        Op::PrintDomain => v(&["print", domain]),
+        Op::PrintDisabled => v(&["print-disabled", domain]),
     }
-}
-
-/// Reads `state = running` and `pid = N` from `launchctl print` output.
-pub fn parse_print(text: &str) -> (Option<String>, Option<u32>) {
-    let mut state = None;
-    let mut pid = None;
-    for line in text.lines() {
-        let l = line.trim();
-        if let Some(v) = l.strip_prefix("state = ") {
-            state.get_or_insert_with(|| v.trim().to_string());
-        } else if let Some(v) = l.strip_prefix("pid = ") {
-            pid = pid.or_else(|| v.trim().parse().ok());
-        }
-    }
-    (state, pid)
 }
 
 /// Runs `launchctl` (the real one on macOS; a recording stand-in in
@@ -73,12 +75,24 @@ impl Launchctl for SystemLaunchctl {
     }
 }
 
+/// Runs one call of `op` on `label` in `domain`: (success, stdout, stderr).
+pub fn call<L: Launchctl>(
+    l: &L,
+    op: Op,
+    domain: &str,
+    label: &str,
+    plist: &Path,
+) -> Result<(bool, String, String)> {
+    let args = launchctl_args(op, domain, label, plist);
+    l.run(&args)
+        .map_err(|e| Error::os(format!("cannot run launchctl {}: {e}", args.join(" "))))
+}
+
 /// Where a job is loaded, and what `launchctl print` says of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     pub domain: String,
-    pub state: Option<String>,
-    pub pid: Option<u32>,
+    pub job: JobInfo,
 }
 
 /// One LaunchAgent: where it lives and how to reach launchctl.
@@ -95,219 +109,114 @@ impl<L: Launchctl> Agent<'_, L> {
     }
 
     fn call(&self, op: Op, domain: &str) -> Result<(bool, String, String)> {
-        let args = launchctl_args(op, domain, &self.label(), &self.plist);
-        self.launchctl
-            .run(&args)
-            .map_err(|e| Error::os(format!("cannot run launchctl {}: {e}", args.join(" "))))
+        call(self.launchctl, op, domain, &self.label(), &self.plist)
     }
 
-    /// The domain that has the job loaded, with its state and pid.
+    /// Runs `op`; a refusal becomes an error naming the call.
+    fn must(&self, op: Op, domain: &str) -> Result<()> {
+        let (ok, _, err) = self.call(op, domain)?;
+        if ok {
+            return Ok(());
+        }
+        let args = launchctl_args(op, domain, &self.label(), &self.plist).join(" ");
+        Err(Error::new(
+            Kind::Failed,
+            format!("`launchctl {args}` failed: {}", err.trim()),
+        ))
+    }
+
+    /// The domain that has the job loaded, with what launchd says of it.
     pub fn loaded(&self) -> Result<Option<Loaded>> {
         for domain in domains(self.uid) {
             let (ok, out, _) = self.call(Op::Print, &domain)?;
             if ok {
-                let (state, pid) = parse_print(&out);
-                return Ok(Some(Loaded { domain, state, pid }));
+                let job = print::parse_print(&out);
+                return Ok(Some(Loaded { domain, job }));
             }
         }
         Ok(None)
     }
 
-    /// Loads the job into the GUI domain, or the background user domain
-    /// where there is no GUI session (SSH).
+    /// Where to load the job: the GUI login session's domain, where agents
+    /// in ~/Library/LaunchAgents load at every login. Only when there is no
+    /// GUI session (SSH) the background `user/<uid>` domain, with a warning:
+    /// launchd does not load it there again after a reboot.
+    pub fn load_domain(&self) -> Result<String> {
+        let [gui, user] = domains(self.uid);
+        let (gui_exists, _, _) = self.call(Op::PrintDomain, &gui)?;
+        if gui_exists {
+            return Ok(gui);
+        }
+        log::warn(&format!(
+            "there is no GUI login session for uid {} ({gui} does not exist; an SSH session?): \
+             loading {} into {user}, where launchd does not load it again after a reboot. \
+             It loads into {gui} at your next login at the Mac itself",
+            self.uid,
+            self.label()
+        ));
+        Ok(user)
+    }
+
+    /// Loads the job (which starts it: `RunAtLoad`). `enable` comes first,
+    /// as upstream does: a label left disabled in launchd's override
+    /// database (it persists across reboots) makes `bootstrap` fail with 5.
     pub fn bootstrap(&self) -> Result<String> {
-        let mut last = String::new();
-        for domain in domains(self.uid) {
-            let (ok, _, err) = self.call(Op::Bootstrap, &domain)?;
-            if ok {
-                return Ok(domain);
-            }
-            last = err.trim().to_string();
+        let domain = self.load_domain()?;
+        self.must(Op::Enable, &domain)?;
+        let (ok, _, err) = self.call(Op::Bootstrap, &domain)?;
+        if ok {
+            return Ok(domain);
         }
         Err(Error::new(
             Kind::Failed,
             format!(
-                "launchctl bootstrap of {} failed in gui/{} and user/{}: {last}",
+                "`launchctl bootstrap {domain} {}` failed: {}{}",
                 self.plist.display(),
-                self.uid,
-                self.uid
+                err.trim(),
+                explain_bootstrap(err.trim(), &domain, &self.label())
             ),
         ))
     }
 
-    /// Unloads the job wherever it is loaded (stop; no restart).
+    /// Starts a loaded job that is not running (never `-k`).
+    pub fn kickstart(&self, domain: &str) -> Result<()> {
+        self.must(Op::Kickstart, domain)
+    }
+
+    /// Asks the running job to stop in order (SIGTERM to paperclipd).
+    pub fn terminate(&self, domain: &str) -> Result<()> {
+        self.must(Op::Term, domain)
+    }
+
+    /// Unloads the job wherever it is loaded (stop; no restart). launchd
+    /// sends SIGTERM and waits `ExitTimeOut` before SIGKILL.
     pub fn bootout(&self) -> Result<bool> {
         match self.loaded()? {
             None => Ok(false),
-            Some(Loaded { domain, .. }) => {
-                let (ok, _, err) = self.call(Op::Bootout, &domain)?;
-                if ok {
-                    Ok(true)
-                } else {
-                    Err(Error::new(
-                        Kind::Failed,
-                        format!(
-                            "launchctl bootout {domain}/{} failed: {}",
-                            self.label(),
-                            err.trim()
-                        ),
-                    ))
-                }
-            }
+            Some(Loaded { domain, .. }) => self.must(Op::Bootout, &domain).map(|_| true),
         }
     }
+}
 
-    /// Starts (bootstrap when not loaded) or restarts (`kickstart -k`).
-    pub fn start(&self, restart: bool) -> Result<String> {
-        match self.loaded()? {
-            None => self.bootstrap(),
-            Some(Loaded { domain, state, .. }) => {
-                if restart || state.as_deref() != Some("running") {
-                    let (ok, _, err) = self.call(Op::Kickstart, &domain)?;
-                    if !ok {
-                        return Err(Error::new(
-                            Kind::Failed,
-                            format!(
-                                "launchctl kickstart -k {domain}/{} failed: {}",
-                                self.label(),
-                                err.trim()
-                            ),
-                        ));
-                    }
-                }
-                Ok(domain)
-            }
-        }
+/// What a failed `bootstrap` means, beyond launchctl's terse words.
+fn explain_bootstrap(err: &str, domain: &str, label: &str) -> String {
+    if err.contains(" 5:") || err.contains("Input/output error") {
+        format!(
+            ". Error 5 means launchd refused the job: it is still loaded or unloading in {domain} \
+             (retry in a moment, or `launchctl bootout {domain}/{label}` first), or it is disabled \
+             in launchd's override database (`launchctl print-disabled {domain}`; paperclipd ran \
+             `launchctl enable {domain}/{label}` just before)"
+        )
+    } else if err.contains("125") || err.contains("Domain does not support") {
+        format!(
+            ". Error 125 means {domain} cannot load agents now; log in at the Mac itself and run \
+             `paperclipd start` again"
+        )
+    } else {
+        String::new()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::instance::InstanceId;
-
-    fn inst(id: &str, home: &str) -> Instance {
-        Instance::new(InstanceId::parse(id).unwrap(), home.into())
-    }
-
-    #[test]
-    fn launchctl_argument_shapes() {
-        let p = Path::new("/Users/a/Library/LaunchAgents/ai.paperclip.paperclipd.dev.plist");
-        let l = "ai.paperclip.paperclipd.dev";
-        assert_eq!(domains(501), ["gui/501", "user/501"]);
-        assert_eq!(
-            launchctl_args(Op::Bootstrap, "gui/501", l, p),
-            ["bootstrap", "gui/501", p.to_str().unwrap()]
-        );
-        assert_eq!(
-            launchctl_args(Op::Bootout, "gui/501", l, p),
-            ["bootout", "gui/501/ai.paperclip.paperclipd.dev"]
-        );
-        assert_eq!(
-            launchctl_args(Op::Kickstart, "user/501", l, p),
-            ["kickstart", "-k", "user/501/ai.paperclip.paperclipd.dev"]
-        );
-        assert_eq!(
-            launchctl_args(Op::Print, "gui/501", l, p),
-            ["print", "gui/501/ai.paperclip.paperclipd.dev"]
-        );
-        assert_eq!(
-            super::super::plist_path(Path::new("/Users/a"), &inst("dev", "/h").id),
-            p
-        );
-    }
-
-    #[test]
-    fn parses_launchctl_print() {
-        let t = "gui/501/ai.paperclip.paperclipd.dev = {\n\tactive count = 1\n\tstate = running\n\tpid = 4242\n\tjob state = running\n}\n";
-        assert_eq!(parse_print(t), (Some("running".into()), Some(4242)));
-        assert_eq!(
-            parse_print("state = not running\n"),
-            (Some("not running".into()), None)
-        );
-    }
-
-    /// Records calls and answers from a script: the stand-in for
-    /// launchctl, which cannot run here (argument shapes only).
-    struct Recorder {
-        calls: std::cell::RefCell<Vec<Vec<String>>>,
-        answer: fn(&[String]) -> (bool, String, String),
-    }
-    impl Launchctl for Recorder {
-        fn run(&self, args: &[String]) -> std::io::Result<(bool, String, String)> {
-            self.calls.borrow_mut().push(args.to_vec());
-            Ok((self.answer)(args))
-        }
-    }
-
-    #[test]
-    fn bootstrap_falls_back_to_the_user_domain_without_a_gui_session() {
-        let i = inst("dev", "/h");
-        let r = Recorder {
-            calls: Default::default(),
-            answer: |a| match a[0].as_str() {
-                "print" => (false, String::new(), "Could not find service".into()),
-                "bootstrap" if a[1].starts_with("gui/") => (
-                    false,
-                    String::new(),
-                    "Bootstrap failed: 125: Domain does not support specified action".into(),
-                ),
-                _ => (true, String::new(), String::new()),
-            },
-        };
-        let a = Agent {
-            instance: &i,
-            plist: "/p.plist".into(),
-            uid: 501,
-            launchctl: &r,
-        };
-        assert_eq!(a.start(false).unwrap(), "user/501");
-        {
-            let calls = r.calls.borrow();
-            assert_eq!(calls[0], ["print", "gui/501/ai.paperclip.paperclipd.dev"]);
-            assert_eq!(calls[2], ["bootstrap", "gui/501", "/p.plist"]);
-            assert_eq!(calls[3], ["bootstrap", "user/501", "/p.plist"]);
-        }
-        assert!(!a.bootout().unwrap(), "nothing loaded, nothing to boot out");
-    }
-
-    #[test]
-    fn restart_kickstarts_the_loaded_job() {
-        let i = inst("dev", "/h");
-        let r = Recorder {
-            calls: Default::default(),
-            answer: |a| match a[0].as_str() {
-                "print" if a[1].starts_with("gui/") => {
-                    (true, "state = running\npid = 77\n".into(), String::new())
-                }
-                _ => (true, String::new(), String::new()),
-            },
-        };
-        let a = Agent {
-            instance: &i,
-            plist: "/p.plist".into(),
-            uid: 501,
-            launchctl: &r,
-        };
-        assert_eq!(
-            a.loaded().unwrap(),
-            Some(Loaded {
-                domain: "gui/501".into(),
-                state: Some("running".into()),
-                pid: Some(77)
-            })
-        );
-        assert_eq!(a.start(true).unwrap(), "gui/501");
-        assert!(
-            r.calls
-                .borrow()
-                .iter()
-                .any(|c| c == &["kickstart", "-k", "gui/501/ai.paperclip.paperclipd.dev"])
-        );
-        assert!(a.bootout().unwrap());
-        assert_eq!(
-            r.calls.borrow().last().unwrap(),
-            &["bootout", "gui/501/ai.paperclip.paperclipd.dev"]
-        );
-    }
-}
+#[path = "launchctl_tests.rs"]
+mod tests;

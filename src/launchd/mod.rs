@@ -2,22 +2,32 @@
 //!
 //! * [`plist`] — the embedded plist template and its rendering;
 //! * [`launchctl`] — the `launchctl` calls over a runner trait;
-//! * [`commands`] — install, uninstall, start, stop, restart, logs.
+//! * [`print`] — what `launchctl print` says, read defensively;
+//! * [`commands`] — install, uninstall, start, stop, restart, logs;
+//! * [`guard`] — `run`'s crash-loop guard and pause under launchd.
 //!
 //! Everything but the real `launchctl` runner and the dispatch is portable,
 //! so it is compiled and tested on Linux.
 
 pub mod commands;
+pub mod guard;
 pub mod launchctl;
 pub mod plist;
+pub mod print;
+#[cfg(test)]
+mod standin;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 
 use crate::instance::InstanceId;
 
+/// Every label of ours starts so.
+pub const LABEL_PREFIX: &str = "ai.paperclip.paperclipd.";
+
 /// The launchd label of an instance.
 pub fn label(id: &InstanceId) -> String {
-    format!("ai.paperclip.paperclipd.{id}")
+    format!("{LABEL_PREFIX}{id}")
 }
 
 /// `~/Library/LaunchAgents/<label>.plist`.

@@ -2,6 +2,7 @@
 //! escaping, and the `PATH` a launchd job needs to find Node.js.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::instance::Instance;
@@ -28,9 +29,16 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Renders the LaunchAgent for an instance. A value with a control
-/// character is refused (exit 78), as for unit files, never replaced.
-pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) -> Result<String> {
+/// Renders the LaunchAgent for an instance; `exit_timeout` is its stop
+/// budget (`config::stop_budget`), launchd's wait before SIGKILL. A value
+/// with a control character is refused (exit 78), as for unit files, never
+/// replaced.
+pub fn render(
+    instance: &Instance,
+    paperclipd: &Path,
+    env: &[(&str, String)],
+    exit_timeout: Duration,
+) -> Result<String> {
     let exe = paperclipd.to_string_lossy();
     check_rendered_value("paperclipd's own path", &exe)?;
     check_rendered_value(
@@ -51,6 +59,8 @@ pub fn render(instance: &Instance, paperclipd: &Path, env: &[(&str, String)]) ->
         .replace("@LABEL@", &xml_escape(&super::label(&instance.id)))
         .replace("@PAPERCLIPD@", &xml_escape(&exe))
         .replace("@INSTANCE@", &xml_escape(instance.id.as_str()))
+        // 0 would mean "never SIGKILL": at least one second.
+        .replace("@EXIT_TIMEOUT@", &exit_timeout.as_secs().max(1).to_string())
         .replace("@ENVIRONMENT@", &env_xml)
         .replace(
             "@STDOUT@",
@@ -90,7 +100,13 @@ mod tests {
                 "/opt/\"quoted\" & <tagged>/paperclipai".to_string(),
             ),
         ];
-        let xml = render(&i, Path::new("/Applications/My Tools/paperclipd"), &env).unwrap();
+        let xml = render(
+            &i,
+            Path::new("/Applications/My Tools/paperclipd"),
+            &env,
+            Duration::from_secs(135),
+        )
+        .unwrap();
         let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
         let d = v.as_dictionary().unwrap();
         assert_eq!(d["Label"].as_string(), Some("ai.paperclip.paperclipd.dev"));
@@ -116,9 +132,13 @@ mod tests {
             Some(false),
             "restart on failure, not after a clean stop"
         );
-        assert!(d["ExitTimeOut"].as_unsigned_integer().unwrap() >= 35);
+        assert_eq!(d["ExitTimeOut"].as_unsigned_integer(), Some(135));
         assert!(d["ThrottleInterval"].as_unsigned_integer().unwrap() >= 5);
-        assert_eq!(d["ProcessType"].as_string(), Some("Standard"));
+        assert_eq!(
+            d["ProcessType"].as_string(),
+            Some("Interactive"),
+            "no light resource limits for the server and its agents"
+        );
         let e = d["EnvironmentVariables"].as_dictionary().unwrap();
         assert_eq!(
             e["PAPERCLIP_SHIM_PATH"].as_string(),
@@ -131,19 +151,22 @@ mod tests {
         );
     }
 
+    const T: Duration = Duration::from_secs(45);
+
     #[test]
     fn control_characters_are_refused_like_in_unit_files() {
         let exe = Path::new("/usr/local/bin/paperclipd");
-        let e = render(&inst("dev", "/Users/a\nb/.paperclip"), exe, &[]).unwrap_err();
+        let e = render(&inst("dev", "/Users/a\nb/.paperclip"), exe, &[], T).unwrap_err();
         assert_eq!(e.exit_code(), 78);
         assert!(e.message.contains("control character"), "{}", e.message);
         let env = [("PAPERCLIP_SHIM_PATH", "/opt/x\u{7}/paperclipai".to_string())];
-        let e = render(&inst("dev", "/Users/a/.paperclip"), exe, &env).unwrap_err();
+        let e = render(&inst("dev", "/Users/a/.paperclip"), exe, &env, T).unwrap_err();
         assert!(e.message.contains("PAPERCLIP_SHIM_PATH"), "{}", e.message);
         let e = render(
             &inst("dev", "/Users/a"),
             Path::new("/opt/\t/paperclipd"),
             &[],
+            T,
         )
         .unwrap_err();
         assert!(e.message.contains("paperclipd's own path"), "{}", e.message);

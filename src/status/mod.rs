@@ -37,6 +37,8 @@ pub struct Status {
     /// Free space, adopted processes, logind's RemoveIPC (`status/hazards.rs`).
     #[serde(flatten)]
     pub hazards: hazards::Hazards,
+    /// Why launchd no longer starts the instance (crash-loop guard).
+    pub paused: Option<crate::launchd::guard::Pause>,
 }
 
 /// Whose probe settings `status` used.
@@ -121,6 +123,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     let holder = seen.holder;
     let left_behind = seen.left_behind.filter(|_| from == SettingsFrom::LastRun);
     let m = manager_view(&instance, system).await;
+    let paused = crate::launchd::guard::load(&instance).paused;
     let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
     let snap = prober.snapshot().await;
     let (listening, probes_ready) = (snap.listening(), snap.ready());
@@ -149,13 +152,17 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         }),
         left_behind: left_behind.is_some(),
         probes_ready,
+        paused: paused.is_some(),
     };
     let (state, why) = state::decide(&facts);
     let hazards = hazards::gather(&settings, holder.as_ref()).await;
     Ok(Status {
         instance: instance.id.to_string(),
         state,
-        reason: reason(why, &m, &settings, &owner_pids, left_behind.as_ref()),
+        reason: match (why, &paused) {
+            (Why::Paused, Some(p)) => crate::launchd::guard::paused_message(&instance, p),
+            _ => reason(why, &m, &settings, &owner_pids, left_behind.as_ref()),
+        },
         settings: SettingsView {
             from,
             url: settings.url.to_string(),
@@ -186,6 +193,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
             ui: snap.ui,
         },
         hazards,
+        paused,
     })
 }
 
@@ -311,6 +319,8 @@ fn reason(
         ),
         Why::OnlyUpstream => format!("only upstream's {} runs this instance", m.upstream_name),
         Why::NothingRuns => "no lock holder, no running unit, nothing listening".to_string(),
+        // Worded by the caller, which has the pause's reason.
+        Why::Paused => "paused by the crash-loop guard".to_string(),
         Why::ForeignOwner => {
             "the port is held by a process outside the lock holder's tree".to_string()
         }
@@ -376,13 +386,14 @@ async fn manager_view(instance: &Instance, _system: bool) -> ManagerState {
     };
     match a.loaded() {
         Ok(Some(loaded)) => {
-            let running = loaded.state.as_deref() == Some("running");
+            let job = &loaded.job;
             m.unit = Some(UnitInfo {
                 unit: label,
                 load_state: "loaded".into(),
-                active_state: if running { "active" } else { "inactive" }.into(),
-                sub_state: loaded.state.unwrap_or_default(),
-                main_pid: loaded.pid.unwrap_or(0),
+                active_state: if job.running() { "active" } else { "inactive" }.into(),
+                sub_state: job.state_text().to_string(),
+                main_pid: job.pid.unwrap_or(0),
+                n_restarts: job.runs.saturating_sub(1),
                 ..Default::default()
             });
         }

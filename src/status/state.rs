@@ -15,6 +15,9 @@ pub enum State {
     Degraded,
     /// Nothing runs.
     Stopped,
+    /// Nothing runs, and launchd will not start it: the crash-loop guard
+    /// paused it (see `launchd::guard`) until `paperclipd start`.
+    Paused,
     /// Two servers, or a stranger: something else answers for the instance.
     Conflict,
 }
@@ -24,7 +27,7 @@ impl State {
     pub fn exit_code(self) -> u8 {
         match self {
             State::Ready => 0,
-            State::Stopped => 3,
+            State::Stopped | State::Paused => 3,
             State::Starting | State::Degraded | State::Conflict => 1,
         }
     }
@@ -35,6 +38,7 @@ impl State {
             State::Starting => "starting",
             State::Degraded => "degraded",
             State::Stopped => "stopped",
+            State::Paused => "paused",
             State::Conflict => "conflict",
         }
     }
@@ -93,6 +97,8 @@ pub struct Facts {
     pub left_behind: bool,
     /// Both probes pass.
     pub probes_ready: bool,
+    /// The crash-loop guard paused the instance.
+    pub paused: bool,
 }
 
 /// Why the state is what it is (worded by the caller, which knows names).
@@ -110,6 +116,7 @@ pub enum Why {
     LeftBehind,
     OnlyUpstream,
     NothingRuns,
+    Paused,
     ForeignOwner,
     ProbesPass,
     NotReadyYet,
@@ -142,6 +149,8 @@ pub fn decide(f: &Facts) -> (State, Why) {
             (State::Conflict, Why::Stranger)
         } else if f.upstream_running {
             (State::Conflict, Why::OnlyUpstream)
+        } else if f.paused {
+            (State::Paused, Why::Paused)
         } else {
             (State::Stopped, Why::NothingRuns)
         };
@@ -177,6 +186,7 @@ mod tests {
         owners_foreign: false,
         left_behind: false,
         probes_ready: false,
+        paused: false,
     };
     const RUNNING: Facts = Facts {
         locked: true,
@@ -316,9 +326,30 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_shows_only_while_nothing_runs() {
+        let paused = Facts {
+            paused: true,
+            ..NOTHING
+        };
+        assert_eq!(decide(&paused), (State::Paused, Why::Paused));
+        // A hand-started run beside the paused job: the run counts.
+        let running = Facts {
+            paused: true,
+            ..RUNNING
+        };
+        assert_eq!(decide(&running), (State::Ready, Why::ProbesPass));
+        let stranger = Facts {
+            listening: true,
+            ..paused
+        };
+        assert_eq!(decide(&stranger), (State::Conflict, Why::Stranger));
+    }
+
+    #[test]
     fn exit_codes() {
         assert_eq!(State::Ready.exit_code(), 0);
         assert_eq!(State::Stopped.exit_code(), 3);
+        assert_eq!(State::Paused.exit_code(), 3);
         for s in [State::Starting, State::Degraded, State::Conflict] {
             assert_eq!(s.exit_code(), 1);
         }

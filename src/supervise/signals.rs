@@ -18,6 +18,8 @@ pub struct Signals {
     int: Signal,
     hup: Signal,
     quit: Signal,
+    /// systemd's default `WatchdogSignal=`: a stop, not a core dump.
+    abrt: Signal,
     child: Signal,
     cont: Signal,
 }
@@ -46,6 +48,7 @@ impl Signals {
             int: register(int)?,
             hup: register(hup)?,
             quit: register(quit)?,
+            abrt: register(libc::SIGABRT)?,
             child: register(libc::SIGCHLD)?,
             cont: register(libc::SIGCONT)?,
         })
@@ -76,6 +79,13 @@ impl Signals {
             _ = self.int.recv() => Received::Stop(libc::SIGINT),
             _ = self.hup.recv() => Received::Stop(libc::SIGHUP),
             _ = self.quit.recv() => Received::Stop(libc::SIGQUIT),
+            _ = self.abrt.recv() => {
+                // SIGABRT (a watchdog timeout under a unit without
+                // `WatchdogSignal=SIGTERM`) means "stop": forwarded as is it
+                // would make Node dump core instead of stopping PostgreSQL.
+                crate::log::info("received SIGABRT; stopping as for SIGTERM");
+                Received::Stop(libc::SIGTERM)
+            }
             _ = self.cont.recv(), if with_cont => Received::Continued,
         }
     }

@@ -34,15 +34,24 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
     }
     let plan = match &command {
         Command::Install(a) => {
+            if scope == Scope::System {
+                if let Err(e) = super::reach::check_system_unit(&crate::program::own_path()?) {
+                    if !a.dry_run {
+                        return Err(e);
+                    }
+                    log::warn(&format!("install --system would refuse: {}", e.message));
+                }
+            }
             let opts = InstallOptions {
                 now: a.now,
                 replace_upstream: a.replace_upstream,
                 explicit_home: a.managed.target.home.is_some(),
+                stop_timeout: config::instance_stop_timeout(&instance)?,
             };
             let content = rendered_unit(scope, &instance, &opts)?;
             let path = unit::unit_dir(scope)?.join(TEMPLATE_NAME);
             if a.dry_run {
-                print_plan(&instance, &path, &content, opts.now);
+                print_plan(&instance, &path, &content, &opts);
                 return Ok(0);
             }
             Some((opts, path, content))
@@ -73,13 +82,13 @@ pub struct InstallOptions {
     pub replace_upstream: bool,
     /// The home was chosen explicitly (flag or env): record it in the unit.
     pub explicit_home: bool,
+    /// The instance's `stop_timeout`, for its drop-in's `TimeoutStopSec=`.
+    pub stop_timeout: Duration,
 }
 
 /// The unit file for this instance and manager, with paperclipd's own path.
 fn rendered_unit(scope: Scope, instance: &Instance, opts: &InstallOptions) -> Result<String> {
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| Error::os(format!("cannot find paperclipd's own path: {e}")))?;
+    let exe = crate::program::own_path()?;
     let mut env: Vec<(&str, String)> = Vec::new();
     if scope == Scope::User {
         if let Ok(p) = paperclip::default_program() {
@@ -96,16 +105,19 @@ fn rendered_unit(scope: Scope, instance: &Instance, opts: &InstallOptions) -> Re
 }
 
 /// `install --dry-run`: the file and the calls, nothing done.
-fn print_plan(instance: &Instance, path: &Path, content: &str, now: bool) {
+fn print_plan(instance: &Instance, path: &Path, content: &str, opts: &InstallOptions) {
     let unit = unit_name(&instance.id);
     log::out(&format!("# would write {}:", path.display()));
     log::out(content);
+    let dropin = unit::dropin_path(path.parent().unwrap_or(Path::new("/")), &instance.id);
+    log::out(&format!("# would write {}:", dropin.display()));
+    log::out(&unit::render_dropin(opts.stop_timeout));
     log::out("# would call over D-Bus (org.freedesktop.systemd1.Manager):");
     log::out("#   Reload()");
     log::out(&format!(
         "#   EnableUnitFiles([\"{unit}\"], runtime=false, force=true)"
     ));
-    if now {
+    if opts.now {
         log::out(&format!(
             "#   StartUnit(\"{unit}\", \"replace\") and wait for JobRemoved (returns after READY=1)"
         ));
@@ -122,12 +134,18 @@ pub async fn install<C: Client>(
 ) -> Result<u8> {
     let unit = unit_name(&instance.id);
     check_upstream(sd, instance, opts.replace_upstream).await?;
-    let changed = owned_file::write(path, content)?;
-    log::info(&format!(
-        "{} {}",
-        if changed { "wrote" } else { "unchanged:" },
-        path.display()
-    ));
+    let dropin = unit::dropin_path(path.parent().unwrap_or(Path::new("/")), &instance.id);
+    for (file, text) in [
+        (path, content.to_string()),
+        (dropin.as_path(), unit::render_dropin(opts.stop_timeout)),
+    ] {
+        let changed = owned_file::write(file, &text)?;
+        log::info(&format!(
+            "{} {}",
+            if changed { "wrote" } else { "unchanged:" },
+            file.display()
+        ));
+    }
     sd.reload().await?;
     for (kind, from, to) in sd.enable(&unit).await? {
         log::info(&format!("{kind} {from} → {to}"));
@@ -217,6 +235,12 @@ pub async fn uninstall<C: Client>(sd: &C, instance: &Instance, dir: &Path) -> Re
     }
     for (kind, from, _) in sd.disable(&unit).await? {
         log::info(&format!("{kind} {from}"));
+    }
+    let dropin = unit::dropin_path(dir, &instance.id);
+    if owned_file::remove(&dropin)? {
+        log::info(&format!("removed {}", dropin.display()));
+        // Only if empty: a drop-in of the user's own stays.
+        let _ = fs::remove_dir(dropin.parent().unwrap_or(dir));
     }
     let path = dir.join(TEMPLATE_NAME);
     let others = other_enabled_instances(dir, &unit);

@@ -3,6 +3,7 @@
 //!
 //! * [`unit`] — the embedded unit templates and their rendering;
 //! * [`bus`] — the client: D-Bus (zbus), or `systemctl` without a bus;
+//! * [`reach`] — whether the system unit's user can run paperclipd at all;
 //! * [`commands`] — install, uninstall, start, stop, restart, logs, written
 //!   against the [`Client`] trait so that they are unit-tested with a fake;
 //! * [`logind`] — does linger protect the user's IPC from `RemoveIPC=`?
@@ -10,6 +11,7 @@
 pub mod bus;
 pub mod commands;
 pub mod logind;
+pub mod reach;
 pub mod unit;
 
 use std::time::Duration;

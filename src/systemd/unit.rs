@@ -1,8 +1,10 @@
 //! The unit templates (`units/systemd/`, embedded so that the binary and
 //! the repository cannot disagree) and their rendering: the absolute path
-//! of paperclipd and the environment, quoted for a unit file.
+//! of paperclipd and the environment, quoted for a unit file; and the
+//! per-instance drop-in with what a template cannot know (the stop budget).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::Scope;
 use crate::error::{Error, Result};
@@ -58,6 +60,30 @@ pub fn render(template: &str, paperclipd: &Path, env: &[(&str, String)]) -> Resu
             env_lines.join("\n") + "\n"
         },
     ))
+}
+
+/// The instance's own drop-in, beside the template in `dir`:
+/// `paperclip@<id>.service.d/paperclipd.conf`.
+pub fn dropin_path(dir: &Path, id: &crate::instance::InstanceId) -> PathBuf {
+    dir.join(format!("{}.d", super::unit_name(id)))
+        .join("paperclipd.conf")
+}
+
+/// The drop-in `install` writes for one instance: `TimeoutStopSec=` from
+/// its stop budget (its `stop_timeout` plus paperclipd's margin), so that
+/// systemd's SIGKILL never comes before paperclipd's own ordered stop.
+pub fn render_dropin(stop_timeout: Duration) -> String {
+    let budget = crate::config::stop_budget(stop_timeout);
+    format!(
+        "# Instance settings of a Paperclip instance supervised by paperclipd,\n\
+         # written by `paperclipd install` (rewritten by every install).\n\
+         [Service]\n\
+         # stop_timeout ({}) plus {}s for paperclipd's own SIGKILL and reaping.\n\
+         TimeoutStopSec={}\n",
+        humantime::format_duration(stop_timeout),
+        crate::config::STOP_MARGIN.as_secs(),
+        budget.as_secs()
+    )
 }
 
 /// Where units of this manager go: `/etc/systemd/system`, or
@@ -137,5 +163,19 @@ mod tests {
         assert_eq!(e.exit_code(), 78);
         assert!(e.message.contains("PAPERCLIP_HOME"), "{}", e.message);
         assert!(render(USER_UNIT, Path::new("/opt/a\rb"), &[]).is_err());
+    }
+
+    #[test]
+    fn the_dropin_carries_the_instances_stop_budget() {
+        let d = render_dropin(Duration::from_secs(120));
+        assert!(d.contains(MARKER), "{d}");
+        assert!(d.contains("\nTimeoutStopSec=135\n"), "{d}");
+        assert_eq!(
+            dropin_path(
+                Path::new("/u"),
+                &crate::instance::InstanceId::parse("a").unwrap()
+            ),
+            Path::new("/u/paperclip@a.service.d/paperclipd.conf")
+        );
     }
 }

@@ -22,6 +22,9 @@
 #   s7-first-run-no   the same with No (and `stty tostop`): `paperclipai run` starts
 #   s8-first-run-cancel  Ctrl-C at the first question: exit 0, nothing written or running
 #   s9-hup-quit       SIGHUP, then SIGQUIT, to paperclipd: the server stops on SIGTERM, exit 0
+#   s11-watchdog      under the same kind of manager, a watchdog timeout
+#                     (WatchdogSec=6s, node frozen) stops Paperclip with
+#                     SIGTERM, PostgreSQL stops in order, no SIGKILL, restart
 # Prints `PASS name` / `FAIL name: why` per scenario, then `N passed, M failed`;
 # exits 1 if any failed. Every wait has a deadline; nothing sleeps "long enough".
 #
@@ -92,7 +95,8 @@ done
 WORK=$(mktemp -d /tmp/paperclipd-e2e.XXXXXX)
 chmod 755 "$WORK"
 chown "$PC_UID:$PC_GID" "$WORK"
-cp "$E2E"/notify-listener.py "$E2E"/health-poller.py "$E2E"/check-ready.py "$E2E"/user-manager-inner.sh "$WORK"/
+cp "$E2E"/notify-listener.py "$E2E"/health-poller.py "$E2E"/check-ready.py "$E2E"/user-manager-inner.sh \
+    "$E2E"/watchdog-inner.sh "$WORK"/
 chmod 755 "$WORK"/*.py "$WORK"/*.sh
 
 # Runs a command as the test user with a clean environment.
@@ -537,13 +541,14 @@ while True:
     return 0
 }
 
-# 5. install --now / status / stop / uninstall under a real non-root user manager.
-s5_user_manager() {
+# in_user_manager INNER: runs $WORK/INNER as the test user next to its own real
+# `systemd --user`, output in $SDIR/inner.out; relays its CHECK/TIME lines.
+in_user_manager() {
     local d=$SDIR rc=0 unit_dir=$PAPERCLIP_HOME_DIR/.config/systemd/user stale t
     stale=$(find "$unit_dir" -name 'paperclip@*' 2>/dev/null || true)
     if [ -n "$stale" ]; then
         info "note: removing stale unit files from an earlier run: $(tr '\n' ' ' <<<"$stale")"
-        find "$unit_dir" -name 'paperclip@*' -delete
+        find "$unit_dir" -depth -name 'paperclip@*' -exec rm -rf {} +
     fi
     t=$(now_ms)
     # WUM_KEEP + TMPDIR: the harness leaves its journal copy under $d (the test
@@ -552,7 +557,7 @@ s5_user_manager() {
         WUM_HOME="$PAPERCLIP_HOME_DIR" WUM_KEEP=1 TMPDIR="$d" PCD_BIN="$BIN" PCD_SHIM="$PAPERCLIPAI_BIN" PCD_DATA="$DATA_DIR" \
         PCD_PY="$PY" PCD_OUT="$d" \
         timeout -k 10 300 "$ROOT/tests/support/with-user-manager" --user "$PAPERCLIP_USER" -- \
-        bash "$WORK/user-manager-inner.sh" </dev/null >"$d/inner.out" 2>&1 || rc=$?
+        bash "$WORK/$1" </dev/null >"$d/inner.out" 2>&1 || rc=$?
     local line
     while IFS= read -r line; do
         case $line in
@@ -565,21 +570,49 @@ s5_user_manager() {
     done <"$d/inner.out"
     info "harness exited $rc after $(secs_since "$t") s"
     [ "$rc" -eq 0 ] || fail "with-user-manager / inner script exited $rc"
-    grep -q '^CHECK ok uninstall' "$d/inner.out" || fail "the inner script did not get to uninstall"
     no_pc_procs_now "after the harness exited" || true
-    local journal
-    journal=$(find "$d" -path "$d/wum.*/journal.txt" 2>/dev/null | head -1)
-    if [ -z "$journal" ]; then
-        fail "the harness left no journal copy under $d"
-    else
-        sed -i 's/\x1b\[[0-9;]*m//g' "$journal"
+    JOURNAL=$(find "$d" -path "$d/wum.*/journal.txt" 2>/dev/null | head -1)
+    [ -n "$JOURNAL" ] || fail "the harness left no journal copy under $d"
+    [ -z "$JOURNAL" ] || sed -i 's/\x1b\[[0-9;]*m//g' "$JOURNAL"
+    stale=$(find "$unit_dir" -name 'paperclip@*' 2>/dev/null || true)
+    [ -z "$stale" ] || fail "unit files left in $unit_dir: $(tr '\n' ' ' <<<"$stale")"
+}
+
+# 5. install --now / status / stop / uninstall under a real non-root user manager.
+s5_user_manager() {
+    local d=$SDIR
+    in_user_manager user-manager-inner.sh
+    grep -q '^CHECK ok uninstall' "$d/inner.out" || fail "the inner script did not get to uninstall"
+    local journal=$JOURNAL line
+    if [ -n "$journal" ]; then
         grep -E 'paperclip(d|@default)' "$journal" | grep -E 'ready after|Started|Stopp|exited|stopped' | cut -c1-220 | sed 's/^/journal: /' |
             while IFS= read -r line; do info "$line"; done
         grep -q 'Stopping embedded PostgreSQL' "$journal" ||
             fail "the unit's journal has no 'Stopping embedded PostgreSQL' line (no ordered shutdown)"
     fi
-    stale=$(find "$unit_dir" -name 'paperclip@*' 2>/dev/null || true)
-    [ -z "$stale" ] || fail "unit files left in $unit_dir: $(tr '\n' ' ' <<<"$stale")"
+    return 0
+}
+
+# 11. A watchdog timeout under a real user manager: SIGTERM (WatchdogSignal=),
+# Paperclip's ordered stop of PostgreSQL, no SIGKILL anywhere, a restart.
+s11_watchdog() {
+    local d=$SDIR journal line n
+    in_user_manager watchdog-inner.sh
+    grep -q '^CHECK ok status: ready after the restart' "$d/inner.out" || fail "the inner script did not get to the restarted instance"
+    journal=$JOURNAL
+    [ -n "$journal" ] || return 0
+    grep -E 'paperclipd|PostgreSQL|postgres' "$journal" | grep -iE 'SIGTERM|SIGABRT|SIGKILL|Stopping|shut down|ready after|stopped|killed' |
+        cut -c1-220 | sed 's/^/journal: /' | while IFS= read -r line; do info "$line"; done
+    grep -q 'received SIGTERM' "$journal" || fail "paperclipd did not log the watchdog's SIGTERM"
+    grep -q 'SIGABRT' "$journal" && fail "the journal mentions SIGABRT (the default WatchdogSignal)"
+    if grep -qE 'SIGKILL|killed with signal 9|signal KILL' "$journal"; then
+        fail "the journal mentions a SIGKILL: $(grep -m1 -E 'SIGKILL|signal 9|signal KILL' "$journal" | cut -c1-200)"
+    else
+        info "no SIGKILL in the journal"
+    fi
+    n=$(grep -c 'Stopping embedded PostgreSQL' "$journal" || true)
+    [ "${n:-0}" -ge 1 ] && info "Paperclip stopped its PostgreSQL itself ($n time(s))" ||
+        fail "no 'Stopping embedded PostgreSQL' in the journal: PostgreSQL was not stopped in order"
     return 0
 }
 
@@ -816,6 +849,7 @@ run_scenario s6-first-run-yes s6_first_run_yes
 run_scenario s7-first-run-no s7_first_run_no
 run_scenario s8-first-run-cancel s8_first_run_cancel
 run_scenario s9-hup-quit s9_hup_quit
+run_scenario s11-watchdog s11_watchdog
 
 log ""
 [ ${#READY_DELAYS[@]} -eq 0 ] || log "READY=1 delay after the first \"ok\": ${READY_DELAYS[*]} ms"

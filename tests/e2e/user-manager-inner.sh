@@ -45,7 +45,10 @@ f=$UNIT_DIR/paperclip@.service
 if [ -f "$f" ]; then
     grep -qxF "Environment=PAPERCLIP_HOME=$DATA" "$f" && ok "unit records PAPERCLIP_HOME" || bad "unit lacks Environment=PAPERCLIP_HOME=$DATA"
     grep -qxF "Environment=PAPERCLIP_SHIM_PATH=$PCD_SHIM" "$f" && ok "unit records PAPERCLIP_SHIM_PATH" || bad "unit lacks Environment=PAPERCLIP_SHIM_PATH=$PCD_SHIM"
-    grep -qx 'NoNewPrivileges=yes' "$f" && ok "unit is hardened (NoNewPrivileges=yes)" || bad "unit lacks NoNewPrivileges=yes"
+    # No NoNewPrivileges= in the user unit: it would break sudo, newuidmap,
+    # fusermount and Chromium's sandbox for the agents.
+    grep -q '^NoNewPrivileges=' "$f" && bad "the user unit sets NoNewPrivileges= (breaks agents' setuid tools)" || ok "no NoNewPrivileges= in the user unit"
+    grep -qx 'WatchdogSignal=SIGTERM' "$f" && ok "unit has WatchdogSignal=SIGTERM" || bad "unit lacks WatchdogSignal=SIGTERM"
     grep -qx 'Type=notify' "$f" && ok "unit is Type=notify" || bad "unit is not Type=notify"
 else
     bad "no unit file at $f"

@@ -23,8 +23,10 @@ verify_ok() {
   result "verify_$label=ok"
 }
 
-write_config t1
+EXTRA_TOML='stop_timeout = "100s"' write_config t1
 install_unit t1
+dropin_file=$UNIT_DIR/paperclip@t1.service.d/paperclipd.conf
+[[ -f $dropin_file ]] || fail "install wrote no drop-in $dropin_file"
 verify_ok user_template --user verify "$TEMPLATE"
 verify_ok user_instance --user verify paperclip@t1.service
 
@@ -38,6 +40,19 @@ want Type notify
 want NotifyAccess main
 want KillMode mixed
 want Restart on-failure
+# A watchdog timeout is an ordered stop (SIGTERM = 15), then a restart.
+want WatchdogSignal 15
+want OOMPolicy continue
+# The instance's stop_timeout (100 s) plus paperclipd's 15 s margin, from
+# the drop-in `install` wrote.
+want TimeoutStopUSec "1min 55s"
+# No hardening that breaks agents in the user unit, no network-online.target.
+want NoNewPrivileges no
+want UMask 0022
+want LockPersonality no
+want SystemCallArchitectures ""
+[[ $(prop t1 After) != *network-online* ]] || fail "the user unit orders After=network-online.target"
+[[ $(prop t1 Wants) != *network-online* ]] || fail "the user unit Wants=network-online.target"
 rpes=$(prop t1 RestartPreventExitStatus)
 for code in 73 75 78 126 127; do
   [[ " $rpes " == *" $code "* ]] || fail "RestartPreventExitStatus=$rpes lacks $code"
@@ -66,6 +81,9 @@ if [[ -n $user ]]; then
   log "system unit runs as User=$user ($u on this machine; verify does not need it)"
   result "system_unit_user=$user user_$u"
 fi
+grep -q '^WatchdogSignal=SIGTERM$' "$src" || fail "$src lacks WatchdogSignal=SIGTERM"
+grep -q '^OOMPolicy=continue$' "$src" || fail "$src lacks OOMPolicy=continue"
+grep -q '^Environment=PATH=/var/lib/paperclip/.local/bin:' "$src" || fail "$src: PATH lacks the paperclip user's ~/.local/bin"
 verify_ok system_template verify "$rendered_dir/paperclip@.service"
 verify_ok system_instance verify "$rendered_dir/paperclip@t1.service"
 log "ok"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # 4. Watchdog: with WatchdogSec=2s, a server whose /api/health starts failing
 # (503 after 3 s) stops being vouched for; systemd's watchdog fires and
-# Restart=on-failure starts it again (NRestarts >= 1) within ~20 s.
+# Restart=on-failure starts it again (NRestarts >= 1) within ~20 s. The
+# watchdog's signal (WatchdogSignal=SIGTERM) is an ordered stop: paperclipd
+# exits 0 after sending SIGTERM to the server, which shuts down on its own
+# terms (no core dump, no SIGKILL of the server's group).
 # shellcheck source=tests/systemd/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -32,6 +35,11 @@ wait_for 20 "NRestarts >= 1" seen_watchdog
 log "restarted: NRestarts=$(prop t1 NRestarts), Result=watchdog seen: $saw_watchdog (ExecMainCode/Status ${killed:-?})"
 result "restart_after_seconds=$(elapsed "$t_ready") saw_result_watchdog=$saw_watchdog"
 [[ $saw_watchdog == yes ]] || fail "the unit restarted, but never showed Result=watchdog: restarted for another reason"
+# exited(1)/0: paperclipd stopped in order; dumped(3)/6 would be SIGABRT's core dump.
+[[ ${killed:-} == 1/0 ]] || fail "after the watchdog timeout paperclipd ended with ExecMainCode/Status ${killed:-?}, want 1/0 (exited 0)"
+first_signal=$(state_file t1 signals | head -1)
+[[ $first_signal == SIGTERM* ]] || fail "the first server got '${first_signal:-no signal}', want SIGTERM"
+grep -q '^1' "$STATE_ROOT/t1/stopped" 2>/dev/null || fail "the first server did not shut down on its own terms (no 'stopped' record)"
 # The restarted instance comes up again (its health fails again 3 s later).
 wait_for 10 "the restarted instance to be active" prop_is t1 ActiveState active
 pid2=$(prop t1 MainPID)

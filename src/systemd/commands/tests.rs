@@ -114,6 +114,7 @@ fn opts(now: bool, replace_upstream: bool) -> InstallOptions {
         now,
         replace_upstream,
         explicit_home: false,
+        stop_timeout: Duration::from_secs(100),
     }
 }
 
@@ -134,8 +135,17 @@ fn install_writes_reloads_enables_reloads() {
     .unwrap();
     assert_eq!(code, 0);
     assert_eq!(fs::read_to_string(&path).unwrap(), UNIT);
+    let dropin = d.path().join("paperclip@a.service.d/paperclipd.conf");
+    assert!(
+        fs::read_to_string(&dropin)
+            .unwrap()
+            .contains("\nTimeoutStopSec=115\n"),
+        "the instance's stop_timeout (100 s) plus the margin"
+    );
+    block(uninstall(&sd, &instance("a"), d.path())).unwrap();
+    assert!(!dropin.exists() && !dropin.parent().unwrap().exists());
     assert_eq!(
-        sd.calls(),
+        &sd.calls()[..3],
         ["reload", "enable paperclip@a.service", "reload"],
         "systemctl enable's order: reload, enable, reload"
     );

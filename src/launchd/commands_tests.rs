@@ -1,0 +1,282 @@
+//! The launchd flows against the recording stand-in: which `launchctl`
+//! calls, in which order, what reaches the disk, and how fast a start that
+//! cannot succeed fails.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::cli::Selection;
+use crate::instance::InstanceId;
+use crate::launchd::guard::{self, GuardState, Pause};
+use crate::launchd::standin::StandIn;
+
+const LABEL: &str = "ai.paperclip.paperclipd.mac";
+
+struct World {
+    dir: tempfile::TempDir,
+    instance: Instance,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let instance = Instance::new(
+            InstanceId::parse("mac").unwrap(),
+            dir.path().join(".paperclip"),
+        );
+        std::fs::create_dir_all(instance.root()).unwrap();
+        World { dir, instance }
+    }
+    fn env<'a>(&'a self, l: &'a StandIn) -> Env<'a, StandIn> {
+        Env {
+            home: self.dir.path(),
+            uid: 501,
+            launchctl: l,
+            exe: Path::new("/opt/homebrew/opt/paperclipd/bin/paperclipd"),
+        }
+    }
+    fn plist(&self) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join(format!("Library/LaunchAgents/{LABEL}.plist"))
+    }
+    /// Probe settings for a port nobody listens on.
+    fn settings(&self) -> ProbeSettings {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sel = Selection {
+            url: Some(format!("http://127.0.0.1:{port}")),
+            ..Default::default()
+        };
+        config::resolve_probe(&sel, self.instance.clone(), &Default::default()).unwrap()
+    }
+}
+
+#[test]
+fn install_writes_the_plist_with_the_instances_stop_budget_and_uninstall_removes_it() {
+    let w = World::new();
+    std::fs::write(w.instance.wrapper_config(), "stop_timeout = \"2m\"\n").unwrap();
+    let l = StandIn::default();
+    assert_eq!(
+        install(&w.env(&l), &w.instance, &[], None, false, false).unwrap(),
+        0
+    );
+    let v: ::plist::Value = ::plist::from_file(w.plist()).unwrap();
+    let d = v.as_dictionary().unwrap();
+    assert_eq!(d["Label"].as_string(), Some(LABEL));
+    assert_eq!(
+        d["ExitTimeOut"].as_unsigned_integer(),
+        Some(135),
+        "stop_timeout 120 s + 15 s"
+    );
+    assert!(w.instance.log_dir().is_dir(), "the log directory exists");
+    // Upstream's job was looked for in both domains before writing.
+    assert!(
+        l.position("print gui/501/ing.paperclip.paperclipai.mac")
+            .is_some()
+    );
+    assert!(
+        l.position("print user/501/ing.paperclip.paperclipai.mac")
+            .is_some()
+    );
+    assert!(
+        l.position("bootstrap").is_none(),
+        "without --now nothing is loaded"
+    );
+    assert_eq!(uninstall(&w.env(&l), &w.instance).unwrap(), 0);
+    assert!(!w.plist().exists());
+}
+
+/// A job that pauses itself (here: exit 78, "not set up") makes
+/// `install --now` fail in about a second, not after 330 s.
+#[test]
+fn install_now_fails_fast_when_the_job_pauses_itself() {
+    let w = World::new();
+    let inst = w.instance.clone();
+    let l = StandIn {
+        on_spawn: Box::new(move |_| {
+            let state = GuardState {
+                failures: vec![],
+                paused: Some(Pause {
+                    since: "2026-11-29T00:00:00Z".into(),
+                    code: 78,
+                    reason:
+                        "exit 78, which a restart cannot fix: instance \"mac\" is not set up yet"
+                            .into(),
+                }),
+            };
+            let text = serde_json::to_string(&state).unwrap();
+            std::fs::write(guard::path(&inst), text).unwrap();
+            Some(0)
+        }),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let e = install(
+        &w.env(&l),
+        &w.instance,
+        &[],
+        Some(&w.settings()),
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.exit_code(), 1);
+    assert!(
+        e.message.contains("paperclipd paused it: exit 78"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("paperclipd logs -i mac"),
+        "{}",
+        e.message
+    );
+    assert!(
+        l.position(&format!("enable gui/501/{LABEL}")) < l.position("bootstrap gui/501"),
+        "{:?}",
+        l.calls()
+    );
+}
+
+/// `start` clears the pause, kickstarts (no `-k`), and fails fast when
+/// launchd's `print` shows the run ended with a non-zero code.
+#[test]
+fn start_clears_the_pause_and_fails_fast_on_a_failed_run() {
+    let w = World::new();
+    std::fs::create_dir_all(w.plist().parent().unwrap()).unwrap();
+    std::fs::write(w.plist(), "<!-- supervised by paperclipd -->").unwrap();
+    std::fs::write(
+        guard::path(&w.instance),
+        r#"{"failures":[1.0],"paused":{"since":"x","code":1,"reason":"5 failed starts"}}"#,
+    )
+    .unwrap();
+    let paused_at_kickstart = std::rc::Rc::new(std::cell::Cell::new(true));
+    let seen = paused_at_kickstart.clone();
+    let inst = w.instance.clone();
+    let l = StandIn {
+        on_spawn: Box::new(move |_| {
+            seen.set(guard::path(&inst).exists());
+            Some(1)
+        }),
+        ..Default::default()
+    };
+    l.load(LABEL, "gui/501", false);
+    let started = Instant::now();
+    let e = start(&w.env(&l), &w.settings(), false).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        !paused_at_kickstart.get(),
+        "the pause was cleared before the start"
+    );
+    assert!(
+        e.message.contains("exited with code 1 (launchd run 1)"),
+        "{}",
+        e.message
+    );
+    assert!(l.position(&format!("kickstart gui/501/{LABEL}")).is_some());
+    assert!(
+        l.calls().iter().all(|c| !c.contains("-k")),
+        "{:?}",
+        l.calls()
+    );
+}
+
+/// `restart` of a running job: `kill SIGTERM`, wait until the old
+/// paperclipd released the lock, then `kickstart` — never `kickstart -k`.
+#[test]
+fn restart_stops_in_order_waits_for_the_lock_then_starts() {
+    let w = World::new();
+    std::fs::create_dir_all(w.plist().parent().unwrap()).unwrap();
+    std::fs::write(w.plist(), "<!-- supervised by paperclipd -->").unwrap();
+    // The running job's lock, released 300 ms after SIGTERM (its stop).
+    let invoker = crate::invoker::Invoker {
+        kind: crate::invoker::ManagerKind::Launchd,
+        unit: Some(LABEL.into()),
+    };
+    let held = match crate::lock::try_acquire(
+        &w.instance,
+        crate::lock::Record::for_this_process(&invoker, &w.settings()),
+    )
+    .unwrap()
+    {
+        crate::lock::Acquire::Acquired(lock) => lock,
+        crate::lock::Acquire::Held(_) => panic!("lock held"),
+    };
+    let held = std::cell::RefCell::new(Some(held));
+    let free_at_kickstart = std::rc::Rc::new(std::cell::Cell::new(false));
+    let seen = free_at_kickstart.clone();
+    let inst = w.instance.clone();
+    let l = StandIn {
+        on_term: Box::new(move || {
+            let lock = held.borrow_mut().take();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                drop(lock);
+            });
+        }),
+        on_spawn: Box::new(move |_| {
+            seen.set(crate::lock::probe_holder(&inst).is_none());
+            Some(1)
+        }),
+        ..Default::default()
+    };
+    l.load(LABEL, "gui/501", true);
+    let e = start(&w.env(&l), &w.settings(), true).unwrap_err();
+    assert!(e.message.contains("exited with code 1"), "{}", e.message);
+    let term = l
+        .position(&format!("kill SIGTERM gui/501/{LABEL}"))
+        .unwrap();
+    let kick = l.position(&format!("kickstart gui/501/{LABEL}")).unwrap();
+    assert!(term < kick, "{:?}", l.calls());
+    assert!(
+        free_at_kickstart.get(),
+        "kickstart came before the old run let go"
+    );
+    assert!(
+        l.calls().iter().all(|c| !c.contains("-k")),
+        "{:?}",
+        l.calls()
+    );
+}
+
+#[test]
+fn upstreams_agent_on_disk_is_a_conflict_and_replace_disables_it() {
+    let w = World::new();
+    let up = w
+        .dir
+        .path()
+        .join("Library/LaunchAgents/ing.paperclip.paperclipai.mac.plist");
+    std::fs::create_dir_all(up.parent().unwrap()).unwrap();
+    std::fs::write(&up, "<plist/>").unwrap();
+    let l = StandIn::default();
+    let e = install(&w.env(&l), &w.instance, &[], None, false, false).unwrap_err();
+    assert_eq!(e.exit_code(), 75);
+    assert!(e.message.contains("loads at every login"), "{}", e.message);
+    assert!(e.message.contains("--replace-upstream"), "{}", e.message);
+    assert!(!w.plist().exists(), "nothing written");
+
+    l.load("ing.paperclip.paperclipai.mac", "gui/501", true);
+    install(&w.env(&l), &w.instance, &[], None, false, true).unwrap();
+    let bootout = l
+        .position("bootout gui/501/ing.paperclip.paperclipai.mac")
+        .unwrap();
+    let disable = l
+        .position("disable gui/501/ing.paperclip.paperclipai.mac")
+        .unwrap();
+    assert!(bootout < disable, "{:?}", l.calls());
+    assert!(
+        up.exists(),
+        "upstream's plist is left in place (and reported)"
+    );
+    // Disabled and not loaded: no longer a conflict.
+    install(&w.env(&l), &w.instance, &[], None, false, false).unwrap();
+}

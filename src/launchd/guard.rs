@@ -1,0 +1,306 @@
+//! The crash-loop guard of `run` under launchd, which has no start limit:
+//! `KeepAlive{SuccessfulExit=false}` respawns any non-zero exit every
+//! `ThrottleInterval`, for ever (~8,600 runs a day).
+//!
+//! Under our own launchd job (`$XPC_SERVICE_NAME` is the instance's label)
+//! `run` pauses the instance, by exiting 0 (which that `KeepAlive` does not
+//! restart) and recording why in `<instance root>/paperclipd-launchd.json`:
+//! * at once for exits a restart cannot fix (73, 75, 78, 126, 127: the unit's
+//!   `RestartPreventExitStatus=`);
+//! * after `start_limit_burst` (5) failed runs within `start_limit_interval`
+//!   (60 s), upstream's own limits (notes/upstream.md, A3).
+//!
+//! A paused instance's job exits 0 at once, also at the next login, until
+//! `paperclipd start`/`restart`/`install` clears the file. `status`
+//! shows the pause and its reason. The file is portable (tested on Linux
+//! with `XPC_SERVICE_NAME` set); only launchd acts on the exit.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::Selection;
+use crate::config;
+use crate::error::{Error, Result};
+use crate::instance::Instance;
+use crate::log;
+
+pub const DEFAULT_BURST: u32 = 5;
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Exits a restart cannot fix (`RestartPreventExitStatus=` of the units).
+pub const TERMINAL_CODES: [u8; 5] = [73, 75, 78, 126, 127];
+
+/// What the guard remembers between runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuardState {
+    /// When recent runs failed (seconds since the epoch).
+    #[serde(default)]
+    pub failures: Vec<f64>,
+    #[serde(default)]
+    pub paused: Option<Pause>,
+}
+
+/// Why the instance is paused, for `status` and the job's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pause {
+    /// RFC 3339.
+    pub since: String,
+    /// The exit code `run` would have had.
+    pub code: u8,
+    pub reason: String,
+}
+
+/// How many failed runs within which interval pause the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub burst: u32,
+    pub interval: Duration,
+}
+
+/// What a run's end means under launchd.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Exit with this code (launchd restarts a non-zero one).
+    Exit(u8),
+    /// Exit 0 and stay paused.
+    Pause(Pause),
+}
+
+/// The state file of an instance.
+pub fn path(instance: &Instance) -> PathBuf {
+    instance.root().join("paperclipd-launchd.json")
+}
+
+/// The instance's guard state; nothing recorded (or unreadable) is empty.
+pub fn load(instance: &Instance) -> GuardState {
+    std::fs::read_to_string(path(instance))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Forgets failures and the pause (`start`, `restart`, `install --now`).
+pub fn clear(instance: &Instance) -> Result<()> {
+    match std::fs::remove_file(path(instance)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::config(format!(
+            "cannot remove {} (the crash-loop pause): {e}; remove it by hand",
+            path(instance).display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the state atomically (temp file + rename), mode 0600.
+fn save(instance: &Instance, state: &GuardState) -> Result<()> {
+    crate::lock::prepare_root(instance)?;
+    let p = path(instance);
+    let tmp = p.with_extension(format!("json.{}", std::process::id()));
+    let text = serde_json::to_string_pretty(state).unwrap_or_default();
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &p)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::config(format!("cannot write {}: {e}", p.display()))
+    })
+}
+
+/// The decision (pure): `code` is how the run ended, `what` says why in
+/// one line.
+pub fn decide(state: &mut GuardState, code: u8, what: &str, now: f64, limits: Limits) -> Decision {
+    if code == 0 {
+        return Decision::Exit(0);
+    }
+    let since =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs_f64(now.max(0.0)))
+            .to_string();
+    if TERMINAL_CODES.contains(&code) {
+        return Decision::Pause(Pause {
+            since,
+            code,
+            reason: format!("exit {code}, which a restart cannot fix: {what}"),
+        });
+    }
+    let window = limits.interval.as_secs_f64();
+    state
+        .failures
+        .retain(|t| t.is_finite() && *t <= now && now - *t <= window);
+    state.failures.push(now);
+    if state.failures.len() < limits.burst as usize {
+        return Decision::Exit(code);
+    }
+    Decision::Pause(Pause {
+        since,
+        code,
+        reason: format!(
+            "{} failed starts within {}; the last one: exit {code}: {what}",
+            state.failures.len(),
+            humantime::format_duration(limits.interval)
+        ),
+    })
+}
+
+/// Runs `run` (the whole `paperclipd run`) under the guard when launchd
+/// runs our job: `$XPC_SERVICE_NAME` (launchd's job label) is one of our
+/// labels. A shell in an app that launchd started has another name there,
+/// and interactive shells have `0` (notes/upstream.md, B).
+pub fn supervised(sel: &Selection, run: impl FnOnce() -> Result<u8>) -> Result<u8> {
+    let Some(job) = std::env::var("XPC_SERVICE_NAME")
+        .ok()
+        .filter(|n| n.starts_with(super::LABEL_PREFIX))
+    else {
+        return run();
+    };
+    let instance = match config::resolve_instance(&sel.target) {
+        Ok(i) if job == super::label(&i.id) => i,
+        Ok(_) => return run(),
+        Err(e) => {
+            // Nothing to record without an instance; a restart cannot help.
+            crate::print_error(&e);
+            log::error(
+                "launchd will not start this job again: fix its plist, then `paperclipd install`",
+            );
+            return Ok(0);
+        }
+    };
+    let mut state = load(&instance);
+    if let Some(p) = &state.paused {
+        log::error(&paused_message(&instance, p));
+        return Ok(0);
+    }
+    let limits = limits(sel, &instance);
+    let result = run();
+    let (code, what) = match &result {
+        Ok(c) => (*c, format!("the server exited with code {c}")),
+        Err(e) => (
+            e.exit_code(),
+            e.message.lines().next().unwrap_or("").to_string(),
+        ),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let decision = decide(&mut state, code, &what, now, limits);
+    if let Decision::Pause(p) = &decision {
+        state.paused = Some(p.clone());
+    }
+    if code != 0 {
+        if let Err(e) = save(&instance, &state) {
+            log::warn(&format!(
+                "the crash-loop guard cannot record this run: {}",
+                e.message
+            ));
+        }
+    }
+    match decision {
+        Decision::Exit(_) => result,
+        Decision::Pause(p) => {
+            if let Err(e) = result {
+                crate::print_error(&e);
+            }
+            log::error(&paused_message(&instance, &p));
+            Ok(0)
+        }
+    }
+}
+
+/// The guard's limits from the instance's config file (defaults if it
+/// cannot be read: the run itself reports a broken file).
+fn limits(sel: &Selection, instance: &Instance) -> Limits {
+    let file = config::load_file_config(sel, instance)
+        .map(|(f, _)| f)
+        .unwrap_or_default();
+    Limits {
+        burst: file.start_limit_burst.unwrap_or(DEFAULT_BURST).max(1),
+        interval: file.start_limit_interval.unwrap_or(DEFAULT_INTERVAL),
+    }
+}
+
+/// "paused since …: why; what to do".
+pub fn paused_message(instance: &Instance, p: &Pause) -> String {
+    format!(
+        "instance {:?} is paused since {}: {}. launchd does not start it again until you fix the \
+         cause and run `paperclipd start -i {}`",
+        instance.id.as_str(),
+        p.since,
+        p.reason,
+        instance.id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        burst: 5,
+        interval: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn terminal_codes_pause_at_once() {
+        for code in TERMINAL_CODES {
+            let mut s = GuardState::default();
+            match decide(&mut s, code, "instance not set up", 1000.0, LIMITS) {
+                Decision::Pause(p) => {
+                    assert_eq!(p.code, code);
+                    assert!(p.reason.contains("instance not set up"), "{}", p.reason);
+                    assert!(p.reason.contains("cannot fix"), "{}", p.reason);
+                }
+                d => panic!("{code}: {d:?}"),
+            }
+        }
+        let mut s = GuardState::default();
+        assert_eq!(decide(&mut s, 0, "", 1000.0, LIMITS), Decision::Exit(0));
+        assert!(s.failures.is_empty(), "a clean stop is no failure");
+    }
+
+    #[test]
+    fn the_fifth_failure_within_the_window_pauses() {
+        let mut s = GuardState::default();
+        for i in 0..4 {
+            let t = 1000.0 + 10.0 * i as f64;
+            assert_eq!(decide(&mut s, 1, "x", t, LIMITS), Decision::Exit(1));
+        }
+        match decide(&mut s, 69, "not ready", 1040.0, LIMITS) {
+            Decision::Pause(p) => {
+                assert!(
+                    p.reason.starts_with("5 failed starts within 1m"),
+                    "{}",
+                    p.reason
+                );
+                assert!(p.reason.contains("exit 69: not ready"), "{}", p.reason);
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn failures_outside_the_window_or_in_the_future_are_forgotten() {
+        let mut s = GuardState {
+            failures: vec![0.0, 10.0, 20.0, 5000.0, f64::NAN],
+            paused: None,
+        };
+        assert_eq!(decide(&mut s, 1, "x", 100.0, LIMITS), Decision::Exit(1));
+        assert_eq!(s.failures, [100.0]);
+        let slow = Limits {
+            burst: 2,
+            interval: Duration::from_secs(3600),
+        };
+        assert!(matches!(
+            decide(&mut s, 1, "x", 200.0, slow),
+            Decision::Pause(_)
+        ));
+    }
+}

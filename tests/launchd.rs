@@ -1,0 +1,192 @@
+//! Black-box tests of `paperclipd run` as launchd runs it: an environment
+//! that looks like launchd's (`XPC_SERVICE_NAME` = the job's label, no
+//! terminal, no notify socket). launchd's `KeepAlive{SuccessfulExit=false}`
+//! restarts every non-zero exit for ever, so a run that a restart cannot
+//! help, and the 5th failure within 60 s, must exit 0 and pause the
+//! instance, with the reason where `status` shows it. The KeepAlive loop
+//! itself is played by the test: run again while the exit is non-zero.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+const LABEL: &str = "ai.paperclip.paperclipd.default";
+
+/// `cmd` as our launchd job runs: launchd's variable, no user bus.
+fn as_launchd_job(w: &World, mut cmd: Command, label: &str) -> Command {
+    cmd.env("XPC_SERVICE_NAME", label)
+        .env("XDG_RUNTIME_DIR", w.dir.path())
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}/nobus", w.dir.path().display()),
+        );
+    cmd
+}
+
+fn fixture_starts(w: &World) -> usize {
+    w.state_file("starts").map_or(0, |s| s.lines().count())
+}
+
+/// KeepAlive{SuccessfulExit=false}: runs `cmd()` again while it exits
+/// non-zero, at most `max` times. Returns every exit code.
+fn keep_alive(w: &World, max: usize, cmd: impl Fn() -> Command) -> Vec<i32> {
+    let mut codes = Vec::new();
+    for i in 0..max {
+        let mut r = w.spawn(cmd(), &format!("job{i}"));
+        let code = r.code();
+        codes.push(code);
+        if code == 0 {
+            break;
+        }
+    }
+    codes
+}
+
+#[test]
+fn five_failed_starts_within_60s_pause_the_job_until_start() {
+    let w = World::new();
+    let job = || {
+        as_launchd_job(
+            &w,
+            w.run_cmd(&[], &["--exit-after", "0.2", "--exit-code", "3"]),
+            LABEL,
+        )
+    };
+    let codes = keep_alive(&w, 8, job);
+    assert_eq!(
+        codes,
+        [3, 3, 3, 3, 0],
+        "launchd restarts 4 times, not for ever"
+    );
+    assert_eq!(fixture_starts(&w), 5);
+    let last = w.dir.path().join("job4.err");
+    let err = std::fs::read_to_string(last).unwrap();
+    assert!(err.contains("is paused since"), "{err}");
+    assert!(err.contains("paperclipd start -i default"), "{err}");
+
+    // At the next login launchd starts the job again: it stays paused and
+    // does not start the server.
+    let mut again = w.spawn(job(), "login");
+    assert_eq!(again.code(), 0);
+    assert!(
+        again.stderr().contains("is paused since"),
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(fixture_starts(&w), 5, "a paused job starts no server");
+
+    let (code, v, err) = w.status_json();
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(v["state"], "paused", "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("5 failed starts within 1m; the last one: exit 3"),
+        "{reason}"
+    );
+    assert_eq!(v["paused"]["code"], 3);
+}
+
+#[test]
+fn the_limits_come_from_the_config_file() {
+    let w = World::new();
+    let root = w.home().join("instances/default");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("paperclipd.toml"),
+        "start_limit_burst = 2\nstart_limit_interval = \"10m\"\n",
+    )
+    .unwrap();
+    let job = || {
+        as_launchd_job(
+            &w,
+            w.run_cmd(&[], &["--exit-after", "0.2", "--exit-code", "4"]),
+            LABEL,
+        )
+    };
+    assert_eq!(keep_alive(&w, 5, job), [4, 0]);
+    let (_, v, _) = w.status_json();
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 failed starts within 10m"),
+        "{v}"
+    );
+}
+
+/// 78 (not set up, no terminal for onboarding) cannot be fixed by a
+/// restart: the job exits 0 at once, and `status` says why.
+#[test]
+fn exit_78_ends_the_job_with_0_and_records_why() {
+    let w = World::new();
+    let job = || {
+        let mut c = Command::new(bin());
+        c.args(["run", "--home"])
+            .arg(w.home())
+            .env("PAPERCLIP_SHIM_PATH", "/bin/true")
+            .env_remove("PAPERCLIP_HOME")
+            .env_remove("PAPERCLIP_INSTANCE_ID")
+            .env_remove("INVOCATION_ID")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(std::process::Stdio::null());
+        as_launchd_job(&w, c, LABEL)
+    };
+    assert_eq!(keep_alive(&w, 3, job), [0]);
+    let err = std::fs::read_to_string(w.dir.path().join("job0.err")).unwrap();
+    assert!(err.contains("not set up"), "{err}");
+    assert!(err.contains("exit 78, which a restart cannot fix"), "{err}");
+    let (code, v, _) = w.status_json();
+    assert_eq!((code, v["state"].as_str()), (3, Some("paused")), "{v}");
+    assert_eq!(v["paused"]["code"], 78);
+}
+
+/// 75 (the instance already runs, here by hand): the job exits 0 instead
+/// of being restarted every 10 s beside it; `status` still reports the
+/// running server as ready.
+#[test]
+fn exit_75_beside_a_running_server_ends_the_job_with_0() {
+    let w = World::new();
+    let mut n = w.notify_socket("n");
+    let mut cmd = w.run_cmd(&[], &[]);
+    cmd.env("NOTIFY_SOCKET", &n.path);
+    let mut by_hand = w.spawn(cmd, "by-hand");
+    n.wait_for("READY=1", DEADLINE);
+
+    let job = || as_launchd_job(&w, w.run_cmd(&[], &[]), LABEL);
+    assert_eq!(keep_alive(&w, 3, job), [0]);
+    let err = std::fs::read_to_string(w.dir.path().join("job0.err")).unwrap();
+    assert!(err.contains("already running"), "{err}");
+    assert!(err.contains("exit 75"), "{err}");
+    let (code, v, _) = w.status_json();
+    assert_eq!((code, v["state"].as_str()), (0, Some("ready")), "{v}");
+    assert_eq!(v["paused"]["code"], 75, "the pause is shown beside the run");
+
+    signal(by_hand.pid(), libc::SIGTERM);
+    assert_eq!(by_hand.code(), 0);
+}
+
+/// Without launchd's variable, or with another job's name (a shell in an
+/// app launchd started; `0` in an interactive shell), nothing is paused:
+/// the run's own exit code passes through.
+#[test]
+fn runs_that_are_not_our_launchd_job_are_not_guarded() {
+    let w = World::new();
+    for name in [
+        "0",
+        "application.com.microsoft.VSCode.1234",
+        "ai.paperclip.paperclipd.other",
+    ] {
+        let job = as_launchd_job(
+            &w,
+            w.run_cmd(&[], &["--exit-after", "0.1", "--exit-code", "78"]),
+            name,
+        );
+        let mut r = w.spawn(job, "other");
+        assert_eq!(r.code(), 78, "{name}: {}", r.stderr());
+    }
+    let (_, v, _) = w.status_json();
+    assert_eq!(v["state"], "stopped", "{v}");
+    assert!(v["paused"].is_null(), "{v}");
+}
