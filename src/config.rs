@@ -42,6 +42,10 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "de_duration")]
     pub stop_timeout: Option<Duration>,
     pub env: Option<BTreeMap<String, String>>,
+    pub log_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "crate::log_file::de_size")]
+    pub log_max_size: Option<u64>,
+    pub log_keep: Option<u32>,
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -76,6 +80,8 @@ pub struct RunSettings {
     pub command: Option<Vec<OsString>>,
     /// Extra environment for the server, from the config's `[env]`.
     pub env: BTreeMap<String, String>,
+    /// `--log-file`: our own log file instead of stdout and stderr.
+    pub log: Option<crate::log_file::LogFileSettings>,
 }
 
 pub fn resolve_instance(target: &Target) -> Result<Instance> {
@@ -330,12 +336,14 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
             )));
         }
     }
+    let log = crate::log_file::resolve(args, &file, &in_file)?;
     Ok(RunSettings {
         probe,
         ready_timeout,
         stop_timeout,
         command,
         env,
+        log,
     })
 }
 

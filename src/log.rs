@@ -4,11 +4,13 @@
 //!
 //! Under systemd (stderr connected to the journal, `$JOURNAL_STREAM` names
 //! it) each line carries a `<N>` priority prefix, which journald turns into
-//! the message priority.
+//! the message priority. While `run` relays output, our lines take the
+//! same non-blocking way as the server's (a [`Route`]); in a log file they
+//! carry a timestamp instead.
 
 use std::io::Write;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 fn journal() -> bool {
     static J: OnceLock<bool> = OnceLock::new();
@@ -25,29 +27,104 @@ fn journal() -> bool {
     })
 }
 
-fn emit(prio: u8, label: &str, msg: &str) {
-    let mut err = std::io::stderr().lock();
-    clear_progress_line(&mut err);
-    for (i, line) in msg.lines().enumerate() {
-        let label = if i == 0 { label } else { "  " };
-        let _ = if journal() {
-            writeln!(err, "<{prio}>paperclipd: {label}{line}")
-        } else {
-            writeln!(err, "paperclipd: {label}{line}")
-        };
+/// How loud a line of ours is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    /// The syslog priority journald reads from a `<N>` prefix.
+    fn priority(self) -> u8 {
+        match self {
+            Level::Info => 6,
+            Level::Warn => 4,
+            Level::Error => 3,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Level::Info => "",
+            Level::Warn => "warning: ",
+            Level::Error => "error: ",
+        }
     }
 }
 
+/// A queue that takes bytes without ever waiting (`supervise::output`).
+pub trait LineSink: Send + Sync {
+    fn push(&self, bytes: Vec<u8>);
+}
+
+/// Where our lines go while `run` relays output.
+#[derive(Clone)]
+pub struct Route {
+    pub sink: Arc<dyn LineSink>,
+    /// The destination is a log file (timestamps, no live progress line).
+    pub to_file: bool,
+}
+
+static ROUTE: Mutex<Option<Route>> = Mutex::new(None);
+
+/// Routes our lines through `route`, or (`None`) straight to stderr.
+pub fn set_route(route: Option<Route>) {
+    if let Ok(mut r) = ROUTE.lock() {
+        *r = route;
+    }
+}
+
+fn route() -> Option<Route> {
+    ROUTE.lock().ok().and_then(|r| r.clone())
+}
+
+fn write_err(bytes: Vec<u8>) {
+    match route() {
+        Some(r) => r.sink.push(bytes),
+        None => {
+            let _ = std::io::stderr().lock().write_all(&bytes);
+        }
+    }
+}
+
+/// One message of ours as it is written: `paperclipd: warning: …` on every
+/// line, with the journal's `<N>` priority when stderr is the journal, or
+/// with a timestamp in a log file.
+pub fn format_line(level: Level, msg: &str, to_file: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 32);
+    let stamp = to_file
+        .then(|| humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    for (i, line) in msg.lines().enumerate() {
+        let label = if i == 0 { level.label() } else { "  " };
+        let _ = match &stamp {
+            Some(t) => writeln!(out, "{t} paperclipd: {label}{line}"),
+            None if journal() => writeln!(out, "<{}>paperclipd: {label}{line}", level.priority()),
+            None => writeln!(out, "paperclipd: {label}{line}"),
+        };
+    }
+    out
+}
+
+fn emit(level: Level, msg: &str) {
+    let to_file = route().is_some_and(|r| r.to_file);
+    let mut bytes = Vec::new();
+    clear_progress_line(&mut bytes);
+    bytes.extend(format_line(level, msg, to_file));
+    write_err(bytes);
+}
+
 pub fn info(msg: &str) {
-    emit(6, "", msg);
+    emit(Level::Info, msg);
 }
 
 pub fn warn(msg: &str) {
-    emit(4, "warning: ", msg);
+    emit(Level::Warn, msg);
 }
 
 pub fn error(msg: &str) {
-    emit(3, "error: ", msg);
+    emit(Level::Error, msg);
 }
 
 /// Prints a command's result on stdout. A closed pipe (`paperclipd status
@@ -78,15 +155,28 @@ pub fn clear_progress_line(w: &mut impl Write) {
     }
 }
 
+/// Erases the live progress line, if one is shown.
+pub fn clear_progress() {
+    let mut bytes = Vec::new();
+    clear_progress_line(&mut bytes);
+    if !bytes.is_empty() {
+        write_err(bytes);
+    }
+}
+
+/// Can a live progress line be shown: stderr is a terminal and our lines
+/// do not go to a log file?
+pub fn live_line_possible() -> bool {
+    crate::sys::isatty(2) && !route().is_some_and(|r| r.to_file)
+}
+
 /// Shows `text` as the live progress line (terminal only).
 pub fn show_progress_line(text: &str) {
-    let mut err = std::io::stderr().lock();
     let width = crate::sys::terminal_width(2)
         .unwrap_or(100)
         .saturating_sub(1)
         .max(20);
     let shown: String = text.chars().take(width).collect();
-    let _ = write!(err, "\r\x1b[2K{shown}");
-    let _ = err.flush();
+    write_err(format!("\r\x1b[2K{shown}").into_bytes());
     PROGRESS_SHOWN.store(true, Ordering::Relaxed);
 }

@@ -51,8 +51,15 @@ const EXTEND_BY: Duration = Duration::from_secs(15);
 /// How often the progress display is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-/// Runs the server until it stops. Returns the exit code of `run`.
-pub async fn run(mut settings: RunSettings) -> Result<u8> {
+/// Runs the server until it stops. Returns the exit code of `run`; the
+/// error that ends it is printed here, through the output relay.
+pub async fn run(settings: RunSettings) -> Result<u8> {
+    let relay = output::Relay::start(settings.log.as_ref())?;
+    let result = run_relayed(settings, relay.clone()).await;
+    relay.finish(result)
+}
+
+async fn run_relayed(mut settings: RunSettings, relay: output::Relay) -> Result<u8> {
     let invoker = invoker::detect();
     let notifier = Notifier::from_env();
     let interactive = signals::interactive();
@@ -108,6 +115,7 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
         server,
         lock,
         tail: Arc::new(Mutex::new(output::Tail::default())),
+        relay,
         forwarders: JoinSet::new(),
         signals,
     };
@@ -130,6 +138,8 @@ struct Supervisor {
     /// Released (by Drop) only after every process of the server is gone.
     lock: InstanceLock,
     tail: output::SharedTail,
+    /// Where the server's output and our lines go (never blocking).
+    relay: output::Relay,
     /// The tasks copying the server's output; awaited after the server's
     /// tree is gone so diagnostics include its very last lines.
     forwarders: JoinSet<()>,
@@ -156,8 +166,12 @@ impl Supervisor {
             (self.server.stderr.take(), Stream::Stderr),
         ] {
             if let Some(fd) = fd {
-                self.forwarders
-                    .spawn(output::forward(fd, stream, self.tail.clone()));
+                self.forwarders.spawn(output::forward(
+                    fd,
+                    stream,
+                    self.tail.clone(),
+                    self.relay.clone(),
+                ));
             }
         }
     }
@@ -179,7 +193,7 @@ impl Supervisor {
             started,
             shown_summary: String::new(),
             sent_status: String::new(),
-            show_line: crate::sys::isatty(2),
+            show_line: log::live_line_possible(),
         });
 
         let stop_reason = loop {
@@ -279,7 +293,7 @@ fn became_ready(
 /// Erases the live progress line, if the starting view shows one.
 fn clear_view(view: Option<&StartingView>) {
     if view.is_some_and(|v| v.show_line) {
-        log::clear_progress_line(&mut std::io::stderr());
+        log::clear_progress();
     }
 }
 
