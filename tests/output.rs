@@ -1,6 +1,7 @@
 //! Where `run` writes: a destination that stops taking output (a stdout
 //! nobody reads, a stalled journald) must never block the supervisor, and
 //! `--log-file` keeps the output on disk within its bound.
+#![cfg(target_os = "linux")]
 
 mod support;
 

@@ -95,7 +95,11 @@ async fn run_relayed(mut settings: RunSettings, relay: output::Relay) -> Result<
         extra_env: &settings.env,
         interactive,
     })?;
-    lock.set_child(Some(server.pid))?;
+    // The server runs now: a record we cannot write (a full disk) must not
+    // abandon it. The flock, not the record, is the truth.
+    if let Err(e) = lock.set_child(Some(server.pid)) {
+        log::warn(&e.message);
+    }
     log::info(&format!(
         "started {} (pid {}) for instance {}; waiting for {}",
         command.display(),
