@@ -68,6 +68,7 @@ pub fn all_processes() -> Vec<ProcInfo> {
 }
 
 /// Direct children of `parent` (after a subreaper adoption too).
+#[cfg_attr(target_os = "macos", allow(dead_code))] // macOS asks libproc (sys)
 pub fn children_of(parent: i32) -> Vec<i32> {
     all_processes()
         .into_iter()

@@ -6,8 +6,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use crate::sys;
-
 /// The system allocator, counting the calls each thread makes.
 struct Counting;
 
@@ -62,7 +60,7 @@ fn before_exec_allocates_nothing_on_any_path() {
         let _ = super::before_exec(true, std::os::unix::process::parent_id() as i32);
         let counted = allocations() - start;
         #[cfg(target_os = "linux")]
-        let _ = sys::set_parent_death_signal(0);
+        let _ = crate::sys::set_parent_death_signal(0);
         (counted, wrong_parent)
     })
     .join()
