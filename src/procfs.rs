@@ -17,6 +17,8 @@ pub struct ProcInfo {
     /// process uniquely (pids are reused, start times are not).
     pub start_ticks: u64,
     pub comm: String,
+    /// Exited, waiting for its parent to reap it.
+    pub zombie: bool,
 }
 
 /// Parses `/proc/<pid>/stat`. The command name is in parentheses and may
@@ -34,6 +36,7 @@ pub fn parse_stat(text: &str) -> Option<ProcInfo> {
         pgid: rest.get(2)?.parse().ok()?,
         start_ticks: rest.get(19)?.parse().ok()?,
         comm,
+        zombie: rest.first()? == &"Z",
     })
 }
 
@@ -272,6 +275,7 @@ mod tests {
         let s = "42 (a) b (c)) S 7 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
         let p = parse_stat(s).unwrap();
         assert_eq!((p.pid, p.ppid, p.pgid, p.start_ticks), (42, 7, 42, 98765));
+        assert!(!p.zombie);
         assert_eq!(p.comm, "a) b (c)");
     }
 

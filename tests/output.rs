@@ -56,7 +56,7 @@ fn a_stdout_nobody_reads_never_blocks_readiness_or_the_stop() {
     signal(r.pid(), libc::SIGTERM);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert!(
-        t.elapsed() < Duration::from_secs(5),
+        t.elapsed() < Duration::from_secs(10),
         "the stop took {:?}",
         t.elapsed()
     );

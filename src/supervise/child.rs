@@ -251,11 +251,13 @@ pub fn leftovers(server: &Spawned) -> Vec<i32> {
     if !server.released.get() {
         #[cfg(target_os = "macos")]
         found.extend(sys::group_members(server.pgid));
+        // A zombie that is not our child is for its parent to reap; there
+        // is nothing to stop.
         #[cfg(not(target_os = "macos"))]
         found.extend(
             procfs::all_processes()
                 .into_iter()
-                .filter(|p| p.pgid == server.pgid)
+                .filter(|p| p.pgid == server.pgid && !p.zombie)
                 .map(|p| p.pid),
         );
     }
