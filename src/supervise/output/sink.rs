@@ -9,8 +9,9 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Bytes queued for one destination at most; beyond this, output is
-/// dropped. Enough for a burst of startup logs while journald catches up.
+/// Bytes queued for one destination at most (besides the batch the writer
+/// has in hand, at most as much again); beyond this, output is dropped.
+/// Enough for a burst of startup logs while journald catches up.
 pub const CAPACITY: usize = 1024 * 1024;
 
 /// Where a sink writes, from its own thread (so it may block).
@@ -277,7 +278,8 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(kept + dropped, 64 * 64 * 1024, "{}", reports[0]);
-        assert!(kept <= CAPACITY + 64 * 1024, "kept {kept}");
+        // The queue, and the batch the writer took before it stalled.
+        assert!(kept <= 2 * CAPACITY, "kept {kept}");
         assert!(reports[0].contains("took no output"), "{}", reports[0]);
     }
 
