@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 /// The marker of a gap in the output.
-const DROPPED: &str = "of the server's output were dropped here";
+const DROPPED: &str = "bytes of output were dropped here";
 /// Bulk output: more than the 1 MiB queue and the 64 KiB pipe together.
 const BULK: usize = 3_000_000;
 

@@ -78,10 +78,7 @@ impl Gap {
                 CAPACITY / 1024
             ),
         };
-        format!(
-            "{} bytes of the server's output were dropped here: {why}",
-            self.bytes
-        )
+        format!("{} bytes of output were dropped here: {why}", self.bytes)
     }
 }
 
