@@ -235,11 +235,10 @@ pub fn signal(server: &Spawned, sig: i32) {
 /// Our children (the server and adopted orphans). Their pids stay ours
 /// until we reap them, which only this thread does.
 fn own_children() -> Vec<i32> {
-    let me = sys::pid();
     #[cfg(target_os = "macos")]
-    let children = sys::children_of(me);
+    let children = sys::children_of(sys::pid());
     #[cfg(not(target_os = "macos"))]
-    let children = procfs::children_of(me);
+    let children = procfs::own_children();
     children
 }
 
@@ -247,20 +246,26 @@ fn own_children() -> Vec<i32> {
 /// server's zombie holds the group id) and every other child of ours
 /// (adopted orphans on Linux). Empty when all is gone.
 pub fn leftovers(server: &Spawned) -> Vec<i32> {
-    let mut found = own_children();
-    if !server.released.get() {
-        #[cfg(target_os = "macos")]
-        found.extend(sys::group_members(server.pgid));
-        // A zombie that is not our child is for its parent to reap; there
-        // is nothing to stop.
-        #[cfg(not(target_os = "macos"))]
-        found.extend(
-            procfs::all_processes()
-                .into_iter()
-                .filter(|p| p.pgid == server.pgid && !p.zombie)
-                .map(|p| p.pid),
-        );
-    }
+    let in_group = !server.released.get();
+    #[cfg(target_os = "macos")]
+    let mut found = {
+        let mut found = own_children();
+        if in_group {
+            found.extend(sys::group_members(server.pgid));
+        }
+        found
+    };
+    // One pass over /proc. A zombie that is not our child is for its
+    // parent to reap; there is nothing to stop.
+    #[cfg(not(target_os = "macos"))]
+    let mut found: Vec<i32> = {
+        let me = sys::pid();
+        procfs::all_processes()
+            .into_iter()
+            .filter(|p| p.ppid == me || (in_group && p.pgid == server.pgid && !p.zombie))
+            .map(|p| p.pid)
+            .collect()
+    };
     found.retain(|p| *p != server.pid);
     found.sort_unstable();
     found.dedup();
