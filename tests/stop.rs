@@ -20,14 +20,11 @@ fn require_root(what: &str) {
 
 /// Waits for the fixture's grandchild to handle SIGTERM; returns its pid.
 fn grandchild_ready(w: &World) -> i32 {
+    let pid = || w.state_file("grandchild.ready")?.trim().parse().ok();
     wait_until(DEADLINE, "the grandchild to handle SIGTERM", || {
-        w.state_file("grandchild.ready").is_some()
+        pid().is_some()
     });
-    w.state_file("grandchild.ready")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    pid().unwrap_or_default()
 }
 
 /// Inside a new PID namespace: a server that exits (code 3) and leaves a
