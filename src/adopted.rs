@@ -117,6 +117,7 @@ mod tests {
             pgid: pid,
             start_ticks: 0,
             comm: "x".into(),
+            zombie: false,
         }
     }
 

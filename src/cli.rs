@@ -174,6 +174,16 @@ pub struct RunArgs {
     /// After a stop signal, wait this long for the server before killing it [default: 30s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stop_timeout: Option<Duration>,
+    /// Write the server's output and paperclipd's own lines to this file,
+    /// rotated by size, instead of stdout and stderr (where no journal keeps them).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Rotate the log file when it reaches this size [default: 10MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub log_max_size: Option<u64>,
+    /// Keep this many rotated log files, PATH.1 … PATH.N [default: 3].
+    #[arg(long, value_name = "N")]
+    pub log_keep: Option<u32>,
     /// The server command [default: paperclipai run --instance <id>].
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -219,6 +229,28 @@ impl Mode {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}; expected a duration such as 500ms, 90s or 5m"))
+}
+
+/// `10MiB`, `512KiB`, `1G`, `4096` (bytes): k/K/KiB, M/MiB, G/GiB are
+/// powers of 1024; KB, MB, GB powers of 1000.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad =
+        || format!("invalid size {s:?}; expected a size such as 10MiB, 512KiB or 1048576 (bytes)");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor).ok_or_else(bad)
 }
 
 /// The completion script for `shell`.

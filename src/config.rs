@@ -57,6 +57,10 @@ pub struct FileConfig {
     pub min_free: Option<u64>,
     #[serde(default, deserialize_with = "de_duration")]
     pub reap_adopted_after: Option<Duration>,
+    pub log_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "crate::log_file::de_size")]
+    pub log_max_size: Option<u64>,
+    pub log_keep: Option<u32>,
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -139,6 +143,8 @@ pub struct RunSettings {
     pub env: BTreeMap<String, String>,
     /// Stop adopted processes once adopted this long; `None`: report only.
     pub reap_adopted_after: Option<Duration>,
+    /// `--log-file`: our own log file instead of stdout and stderr.
+    pub log: Option<crate::log_file::LogFileSettings>,
 }
 
 pub fn resolve_instance(target: &Target) -> Result<Instance> {
@@ -469,6 +475,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         }
     }
     let reap_adopted_after = reap_adopted_after(args, &file, file_path.as_deref())?;
+    let log = crate::log_file::resolve(args, &file, &in_file)?;
     Ok(RunSettings {
         probe,
         ready_timeout,
@@ -476,6 +483,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         command,
         env,
         reap_adopted_after,
+        log,
     })
 }
 

@@ -14,7 +14,7 @@
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
 //! | `disk`, `adopted` | free space on the instance's filesystem; the orphans a supervisor adopted |
-//! | `sys`, `log`, [`error`] | libc wrappers (every `unsafe`); our own output; the error whose kind is the exit code |
+//! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
 //!
 //! The binary (`src/main.rs`) only parses, dispatches, prints an error once
 //! and maps it to the exit code. [`fuzzing`] is the surface the cargo-fuzz
@@ -33,6 +33,7 @@ mod invoker;
 mod launchd;
 mod lock;
 mod log;
+mod log_file;
 mod notify;
 mod owned_file;
 mod paperclip;

@@ -4,11 +4,13 @@
 //!
 //! Under systemd (stderr connected to the journal, `$JOURNAL_STREAM` names
 //! it) each line carries a `<N>` priority prefix, which journald turns into
-//! the message priority.
+//! the message priority. While `run` relays output, our lines take the
+//! same non-blocking way as the server's (a [`Route`]); in a log file they
+//! carry a timestamp instead.
 
 use std::io::Write;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 fn journal() -> bool {
     static J: OnceLock<bool> = OnceLock::new();
@@ -25,36 +27,111 @@ fn journal() -> bool {
     })
 }
 
-fn emit(prio: u8, label: &str, msg: &str) {
-    // One write for the whole message: a server sharing the terminal
-    // writes its own lines at the same time, and a terminal keeps each
-    // write whole, so neither text lands inside the other's line.
-    let mut text = Vec::new();
-    clear_progress_line(&mut text);
-    if SERVER_LINE_OPEN.swap(false, Ordering::Relaxed) {
-        text.push(b'\n');
+/// How loud a line of ours is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    /// The syslog priority journald reads from a `<N>` prefix.
+    fn priority(self) -> u8 {
+        match self {
+            Level::Info => 6,
+            Level::Warn => 4,
+            Level::Error => 3,
+        }
     }
+
+    fn label(self) -> &'static str {
+        match self {
+            Level::Info => "",
+            Level::Warn => "warning: ",
+            Level::Error => "error: ",
+        }
+    }
+}
+
+/// A queue that takes bytes without ever waiting (`supervise::output`).
+pub trait LineSink: Send + Sync {
+    fn push(&self, bytes: Vec<u8>);
+}
+
+/// Where our lines go while `run` relays output.
+#[derive(Clone)]
+pub struct Route {
+    pub sink: Arc<dyn LineSink>,
+    /// The destination is a log file (timestamps, no live progress line).
+    pub to_file: bool,
+}
+
+static ROUTE: Mutex<Option<Route>> = Mutex::new(None);
+
+/// Routes our lines through `route`, or (`None`) straight to stderr.
+pub fn set_route(route: Option<Route>) {
+    if let Ok(mut r) = ROUTE.lock() {
+        *r = route;
+    }
+}
+
+fn route() -> Option<Route> {
+    ROUTE.lock().ok().and_then(|r| r.clone())
+}
+
+fn write_err(bytes: Vec<u8>) {
+    match route() {
+        Some(r) => r.sink.push(bytes),
+        None => {
+            let _ = std::io::stderr().lock().write_all(&bytes);
+        }
+    }
+}
+
+/// One message of ours as it is written: `paperclipd: warning: …` on every
+/// line, with the journal's `<N>` priority when stderr is the journal, or
+/// with a timestamp in a log file.
+pub fn format_line(level: Level, msg: &str, to_file: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 32);
+    let stamp = to_file
+        .then(|| humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     for (i, line) in msg.lines().enumerate() {
-        let label = if i == 0 { label } else { "  " };
-        let _ = if journal() {
-            writeln!(text, "<{prio}>paperclipd: {label}{line}")
-        } else {
-            writeln!(text, "paperclipd: {label}{line}")
+        let label = if i == 0 { level.label() } else { "  " };
+        let _ = match &stamp {
+            Some(t) => writeln!(out, "{t} paperclipd: {label}{line}"),
+            None if journal() => writeln!(out, "<{}>paperclipd: {label}{line}", level.priority()),
+            None => writeln!(out, "paperclipd: {label}{line}"),
         };
     }
-    let _ = std::io::stderr().lock().write_all(&text);
+    out
+}
+
+/// One write for the whole message: a server sharing the terminal writes
+/// its own lines at the same time, and a terminal keeps each write whole,
+/// so neither text lands inside the other's line. A server line left open
+/// on our way out is finished first.
+fn emit(level: Level, msg: &str) {
+    let to_file = route().is_some_and(|r| r.to_file);
+    let mut bytes = Vec::new();
+    clear_progress_line(&mut bytes);
+    if SERVER_LINE_OPEN.swap(false, Ordering::Relaxed) && !to_file {
+        bytes.push(b'\n');
+    }
+    bytes.extend(format_line(level, msg, to_file));
+    write_err(bytes);
 }
 
 pub fn info(msg: &str) {
-    emit(6, "", msg);
+    emit(Level::Info, msg);
 }
 
 pub fn warn(msg: &str) {
-    emit(4, "warning: ", msg);
+    emit(Level::Warn, msg);
 }
 
 pub fn error(msg: &str) {
-    emit(3, "error: ", msg);
+    emit(Level::Error, msg);
 }
 
 /// Prints a command's result on stdout. A closed pipe (`paperclipd status
@@ -77,33 +154,16 @@ pub fn out_json(v: &impl serde::Serialize) -> crate::error::Result<()> {
 }
 
 static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
-/// The server's output that we copied to the terminal ended without a
-/// newline: our next line must not continue it.
+/// The server's output on our way out (stderr, or stdout when it is the
+/// same place) ends inside a line.
 static SERVER_LINE_OPEN: AtomicBool = AtomicBool::new(false);
 
-/// Erases the live progress line, if one is shown, before other output.
-pub fn clear_progress_line(w: &mut impl Write) {
-    if PROGRESS_SHOWN.swap(false, Ordering::Relaxed) {
-        let _ = w.write_all(b"\r\x1b[2K");
-    }
-}
-
-/// Copies the server's output (piped through us) to our stdout or stderr,
-/// after erasing the progress line; remembers whether it left a line open
-/// where our own lines go.
-pub fn server_output(to_stdout: bool, bytes: &[u8]) -> std::io::Result<()> {
-    clear_progress_line(&mut std::io::stderr().lock());
-    if to_stdout {
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes)?;
-        out.flush()?;
-    } else {
-        std::io::stderr().lock().write_all(bytes)?;
-    }
-    if let (Some(&last), true) = (bytes.last(), !to_stdout || stdout_is_stderr()) {
+/// Notes what the server's relayed output (`stream_is_stderr`: it shares
+/// our lines' destination) ended with.
+pub fn server_wrote(stream_is_stderr: bool, bytes: &[u8]) {
+    if let (Some(&last), true) = (bytes.last(), stream_is_stderr || stdout_is_stderr()) {
         SERVER_LINE_OPEN.store(last != b'\n', Ordering::Relaxed);
     }
-    Ok(())
 }
 
 /// Do our stdout and stderr lead to the same place (a terminal, one file)?
@@ -121,6 +181,28 @@ pub fn line_left_open() {
     SERVER_LINE_OPEN.store(true, Ordering::Relaxed);
 }
 
+/// Erases the live progress line, if one is shown, before other output.
+pub fn clear_progress_line(w: &mut impl Write) {
+    if PROGRESS_SHOWN.swap(false, Ordering::Relaxed) {
+        let _ = w.write_all(b"\r\x1b[2K");
+    }
+}
+
+/// Erases the live progress line, if one is shown.
+pub fn clear_progress() {
+    let mut bytes = Vec::new();
+    clear_progress_line(&mut bytes);
+    if !bytes.is_empty() {
+        write_err(bytes);
+    }
+}
+
+/// Can a live progress line be shown: stderr is a terminal and our lines
+/// do not go to a log file?
+pub fn live_line_possible() -> bool {
+    crate::sys::isatty(2) && !route().is_some_and(|r| r.to_file)
+}
+
 /// Shows `text` as the live progress line (terminal only), unless the
 /// server's output has a line open: that line is not ours to overwrite.
 pub fn show_progress_line(text: &str) {
@@ -132,8 +214,6 @@ pub fn show_progress_line(text: &str) {
         .saturating_sub(1)
         .max(20);
     let shown: String = text.chars().take(width).collect();
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(format!("\r\x1b[2K{shown}").as_bytes());
-    let _ = err.flush();
+    write_err(format!("\r\x1b[2K{shown}").into_bytes());
     PROGRESS_SHOWN.store(true, Ordering::Relaxed);
 }

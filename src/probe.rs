@@ -290,47 +290,72 @@ impl Prober {
         }
     }
 
+    /// One request, run as its own task: when the caller stops waiting
+    /// (the readiness timeout, a stop signal), the request still reads its
+    /// bounded body and closes cleanly instead of hanging up mid-response,
+    /// which a server logs as a broken pipe. It ends within the request
+    /// timeout either way.
     async fn probe(&self, which: Which, url: Url) -> ProbeResult {
+        let client = self.client.clone();
+        let url_text = url.to_string();
         let start = Instant::now();
-        let mut r = ProbeResult {
+        let task = tokio::spawn(async move { request(&client, which, url).await });
+        let mut r = task.await.unwrap_or_else(|e| ProbeResult {
             probe: which,
-            url: url.to_string(),
+            url: url_text,
             ready: false,
             http_status: None,
             content_type: None,
             health_status: None,
-            detail: String::new(),
+            detail: format!("the probe task failed: {e}"),
             latency_ms: 0.0,
-        };
-        match self.client.get(url).send().await {
-            Err(e) => r.detail = describe_reqwest(&e),
-            Ok(mut resp) => {
-                let code = resp.status().as_u16();
-                let ct = resp
-                    .headers()
-                    .get(reqwest::header::CONTENT_TYPE)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-                r.http_status = Some(code);
-                r.content_type = ct.as_deref().map(media_type);
-                if which == Which::Api {
-                    match read_bounded(&mut resp).await {
-                        Ok((body, truncated)) => {
-                            let (ok, detail, hs) =
-                                api_verdict(code, ct.as_deref(), &body, truncated);
-                            (r.ready, r.detail, r.health_status) = (ok, detail, hs);
-                        }
-                        Err(e) => {
-                            r.detail = format!("reading the body failed: {}", describe_reqwest(&e))
-                        }
-                    }
-                } else {
-                    (r.ready, r.detail) = ui_verdict(code, ct.as_deref());
-                }
-            }
-        }
+        });
         r.latency_ms = start.elapsed().as_secs_f64() * 1000.0;
         r
     }
+}
+
+/// Sends one probe and judges the answer. Every body is read (bounded), so
+/// the connection closes cleanly after a complete response.
+async fn request(client: &reqwest::Client, which: Which, url: Url) -> ProbeResult {
+    let mut r = ProbeResult {
+        probe: which,
+        url: url.to_string(),
+        ready: false,
+        http_status: None,
+        content_type: None,
+        health_status: None,
+        detail: String::new(),
+        latency_ms: 0.0,
+    };
+    let mut resp = match client.get(url).send().await {
+        Err(e) => {
+            r.detail = describe_reqwest(&e);
+            return r;
+        }
+        Ok(resp) => resp,
+    };
+    let code = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    r.http_status = Some(code);
+    r.content_type = ct.as_deref().map(media_type);
+    let body = read_bounded(&mut resp).await;
+    match which {
+        Which::Api => match body {
+            Ok((body, truncated)) => {
+                (r.ready, r.detail, r.health_status) =
+                    api_verdict(code, ct.as_deref(), &body, truncated);
+            }
+            Err(e) => r.detail = format!("reading the body failed: {}", describe_reqwest(&e)),
+        },
+        // The UI verdict needs only the headers; the body is read so the
+        // connection ends cleanly, and a failed read does not matter.
+        Which::Ui => (r.ready, r.detail) = ui_verdict(code, ct.as_deref()),
+    }
+    r
 }
 
 /// `paperclipd probe`: both probes once, now.

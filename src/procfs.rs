@@ -17,6 +17,8 @@ pub struct ProcInfo {
     /// process uniquely (pids are reused, start times are not).
     pub start_ticks: u64,
     pub comm: String,
+    /// Exited, waiting for its parent to reap it.
+    pub zombie: bool,
 }
 
 /// Parses `/proc/<pid>/stat`. The command name is in parentheses and may
@@ -34,6 +36,7 @@ pub fn parse_stat(text: &str) -> Option<ProcInfo> {
         pgid: rest.get(2)?.parse().ok()?,
         start_ticks: rest.get(19)?.parse().ok()?,
         comm,
+        zombie: rest.first()? == &"Z",
     })
 }
 
@@ -67,7 +70,29 @@ pub fn all_processes() -> Vec<ProcInfo> {
         .collect()
 }
 
+/// Our own children (adopted ones too), from each of our threads'
+/// `children` list: no scan of every process. Falls back to the scan where
+/// those lists are missing (a kernel without CONFIG_PROC_CHILDREN).
+#[cfg_attr(target_os = "macos", allow(dead_code))] // macOS asks libproc (sys)
+pub fn own_children() -> Vec<i32> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.filter_map(|t| t.ok()) {
+        match fs::read_to_string(task.path().join("children")) {
+            Ok(text) => out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            ),
+            Err(_) => return children_of(std::process::id() as i32),
+        }
+    }
+    out
+}
+
 /// Direct children of `parent` (after a subreaper adoption too).
+#[cfg_attr(target_os = "macos", allow(dead_code))] // macOS asks libproc (sys)
 pub fn children_of(parent: i32) -> Vec<i32> {
     all_processes()
         .into_iter()
@@ -352,7 +377,22 @@ mod tests {
         let s = "42 (a) b (c)) S 7 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
         let p = parse_stat(s).unwrap();
         assert_eq!((p.pid, p.ppid, p.pgid, p.start_ticks), (42, 7, 42, 98765));
+        assert!(!p.zombie);
         assert_eq!(p.comm, "a) b (c)");
+    }
+
+    #[test]
+    fn own_children_are_listed() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(own_children().contains(&pid));
+        assert!(children_of(std::process::id() as i32).contains(&pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!own_children().contains(&pid));
     }
 
     #[test]

@@ -156,29 +156,103 @@ pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) }).map(drop)
 }
 
-/// Reaps one exited child without waiting: `Some((pid, wait status))`, or
-/// `None` when no child has exited (or there are none).
-pub fn reap_one() -> Option<(i32, libc::c_int)> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: waitpid writes the status into a valid local.
-    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-    (pid > 0).then_some((pid, status))
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// With this exit code.
+    Exited(i32),
+    /// By this signal.
+    Killed(i32),
 }
 
-/// True when we have no children left at all. `WNOWAIT`: nothing is reaped.
-pub fn no_children() -> bool {
+/// An exited child, left unreaped (`WNOWAIT`): `pid` itself, or (`None`)
+/// the first of our children that has exited. `None` when none has.
+pub fn peek_exited(pid: Option<i32>) -> Option<(i32, Ended)> {
+    let (idtype, id) = match pid {
+        Some(p) if p > 0 => (libc::P_PID, p as libc::id_t),
+        Some(_) => return None,
+        None => (libc::P_ALL, 0),
+    };
     // SAFETY: siginfo_t is plain data; waitid fills the zeroed local.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: see above; the pointer is valid for the call.
     let r = unsafe {
         libc::waitid(
-            libc::P_ALL,
-            0,
+            idtype,
+            id,
             &mut info,
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
-    r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+    let (child, status) = child_of(&info);
+    if r != 0 || child <= 0 {
+        // An error (no children), or WNOHANG found none (si_pid stays 0).
+        return None;
+    }
+    let ended = if info.si_code == libc::CLD_EXITED {
+        Ended::Exited(status)
+    } else {
+        Ended::Killed(status)
+    };
+    Some((child, ended))
+}
+
+/// The pid and status of a `waitid` result.
+#[cfg(target_os = "linux")]
+fn child_of(info: &libc::siginfo_t) -> (i32, i32) {
+    // SAFETY: waitid filled the SIGCHLD fields (or left the zeroed ones).
+    unsafe { (info.si_pid(), info.si_status()) }
+}
+
+#[cfg(target_os = "macos")]
+fn child_of(info: &libc::siginfo_t) -> (i32, i32) {
+    (info.si_pid, info.si_status)
+}
+
+/// Reaps child `pid` if it has exited, without waiting.
+pub fn reap(pid: i32) {
+    if pid <= 0 {
+        return;
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes the status into a valid local; pid > 0 names
+    // one child.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+}
+
+/// The members of process group `pgid` (macOS; /proc tells on Linux).
+#[cfg(target_os = "macos")]
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    // SAFETY: the buffer holds `cap` pids and its size in bytes is passed.
+    list_pids(|buf, bytes| unsafe { libc::proc_listpgrppids(pgid, buf, bytes) })
+}
+
+/// The children of `parent` (macOS; /proc tells on Linux).
+#[cfg(target_os = "macos")]
+pub fn children_of(parent: i32) -> Vec<i32> {
+    // SAFETY: as for group_members.
+    list_pids(|buf, bytes| unsafe { libc::proc_listchildpids(parent, buf, bytes) })
+}
+
+/// Calls a libproc lister with a growing buffer; it returns a count of pids.
+#[cfg(target_os = "macos")]
+fn list_pids(list: impl Fn(*mut libc::c_void, libc::c_int) -> libc::c_int) -> Vec<i32> {
+    let mut cap = 256usize;
+    loop {
+        let mut buf = vec![0 as libc::pid_t; cap];
+        let bytes = (cap * std::mem::size_of::<libc::pid_t>()) as libc::c_int;
+        let n = list(buf.as_mut_ptr().cast(), bytes);
+        if n < 0 {
+            return Vec::new();
+        }
+        let n = n as usize;
+        if n < cap || cap >= 1 << 20 {
+            buf.truncate(n.min(cap));
+            buf.retain(|p| *p > 0);
+            return buf;
+        }
+        cap *= 4;
+    }
 }
 
 /// Sends `sig` to process `pid` (never to a group: `pid` must be > 0).

@@ -138,3 +138,31 @@ fn invalid_utf8_in_the_status_is_not_ready() {
 fn a_server_stuck_in_starting_is_not_ready() {
     hostile("starting-forever", "status is \"starting\"");
 }
+
+/// Regression (the flake of
+/// `readiness_timeout_exits_69_with_each_probes_last_result_and_output`):
+/// the UI probe dropped a 404 response before reading its body, so the
+/// connection closed with unread data and the server saw a reset (a real
+/// server logs a broken pipe for each probe). Every probe must read its
+/// bounded body and close cleanly, also when it is abandoned by a stop.
+/// The fixture streams each body in two parts, so every probe is still
+/// reading when the stop comes.
+#[test]
+fn probes_close_cleanly_so_the_server_sees_no_reset() {
+    let w = World::new();
+    let cmd = w.run_cmd(&[], &["--ui-mode", "404", "--body-delay", "0.1"]);
+    let mut r = w.spawn(cmd, "run");
+    let ui_probes = || {
+        let requests = w.state_file("requests.log").unwrap_or_default();
+        requests.lines().filter(|l| l.ends_with(" /")).count()
+    };
+    wait_until(DEADLINE, "5 UI probes", || ui_probes() >= 5);
+    signal(r.pid(), libc::SIGTERM);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        w.state_file("client_resets"),
+        None,
+        "{} UI probes; the server saw resets",
+        ui_probes()
+    );
+}

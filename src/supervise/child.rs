@@ -4,7 +4,15 @@
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
 //! not the process, so forking from a tokio blocking-pool thread (which
 //! exits when idle) would kill the server at a random moment.
+//!
+//! Only processes known to be ours are signalled. The server's exit is
+//! seen without reaping it: its zombie keeps its pid, and so its process
+//! group id, from being given to anyone else, so the group may be signalled
+//! by id until [`release`] reaps it at the very end. Other processes are
+//! signalled by pid only while they are our unreaped children, whose pids
+//! cannot be reused either.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -25,7 +33,18 @@ pub enum ExitKind {
     Signal(i32),
 }
 
+impl From<sys::Ended> for ExitKind {
+    fn from(e: sys::Ended) -> Self {
+        match e {
+            sys::Ended::Exited(c) => ExitKind::Code(c),
+            sys::Ended::Killed(n) => ExitKind::Signal(n),
+        }
+    }
+}
+
 impl ExitKind {
+    /// From a raw `waitpid` status: exited or killed; `None` for a stop or
+    /// a continue.
     pub fn from_wait_status(status: libc::c_int) -> Option<Self> {
         if libc::WIFEXITED(status) {
             Some(ExitKind::Code(libc::WEXITSTATUS(status)))
@@ -35,7 +54,9 @@ impl ExitKind {
             None
         }
     }
+}
 
+impl ExitKind {
     /// The shell convention: the code itself, or 128+N for signal N.
     pub fn shell_code(self) -> u8 {
         match self {
@@ -60,6 +81,9 @@ pub struct Spawned {
     pub pgid: i32,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// The server has been reaped: its pid and group id may name someone
+    /// else now, so nothing is signalled by them any more.
+    released: Cell<bool>,
 }
 
 /// What to start and how.
@@ -107,34 +131,11 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
     cmd.process_group(0);
     let parent = std::process::id() as i32;
     let interactive = spec.interactive;
-    // SAFETY: between fork and exec the closure calls only async-signal-
-    // safe, allocation-free wrappers (tcsetpgrp with SIGTTOU blocked,
-    // sigaction, prctl, getpid, getppid); errors are plain `io::Error`s
-    // from errno.
+    // SAFETY: between fork and exec the closure runs `before_exec`, which
+    // only calls async-signal-safe wrappers (tcsetpgrp with SIGTTOU
+    // blocked, sigaction, prctl, getpid, getppid) and never allocates.
     unsafe {
-        cmd.pre_exec(move || {
-            if interactive {
-                // Take the terminal (as tini does).
-                sys::give_terminal_to(0, sys::pid())?;
-            }
-            // We ignore these (`signals::ignore_terminal_stops`), and an
-            // ignored signal stays ignored across exec.
-            sys::set_signal_ignored(libc::SIGTTOU, false)?;
-            sys::set_signal_ignored(libc::SIGTTIN, false)?;
-            #[cfg(target_os = "linux")]
-            {
-                // SIGTERM, not SIGKILL: Paperclip then stops its PostgreSQL
-                // in order instead of orphaning it.
-                sys::set_parent_death_signal(libc::SIGTERM)?;
-                // We may have died between fork and prctl.
-                if sys::parent_pid() != parent {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
-            }
-            #[cfg(not(target_os = "linux"))]
-            let _ = parent;
-            Ok(())
-        });
+        cmd.pre_exec(move || before_exec(interactive, parent));
     }
     let mut child = cmd.spawn().map_err(|e| {
         let kind = match e.kind() {
@@ -157,7 +158,42 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
         pgid: pid,
         stdout,
         stderr,
+        released: Cell::new(false),
     })
+}
+
+/// Set (to anything) only by tests: no subreaper, as on macOS, where the
+/// server's orphans move to launchd and only its process group finds them.
+#[cfg(target_os = "linux")]
+const NO_SUBREAPER_ENV: &str = "PAPERCLIPD_NO_SUBREAPER";
+
+/// The child's part between fork and exec. It must not allocate (another
+/// thread may have held the allocator's lock at the fork) and may call only
+/// async-signal-safe functions: tcsetpgrp with SIGTTOU blocked, prctl,
+/// getpid, getppid. Errors are errno values (`io::Error` without a
+/// payload), which std hands to the parent through its exec pipe.
+fn before_exec(interactive: bool, parent: i32) -> std::io::Result<()> {
+    if interactive {
+        // Take the terminal (as tini does).
+        sys::give_terminal_to(0, sys::pid())?;
+    }
+    // We ignore these (`signals::ignore_terminal_stops`), and an ignored
+    // signal stays ignored across exec.
+    sys::set_signal_ignored(libc::SIGTTOU, false)?;
+    sys::set_signal_ignored(libc::SIGTTIN, false)?;
+    #[cfg(target_os = "linux")]
+    {
+        // SIGTERM, not SIGKILL: Paperclip then stops its PostgreSQL in
+        // order instead of orphaning it.
+        sys::set_parent_death_signal(libc::SIGTERM)?;
+        // We may have died between fork and prctl.
+        if sys::parent_pid() != parent {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
+    Ok(())
 }
 
 /// Becomes a subreaper: orphans of the server (PostgreSQL after its Node
@@ -165,7 +201,12 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
 /// instead of to PID 1, so we can see and stop them.
 pub fn become_subreaper() {
     #[cfg(target_os = "linux")]
-    if let Err(e) = sys::become_subreaper() {
+    if std::env::var_os(NO_SUBREAPER_ENV).is_some() {
+        crate::log::warn(&format!(
+            "{NO_SUBREAPER_ENV} is set: not a subreaper (as on macOS); only the server's process \
+             group finds what it leaves behind"
+        ));
+    } else if let Err(e) = sys::become_subreaper() {
         crate::log::warn(&format!(
             "cannot become a subreaper ({e}); processes the server orphans will be re-parented \
              to PID 1 and may outlive it"
@@ -173,27 +214,81 @@ pub fn become_subreaper() {
     }
 }
 
-/// Reaps every child that has exited. Returns the server's status if it
-/// was among them.
+/// Reaps every child of ours that has exited, except the server: when it
+/// has exited, its status is returned and its zombie is kept (see the
+/// module doc) until [`release`].
 pub fn reap(server: i32) -> Option<ExitKind> {
-    let mut server_exit = None;
-    while let Some((pid, status)) = sys::reap_one() {
-        if pid == server {
-            server_exit = ExitKind::from_wait_status(status);
+    // Our first exited child, not reaped yet; children are listed oldest
+    // first, so once the server has exited it is the one found.
+    while let Some((pid, ended)) = sys::peek_exited(None) {
+        if pid != server {
+            sys::reap(pid);
+            continue;
         }
+        for child in own_children() {
+            if child != server {
+                sys::reap(child);
+            }
+        }
+        return Some(ended.into());
     }
-    server_exit
+    // The server may still be a zombie the scan above did not reach.
+    sys::peek_exited(Some(server)).map(|(_, ended)| ended.into())
 }
 
-/// True when we have no children left (neither the server nor adopted
-/// ones). Nothing is reaped here.
-pub fn no_children() -> bool {
-    sys::no_children()
+/// Reaps the server at the end, after everything it left is gone: from now
+/// on its pid and group id are never signalled.
+pub fn release(server: &Spawned) {
+    server.released.set(true);
+    sys::reap(server.pid);
 }
 
-/// Sends `sig` to one process; a process that is already gone is fine.
-pub fn signal(pid: i32, sig: i32) {
-    let _ = sys::kill(pid, sig);
+/// Sends `sig` to the server process; a process that is already gone is
+/// fine, a released one is never signalled.
+pub fn signal(server: &Spawned, sig: i32) {
+    if !server.released.get() {
+        let _ = sys::kill(server.pid, sig);
+    }
+}
+
+/// Our children (the server and adopted orphans). Their pids stay ours
+/// until we reap them, which only this thread does.
+fn own_children() -> Vec<i32> {
+    #[cfg(target_os = "macos")]
+    let children = sys::children_of(sys::pid());
+    #[cfg(not(target_os = "macos"))]
+    let children = procfs::own_children();
+    children
+}
+
+/// What the server left behind: the rest of its process group (while the
+/// server's zombie holds the group id) and every other child of ours
+/// (adopted orphans on Linux). Empty when all is gone.
+pub fn leftovers(server: &Spawned) -> Vec<i32> {
+    let in_group = !server.released.get();
+    #[cfg(target_os = "macos")]
+    let mut found = {
+        let mut found = own_children();
+        if in_group {
+            found.extend(sys::group_members(server.pgid));
+        }
+        found
+    };
+    // One pass over /proc. A zombie that is not our child is for its
+    // parent to reap; there is nothing to stop.
+    #[cfg(not(target_os = "macos"))]
+    let mut found: Vec<i32> = {
+        let me = sys::pid();
+        procfs::all_processes()
+            .into_iter()
+            .filter(|p| p.ppid == me || (in_group && p.pgid == server.pgid && !p.zombie))
+            .map(|p| p.pid)
+            .collect()
+    };
+    found.retain(|p| *p != server.pid);
+    found.sort_unstable();
+    found.dedup();
+    found
 }
 
 /// Every descendant of ours that /proc shows (Linux), nearest first.
@@ -219,19 +314,21 @@ pub fn descendants() -> Vec<i32> {
     out
 }
 
-/// Signals the server's process group and every process we adopted.
-pub fn signal_everything(pgid: i32, sig: i32) {
-    let _ = sys::kill_group(pgid, sig);
-    let me = std::process::id() as i32;
-    if sig == libc::SIGKILL {
-        for pid in descendants() {
-            signal(pid, sig);
-        }
-    } else {
-        // A polite signal goes to direct children only: an adopted
-        // PostgreSQL stops its own backends in order.
-        for pid in procfs::children_of(me) {
-            signal(pid, sig);
+/// Signals the server's process group (by id only while its zombie holds
+/// the id) and every child of ours (adopted orphans, which may have left
+/// the group). A polite signal thus reaches an adopted PostgreSQL, which
+/// stops its own backends in order; SIGKILL is repeated by the caller, as
+/// a killed parent's children are adopted next.
+pub fn signal_everything(server: &Spawned, sig: i32) {
+    if !server.released.get() {
+        let _ = sys::kill_group(server.pgid, sig);
+    }
+    for pid in own_children() {
+        if pid != server.pid {
+            let _ = sys::kill(pid, sig);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

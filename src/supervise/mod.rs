@@ -64,10 +64,21 @@ const EXTEND_BY: Duration = Duration::from_secs(15);
 /// How often the progress display is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-/// Runs the server until it stops. Returns the exit code of `run`.
+/// Runs the server until it stops. Returns the exit code of `run`; the
+/// error that ends it is printed here, through the output relay.
 /// `selection` is what the user asked for, read again once onboarding has
 /// written `config.json`.
 pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
+    let relay = output::Relay::start(settings.log.as_ref())?;
+    let result = run_relayed(settings, selection, relay.clone()).await;
+    relay.finish(result)
+}
+
+async fn run_relayed(
+    settings: RunSettings,
+    selection: Selection,
+    relay: output::Relay,
+) -> Result<u8> {
     signals::ignore_terminal_stops();
     let invoker = invoker::detect();
     let notifier = Notifier::from_env();
@@ -113,7 +124,11 @@ pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
     } else {
         spawn_server(&command, &settings, interactive)?
     };
-    lock.set_child(Some(server.pid))?;
+    // The server runs now: a record we cannot write (a full disk) must not
+    // abandon it. The flock, not the record, is the truth.
+    if let Err(e) = lock.set_child(Some(server.pid)) {
+        log::warn(&e.message);
+    }
     let mut sup = Supervisor {
         settings,
         notifier: Rc::new(notifier),
@@ -123,6 +138,7 @@ pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
         terminal,
         lock,
         tail: Arc::new(Mutex::new(output::Tail::default())),
+        relay,
         forwarders: JoinSet::new(),
         signals,
     };
@@ -167,6 +183,8 @@ struct Supervisor {
     /// Released (by Drop) only after every process of the server is gone.
     lock: InstanceLock,
     tail: output::SharedTail,
+    /// Where the server's output and our lines go (never blocking).
+    relay: output::Relay,
     /// The tasks copying the server's output; awaited after the server's
     /// tree is gone so diagnostics include its very last lines.
     forwarders: JoinSet<()>,
@@ -246,8 +264,12 @@ impl Supervisor {
             (self.server.stderr.take(), Stream::Stderr),
         ] {
             if let Some(fd) = fd {
-                self.forwarders
-                    .spawn(output::forward(fd, stream, self.tail.clone()));
+                self.forwarders.spawn(output::forward(
+                    fd,
+                    stream,
+                    self.tail.clone(),
+                    self.relay.clone(),
+                ));
             }
         }
     }

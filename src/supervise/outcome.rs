@@ -14,10 +14,6 @@ use super::readiness::Progress;
 use super::signals::signal_name;
 use super::stop::{self, GracefulStop};
 
-/// After the server is gone, how long its leftovers (adopted PostgreSQL,
-/// agents) get after SIGTERM before SIGKILL, at most.
-const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
-
 /// Where the run loop is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -63,8 +59,17 @@ impl Supervisor {
             NotifyState::Stopping,
             NotifyState::Status(&format!("server {}; stopping", exit.describe())),
         ]);
-        let grace = LEFTOVER_GRACE.min(self.settings.stop_timeout);
-        stop::cleanup_leftovers(&self.server, &mut self.signals, grace).await;
+        // What the server left (an orphaned PostgreSQL) gets the whole
+        // stop timeout to shut down in order.
+        let grace = self.settings.stop_timeout;
+        let (server, signals) = (&self.server, &mut self.signals);
+        let budget = grace + stop::KILL_REAP_WAIT;
+        stop::extending(
+            &self.notifier,
+            budget,
+            stop::cleanup_leftovers(server, signals, grace),
+        )
+        .await;
         self.drain_output().await;
         if let Some(key) = user_interrupt {
             log::info(&format!(
@@ -164,10 +169,17 @@ impl Supervisor {
             signal: sig,
             grace: self.settings.stop_timeout,
         };
-        let exit = graceful.run(&self.server, &mut self.signals).await;
-        let left = graceful.grace.saturating_sub(stop_started.elapsed());
-        let grace = left.clamp(Duration::from_millis(100), LEFTOVER_GRACE);
-        stop::cleanup_leftovers(&self.server, &mut self.signals, grace).await;
+        // The leftovers get what the server left of the stop timeout.
+        let (server, signals) = (&self.server, &mut self.signals);
+        let budget = graceful.grace + stop::MIN_LEFTOVER_GRACE + 2 * stop::KILL_REAP_WAIT;
+        let exit = stop::extending(&self.notifier, budget, async move {
+            let exit = graceful.run(server, signals).await;
+            let left = graceful.grace.saturating_sub(stop_started.elapsed());
+            let grace = left.max(stop::MIN_LEFTOVER_GRACE);
+            stop::cleanup_leftovers(server, signals, grace).await;
+            exit
+        })
+        .await;
         self.drain_output().await;
         match reason {
             StopReason::Signal(_) | StopReason::Terminal(_) => {

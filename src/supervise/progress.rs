@@ -42,7 +42,7 @@ impl StartingView {
             sent_status: String::new(),
             display: if shares_terminal {
                 Display::Milestones
-            } else if crate::sys::isatty(2) {
+            } else if log::live_line_possible() {
                 Display::Line
             } else {
                 Display::Changes
@@ -101,6 +101,6 @@ pub fn became_ready(
 /// Erases the live progress line, if the starting view shows one.
 pub fn clear_view(view: Option<&StartingView>) {
     if view.is_some_and(|v| v.display == Display::Line) {
-        log::clear_progress_line(&mut std::io::stderr());
+        log::clear_progress();
     }
 }

@@ -1,16 +1,27 @@
 //! Stopping the server in order: the stop signal to the server process
 //! itself, a grace period, then SIGKILL for its group; afterwards whatever
-//! it left behind (adopted PostgreSQL, agents) is stopped and reaped.
+//! it left behind (adopted PostgreSQL, agents, the rest of its group) is
+//! stopped and reaped. Meanwhile the manager hears that the stop is
+//! progressing, but never beyond our own budget for it.
 
+use std::future::Future;
 use std::time::Duration;
 
+use crate::notify::{Notifier, NotifyState};
 use crate::{log, procfs};
 
 use super::child::{self, ExitKind, Spawned};
 use super::signals::Signals;
+use super::{EXTEND_BY, EXTEND_EVERY};
 
 /// How long SIGKILLed processes get to be reaped before we give up on them.
-const KILL_REAP_WAIT: Duration = Duration::from_secs(5);
+pub const KILL_REAP_WAIT: Duration = Duration::from_secs(5);
+/// After a requested stop, the leftovers get what the server left of the
+/// stop timeout, but at least this.
+pub const MIN_LEFTOVER_GRACE: Duration = Duration::from_secs(1);
+/// How often a stop that outlives the server looks for its leftovers
+/// (without a subreaper they are not our children: no SIGCHLD).
+const LEFTOVER_POLL: Duration = Duration::from_millis(50);
 
 /// A graceful stop: `signal` to the server process, then `grace` before
 /// SIGKILL for its group.
@@ -27,7 +38,7 @@ impl GracefulStop {
     /// grace period. Returns how the server ended, or `None` if it had to
     /// be killed.
     pub async fn run(&self, server: &Spawned, signals: &mut Signals) -> Option<ExitKind> {
-        child::signal(server.pid, self.signal);
+        child::signal(server, self.signal);
         let deadline = tokio::time::Instant::now() + self.grace;
         loop {
             if let Some(exit) = child::reap(server.pid) {
@@ -36,12 +47,12 @@ impl GracefulStop {
             tokio::select! {
                 got = signals.child_or_stop() => {
                     if let Some(again) = got {
-                        child::signal(server.pid, super::signals::forwarded(again));
+                        child::signal(server, super::signals::forwarded(again));
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    child::signal_everything(server.pgid, libc::SIGKILL);
-                    // SIGKILL cannot be ignored; reap it.
+                    child::signal_everything(server, libc::SIGKILL);
+                    // SIGKILL cannot be ignored; wait for it to take.
                     let hard = tokio::time::Instant::now() + KILL_REAP_WAIT;
                     loop {
                         if child::reap(server.pid).is_some() {
@@ -58,47 +69,79 @@ impl GracefulStop {
     }
 }
 
-/// After the server is gone: SIGTERM what is left of its group and of the
-/// processes we adopted, wait up to `grace`, SIGKILL the rest, and reap
-/// everything.
+/// After the server has exited: SIGTERM what is left of its group and the
+/// processes we adopted, wait up to `grace`, SIGKILL the rest (again and
+/// again, as a killed parent's children are adopted next) until nothing is
+/// left, then reap the server itself.
 pub async fn cleanup_leftovers(server: &Spawned, signals: &mut Signals, grace: Duration) {
-    if child::no_children() {
+    child::reap(server.pid);
+    let leftovers = child::leftovers(server);
+    if leftovers.is_empty() {
+        child::release(server);
         return;
     }
-    let leftovers = child::descendants();
-    if !leftovers.is_empty() {
-        log::info(&format!(
-            "stopping {} process(es) the server left behind: {}",
-            leftovers.len(),
-            leftovers
-                .iter()
-                .take(5)
-                .map(|p| procfs::describe(*p))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    child::signal_everything(server.pgid, libc::SIGTERM);
+    log::info(&format!(
+        "stopping {} process(es) the server left behind: {}",
+        leftovers.len(),
+        leftovers
+            .iter()
+            .take(5)
+            .map(|p| procfs::describe(*p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    child::signal_everything(server, libc::SIGTERM);
     let deadline = tokio::time::Instant::now() + grace;
     let mut killed = false;
     loop {
         child::reap(server.pid);
-        if child::no_children() {
-            return;
+        if child::leftovers(server).is_empty() {
+            break;
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
             if killed && now >= deadline + KILL_REAP_WAIT {
                 log::warn("some processes the server left behind could not be reaped");
-                return;
+                break;
             }
-            // Repeat: a killed parent's children are adopted next.
-            child::signal_everything(server.pgid, libc::SIGKILL);
+            child::signal_everything(server, libc::SIGKILL);
             killed = true;
         }
         tokio::select! {
             _ = signals.child() => {}
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = tokio::time::sleep(LEFTOVER_POLL) => {}
+        }
+    }
+    child::release(server);
+}
+
+/// Runs `work` (a stop) while telling the manager every [`EXTEND_EVERY`]
+/// that it is progressing: `EXTEND_TIMEOUT_USEC` up to the end of `budget`
+/// at most, so a unit's shorter `TimeoutStopSec=` does not cut a stop that
+/// `--stop-timeout` allows, while a hung stop is still caught.
+pub async fn extending<T>(
+    notifier: &Notifier,
+    budget: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    if !notifier.enabled() {
+        return work.await;
+    }
+    let end = tokio::time::Instant::now() + budget;
+    let mut ticks = tokio::time::interval(EXTEND_EVERY);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticks.tick() => {
+                let left = end.saturating_duration_since(tokio::time::Instant::now());
+                if !left.is_zero() {
+                    let by = EXTEND_BY.min(left + Duration::from_secs(1));
+                    notifier.send(&[NotifyState::ExtendTimeoutUsec(
+                        by.as_micros().min(u32::MAX as u128) as u32,
+                    )]);
+                }
+            }
         }
     }
 }

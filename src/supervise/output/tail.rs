@@ -1,25 +1,14 @@
-//! The server's output.
-//!
-//! Without a terminal the server's stdout/stderr are pipes that we copy
-//! through unchanged (to the journal, launchd's log file, `docker logs`)
-//! while keeping the last lines for diagnostics. In a terminal the server
-//! writes to it directly (our own display: `progress`).
+//! The server's last lines, kept for diagnostics when it fails to start.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
+
+use super::Stream;
 
 /// Lines kept for diagnostics.
 pub const TAIL_LINES: usize = 20;
 /// Longer lines are cut (a server can print anything).
 const MAX_LINE: usize = 2000;
-
-/// One of the server's output streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
 
 /// The last lines the server printed (stdout and stderr interleaved as
 /// they arrived).
@@ -88,30 +77,6 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-/// Copies one of the server's pipes to our stdout or stderr until EOF,
-/// keeping its tail. Runs as its own task; EOF comes when the server and
-/// everything that inherited the pipe are gone.
-pub async fn forward(fd: OwnedFd, stream: Stream, tail: SharedTail) {
-    use tokio::io::AsyncReadExt;
-    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-        return;
-    };
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Ok(mut t) = tail.lock() {
-                    t.push(stream, &buf[..n]);
-                }
-                // A failed write (our stdout closed) must not stop the
-                // server: keep draining its pipe.
-                let _ = crate::log::server_output(stream == Stream::Stdout, &buf[..n]);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
