@@ -349,8 +349,8 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
             if a.follow {
                 tail.arg("-F");
             }
-            tail.arg(inst.log_dir().join("paperclipd.out.log"));
-            tail.arg(inst.log_dir().join("paperclipd.err.log"));
+            // -F follows the file across paperclipd's rotations.
+            tail.arg(super::log_file(&inst));
             let e = tail.exec();
             Err(Error::os(format!("cannot run tail: {e}")))
         }

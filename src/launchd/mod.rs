@@ -30,6 +30,12 @@ pub fn label(id: &InstanceId) -> String {
     format!("{LABEL_PREFIX}{id}")
 }
 
+/// The job's log file (`run --log-file`): the server's output and
+/// paperclipd's lines, rotated by paperclipd; `paperclipd logs` reads it.
+pub fn log_file(instance: &crate::instance::Instance) -> PathBuf {
+    instance.log_dir().join("paperclipd.log")
+}
+
 /// `~/Library/LaunchAgents/<label>.plist`.
 pub fn plist_path(home: &Path, id: &InstanceId) -> PathBuf {
     home.join("Library/LaunchAgents")

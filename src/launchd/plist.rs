@@ -45,7 +45,6 @@ pub fn render(
         "the Paperclip home (PAPERCLIP_HOME)",
         &instance.home.to_string_lossy(),
     )?;
-    let logs = instance.log_dir();
     let mut env_xml = String::new();
     for (k, v) in env {
         check_rendered_value(k, v)?;
@@ -63,12 +62,8 @@ pub fn render(
         .replace("@EXIT_TIMEOUT@", &exit_timeout.as_secs().max(1).to_string())
         .replace("@ENVIRONMENT@", &env_xml)
         .replace(
-            "@STDOUT@",
-            &xml_escape(&logs.join("paperclipd.out.log").to_string_lossy()),
-        )
-        .replace(
-            "@STDERR@",
-            &xml_escape(&logs.join("paperclipd.err.log").to_string_lossy()),
+            "@LOGFILE@",
+            &xml_escape(&super::log_file(instance).to_string_lossy()),
         ))
 }
 
@@ -117,7 +112,7 @@ mod tests {
             .map(|a| a.as_string().unwrap())
             .collect();
         assert_eq!(
-            args,
+            args[..4],
             [
                 "/Applications/My Tools/paperclipd",
                 "run",
@@ -146,8 +141,16 @@ mod tests {
         );
         assert!(e["PATH"].as_string().unwrap().contains("/opt/homebrew/bin"));
         assert_eq!(
-            d["StandardErrorPath"].as_string(),
-            Some("/Users/a&b <x>/.paperclip/instances/dev/logs/paperclipd.err.log")
+            args[4..],
+            [
+                "--log-file",
+                "/Users/a&b <x>/.paperclip/instances/dev/logs/paperclipd.log"
+            ],
+            "paperclipd writes and rotates the log itself"
+        );
+        assert!(
+            !d.contains_key("StandardOutPath") && !d.contains_key("StandardErrorPath"),
+            "launchd's own log files are never rotated"
         );
     }
 
