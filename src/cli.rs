@@ -89,6 +89,10 @@ pub struct InstallArgs {
     /// Stop and disable upstream's own unit for this instance (paperclipai.service).
     #[arg(long)]
     pub replace_upstream: bool,
+    /// The Node.js that runs Paperclip, pinned in the service
+    /// [default: the `node` that paperclipai finds in your PATH].
+    #[arg(long, env = "PAPERCLIP_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +168,10 @@ pub struct RunArgs {
     /// After a stop signal, wait this long for the server before killing it [default: 30s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stop_timeout: Option<Duration>,
+    /// The Node.js that runs Paperclip's default command
+    /// [default: the `node` that paperclipai finds in PATH].
+    #[arg(long, env = "PAPERCLIP_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
     /// The server command [default: paperclipai run --instance <id>].
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -76,6 +76,8 @@ pub struct RunSettings {
     pub command: Option<Vec<OsString>>,
     /// Extra environment for the server, from the config's `[env]`.
     pub env: BTreeMap<String, String>,
+    /// The Node.js chosen for the default command (`--node`, `PAPERCLIP_NODE`).
+    pub node: Option<PathBuf>,
 }
 
 pub fn resolve_instance(target: &Target) -> Result<Instance> {
@@ -336,6 +338,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         stop_timeout,
         command,
         env,
+        node: args.node.clone().filter(|p| !p.as_os_str().is_empty()),
     })
 }
 

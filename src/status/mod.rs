@@ -28,6 +28,9 @@ pub struct Status {
     pub lock: Option<Holder>,
     pub port: PortView,
     pub probes: ProbesView,
+    /// The Node.js the service runs and the one this shell runs (`None`
+    /// when the instance runs a command of its own).
+    pub runtime: Option<crate::runtime::pin::View>,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,6 +117,7 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
         probes_ready,
     };
     let (state, why) = state::decide(&facts);
+    let runtime = crate::runtime::pin::status_view(&instance, system);
     Ok(Status {
         instance: instance.id.to_string(),
         state,
@@ -149,6 +153,7 @@ pub async fn gather(settings: ProbeSettings, system: bool) -> Result<Status> {
             api: snap.api,
             ui: snap.ui,
         },
+        runtime,
     })
 }
 

@@ -57,6 +57,7 @@ pub async fn run(mut settings: RunSettings) -> Result<u8> {
     let notifier = Notifier::from_env();
     let interactive = signals::interactive();
     let command = ServerCommand::resolve(&settings)?;
+    preflight::check_runtime(&command, &mut settings)?;
     let instance = settings.probe.instance.clone();
 
     preflight::refuse_running_units(&instance, &invoker).await?;
