@@ -286,7 +286,7 @@ impl Runtime {
                 version: Ok(v),
             } => match &self.required {
                 Requirement::Range { range, .. } if !range.matches(v) => Some(format!(
-                    "Paperclip needs {}, but Node.js {v} is at {}, {}",
+                    "Paperclip needs {}, but it would run Node.js {v} ({}: {})",
                     self.needs(),
                     path.display(),
                     self.origin(*choice)
