@@ -120,6 +120,14 @@ impl Machine {
         Some((lines.next()?, lines.next().unwrap_or_default()))
     }
 
+    /// Runs a command that must end on its own (with a deadline: a `run`
+    /// that wrongly starts a server would never end); its code and stderr.
+    fn exit_of(&self, cmd: Command, name: &str) -> (i32, String) {
+        let mut r = self.w.spawn(cmd, name);
+        let code = r.code();
+        (code, r.stderr())
+    }
+
     /// Runs until ready, stops with SIGTERM; returns stderr.
     fn run_until_ready(&self, cmd: Command, name: &str) -> String {
         let mut r = self.w.spawn(cmd, name);
@@ -149,9 +157,8 @@ fn run_refuses_a_too_old_node_before_creating_anything() {
         Machine::dir(&m.new),
         Machine::dir(&m.shim),
     ]);
-    let o = m.cmd(&["run"], &path).output().unwrap();
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(78), "{err}");
+    let (code, err) = m.exit_of(m.cmd(&["run"], &path), "old");
+    assert_eq!(code, 78, "{err}");
     for needed in [
         "v20.20.2",
         &m.old.display().to_string(),
@@ -210,13 +217,10 @@ fn a_pinned_node_that_no_longer_exists_is_78() {
     let m = Machine::new();
     let gone = m.w.dir.path().join("nvm/versions/node/v24.10.0/bin/node");
     let path = m.path(&[Machine::dir(&m.new), Machine::dir(&m.shim)]);
-    let o = m
-        .cmd(&["run"], &path)
-        .env("PAPERCLIP_NODE", &gone)
-        .output()
-        .unwrap();
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(78), "{err}");
+    let mut c = m.cmd(&["run"], &path);
+    c.env("PAPERCLIP_NODE", &gone);
+    let (code, err) = m.exit_of(c, "gone");
+    assert_eq!(code, 78, "{err}");
     assert!(err.contains(&gone.display().to_string()), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(err.contains("paperclipd install"), "{err}");
