@@ -30,7 +30,7 @@ const EXIT_CODES: &str = "Exit codes of `run`:
   69       readiness timed out (the server was stopped)
   71       the OS refused something paperclipd needs
   75       already running: lock held, unit active, or port taken
-  78       configuration error
+  78       configuration error (also: the Node.js for Paperclip is missing or too old)
   126/127  server command not executable / not found
 `probe`: 0 ready, 1 not ready. `status`: 0 ready, 1 running but not ready or conflict, 3 stopped.
 `install`, `start`, `stop`, `restart`, `uninstall`: 0 done, 1 the manager reported a failure.";

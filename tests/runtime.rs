@@ -4,6 +4,8 @@
 //! server, recording which node ran. `run` refuses a missing or too old
 //! node (78) before creating anything; `install` pins the shell's node;
 //! `status` shows it and warns when the pin is gone or differs.
+//! (Linux: `install` renders systemd units here.)
+#![cfg(target_os = "linux")]
 
 mod support;
 

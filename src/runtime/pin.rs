@@ -68,9 +68,11 @@ pub fn environment(rt: &Runtime, rest: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Directories the system unit cannot see (`ProtectHome=yes`).
+#[cfg_attr(target_os = "macos", allow(dead_code))]
 const HIDDEN_FROM_SYSTEM_UNIT: [&str; 3] = ["/home", "/root", "/run/user"];
 
 /// `install`'s runtime variables for a systemd unit.
+#[cfg_attr(target_os = "macos", allow(dead_code))]
 pub fn systemd_environment(
     scope: crate::systemd::Scope,
     instance: &Instance,
