@@ -33,7 +33,7 @@ const EXIT_CODES: &str = "Exit codes of `run`:
   73       too little free space on the instance's filesystem (--min-free)
   75       already running: lock held, unit active, port taken, or a PostgreSQL
            left running on the instance's data directory
-  78       configuration error
+  78       configuration error (also: the Node.js for Paperclip is missing or too old)
   126/127  server command not executable / not found
 Run as our launchd job, 73/75/78/126/127 and the 5th failure within 60 s exit 0
 instead and pause the instance (launchd would restart them for ever).
@@ -95,6 +95,10 @@ pub struct InstallArgs {
     /// Stop and disable upstream's own unit for this instance (paperclipai.service).
     #[arg(long)]
     pub replace_upstream: bool,
+    /// The Node.js that runs Paperclip, pinned in the service
+    /// [default: the `node` that paperclipai finds in your PATH].
+    #[arg(long, env = "PAPERCLIP_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +188,10 @@ pub struct RunArgs {
     /// Keep this many rotated log files, PATH.1 … PATH.N [default: 3].
     #[arg(long, value_name = "N")]
     pub log_keep: Option<u32>,
+    /// The Node.js that runs Paperclip's default command
+    /// [default: the `node` that paperclipai finds in PATH].
+    #[arg(long, env = "PAPERCLIP_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
     /// The server command [default: paperclipai run --instance <id>].
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -145,6 +145,8 @@ pub struct RunSettings {
     pub reap_adopted_after: Option<Duration>,
     /// `--log-file`: our own log file instead of stdout and stderr.
     pub log: Option<crate::log_file::LogFileSettings>,
+    /// The Node.js chosen for the default command (`--node`, `PAPERCLIP_NODE`).
+    pub node: Option<PathBuf>,
 }
 
 pub fn resolve_instance(target: &Target) -> Result<Instance> {
@@ -484,6 +486,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         env,
         reap_adopted_after,
         log,
+        node: args.node.clone().filter(|p| !p.as_os_str().is_empty()),
     })
 }
 

@@ -8,6 +8,7 @@
 //! | `config` | flags + `paperclipd.toml` + `config.json` + defaults → validated settings |
 //! | `instance`, `lock` | the instance id and its paths; the per-instance `flock` (taken by `run` only), its record, who holds it |
 //! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
+//! | `runtime/` | which Node.js runs Paperclip: shim → `#!` → node → version vs `engines.node`; pinned by `install` |
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
 //! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
@@ -40,6 +41,7 @@ mod paperclip;
 mod probe;
 mod procfs;
 mod program;
+mod runtime;
 mod status;
 mod supervise;
 mod sys;

@@ -45,20 +45,48 @@ pub fn server_env(instance: &Instance) -> [(&'static str, OsString); 3] {
     ]
 }
 
+/// Where the default server program is looked for: the variables of
+/// whoever will run it (this process, or a unit's `Environment=`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShimEnv<'a> {
+    /// `PAPERCLIP_SHIM_PATH`.
+    pub shim_path: Option<&'a OsStr>,
+    /// `HOME`, for `~/.local/bin/paperclipai`.
+    pub home: Option<&'a OsStr>,
+    pub path: Option<&'a OsStr>,
+}
+
 /// Finds the default server program `paperclipai`:
 /// `$PAPERCLIP_SHIM_PATH`, `~/.local/bin/paperclipai`, then `PATH`.
 pub fn default_program() -> Result<PathBuf> {
-    if let Some(shim) = std::env::var_os("PAPERCLIP_SHIM_PATH").filter(|s| !s.is_empty()) {
-        let p = PathBuf::from(&shim);
+    let (shim, home, path) = (
+        std::env::var_os("PAPERCLIP_SHIM_PATH"),
+        std::env::var_os("HOME"),
+        std::env::var_os("PATH"),
+    );
+    find_program(&ShimEnv {
+        shim_path: shim.as_deref(),
+        home: home.as_deref(),
+        path: path.as_deref(),
+    })
+}
+
+/// [`default_program`] in a given environment.
+pub fn find_program(env: &ShimEnv<'_>) -> Result<PathBuf> {
+    if let Some(shim) = env.shim_path.filter(|s| !s.is_empty()) {
+        let p = PathBuf::from(shim);
         return program::check_executable(&p, "PAPERCLIP_SHIM_PATH").map(|_| p);
     }
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        let p = Path::new(&home).join(".local/bin/paperclipai");
+    if let Some(home) = env.home.filter(|h| !h.is_empty()) {
+        let p = Path::new(home).join(".local/bin/paperclipai");
         if p.exists() {
             return program::check_executable(&p, "~/.local/bin/paperclipai").map(|_| p);
         }
     }
-    match program::search_path(OsStr::new("paperclipai")) {
+    match env
+        .path
+        .and_then(|path| program::search_in(OsStr::new("paperclipai"), path))
+    {
         Some(p) => program::check_executable(&p, "PATH").map(|_| p),
         None => Err(Error::new(
             Kind::NotFound,
@@ -67,6 +95,64 @@ pub fn default_program() -> Result<PathBuf> {
              or run another server with `paperclipd run -- COMMAND ARGS...`",
         )),
     }
+}
+
+/// What the installed paperclipai package says about the Node.js it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engines {
+    /// `engines.node` of the package.json at `package`.
+    Node { range: String, package: PathBuf },
+    /// The package.json declares no `engines.node`.
+    Undeclared(PathBuf),
+    /// The package.json could not be read or parsed.
+    Unreadable(PathBuf, String),
+    /// No paperclipai package.json was found around the shim.
+    NoPackage,
+}
+
+/// The `engines.node` of the paperclipai package a shim runs.
+///
+/// npm links `<prefix>/bin/paperclipai` to
+/// `../lib/node_modules/paperclipai/dist/index.js` (global install) and
+/// `node_modules/.bin/paperclipai` to `../paperclipai/dist/index.js` (local),
+/// so the package.json is the nearest one named `paperclipai` above the
+/// link's target. A shim that is a copy or a wrapper in `<prefix>/bin` falls
+/// back to `<prefix>/lib/node_modules/paperclipai/package.json`.
+pub fn engines(shim: &Path) -> Engines {
+    let target = shim.canonicalize().unwrap_or_else(|_| shim.to_path_buf());
+    let above_target = target
+        .ancestors()
+        .skip(1)
+        .take(6)
+        .map(|d| d.join("package.json"));
+    let beside_prefix = shim
+        .parent()
+        .and_then(Path::parent)
+        .map(|prefix| prefix.join("lib/node_modules/paperclipai/package.json"));
+    for candidate in above_target.chain(beside_prefix) {
+        let Ok(text) = std::fs::read_to_string(&candidate) else {
+            continue;
+        };
+        let v: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => return Engines::Unreadable(candidate, e.to_string()),
+        };
+        if v.get("name").and_then(|n| n.as_str()) != Some("paperclipai") {
+            continue;
+        }
+        return match v.pointer("/engines/node") {
+            Some(serde_json::Value::String(range)) => Engines::Node {
+                range: range.clone(),
+                package: candidate,
+            },
+            None | Some(serde_json::Value::Null) => Engines::Undeclared(candidate),
+            Some(other) => Engines::Unreadable(
+                candidate,
+                format!("engines.node is {other}, expected a version range string"),
+            ),
+        };
+    }
+    Engines::NoPackage
 }
 
 /// The arguments that run the server of an instance.

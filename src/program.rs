@@ -30,8 +30,13 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf> {
 
 /// The first executable file called `name` in `PATH`.
 pub fn search_path(name: &OsStr) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    search_in(name, &std::env::var_os("PATH")?)
+}
+
+/// The first executable file called `name` in a PATH-style list, as
+/// `execvp` (and so `env`) searches it.
+pub fn search_in(name: &OsStr, path: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|dir| dir.join(name))
         .find(|cand| {
             cand.metadata()

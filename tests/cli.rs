@@ -287,6 +287,13 @@ fn help_and_version_exit_0() {
 fn install_dry_run_prints_the_units_and_writes_nothing() {
     let w = World::new();
     let cfg = w.dir.path().join("xdg");
+    // `install` needs Paperclip installed (tests/runtime.rs checks how it
+    // pins the runtime); a wrapper script is not a Node.js script, so it is
+    // pinned without a Node.js check.
+    let shim = w.dir.path().join("bin/paperclipai");
+    fs::create_dir_all(shim.parent().unwrap()).unwrap();
+    fs::write(&shim, "#!/bin/sh\nexit 9\n").unwrap();
+    fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     for (flags, needle) in [
         (vec![], "WantedBy=default.target"),
         (vec!["--system"], "User=paperclip"),
@@ -297,6 +304,8 @@ fn install_dry_run_prints_the_units_and_writes_nothing() {
             .args(["-i", "dry", "--dry-run"])
             .env("XDG_CONFIG_HOME", &cfg)
             .env("HOME", w.dir.path())
+            .env("PAPERCLIP_SHIM_PATH", &shim)
+            .env_remove("PAPERCLIP_NODE")
             .output()
             .unwrap();
         let out = String::from_utf8_lossy(&o.stdout);

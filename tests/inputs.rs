@@ -97,6 +97,7 @@ fn a_control_character_in_a_unit_value_is_refused_not_rendered() {
     let o = paperclipd(&w)
         .args(["install", "--dry-run", "--home"])
         .arg(&home)
+        .env("PAPERCLIP_SHIM_PATH", wrapper_shim(&w))
         .output()
         .expect("run paperclipd install");
     let (out, err) = (
@@ -125,6 +126,7 @@ fn a_dollar_in_paperclipds_path_is_escaped_in_exec_start() {
         .args(["install", "--dry-run"])
         .env("HOME", w.dir.path())
         .env_remove("PAPERCLIP_HOME")
+        .env("PAPERCLIP_SHIM_PATH", wrapper_shim(&w))
         .output()
         .expect("run the copied paperclipd");
     let out = String::from_utf8_lossy(&o.stdout);
@@ -343,4 +345,16 @@ fn root_refuses_another_users_config_file() {
     fs::write(&cfg, "stop_timeout = \"5s\"\n").unwrap();
     std::os::unix::fs::chown(&cfg, Some(NOBODY), Some(NOBODY)).unwrap();
     root_refuses(&w, &["--config", cfg.to_str().unwrap()], "theirs.toml");
+}
+
+/// `install` needs Paperclip installed; a wrapper script (not a Node.js
+/// script) is pinned as it is, without a Node.js check (tests/runtime.rs
+/// covers that).
+fn wrapper_shim(w: &World) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let shim = w.dir.path().join("bin/paperclipai");
+    fs::create_dir_all(shim.parent().unwrap()).unwrap();
+    fs::write(&shim, "#!/bin/sh\nexit 9\n").unwrap();
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    shim
 }

@@ -50,7 +50,11 @@ pub fn install<L: Launchctl>(
     replace_upstream: bool,
 ) -> Result<u8> {
     let a = agent(e, instance);
-    let mut vars = vec![("PATH", plist::default_path(e.home))];
+    // A pinned runtime brings its own PATH (see `runtime::pin`).
+    let mut vars = Vec::new();
+    if !env.iter().any(|(k, _)| *k == "PATH") {
+        vars.push(("PATH", plist::default_path(e.home)));
+    }
     vars.extend(env.iter().cloned());
     let budget = config::stop_budget(config::instance_stop_timeout(instance)?);
     let xml = plist::render(instance, e.exe, &vars, budget)?;
@@ -316,10 +320,9 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
     match cmd {
         Command::Install(a) => {
             let inst = config::resolve_instance(&a.managed.target)?;
-            let mut vars: Vec<(&str, String)> = Vec::new();
-            if let Ok(p) = paperclip::default_program() {
-                vars.push(("PAPERCLIP_SHIM_PATH", p.to_string_lossy().into_owned()));
-            }
+            // The Node.js the user's shell runs, checked and pinned.
+            let node = a.node.as_deref().filter(|p| !p.as_os_str().is_empty());
+            let mut vars = crate::runtime::pin::launchd_environment(&home, &inst, node)?;
             if a.managed.target.home.is_some() {
                 vars.push(("PAPERCLIP_HOME", inst.home.to_string_lossy().into_owned()));
             }

@@ -67,6 +67,49 @@ pub fn render(
         ))
 }
 
+/// The `EnvironmentVariables` of a plist that [`render`] wrote, read back
+/// (string values, XML entities decoded). Not a general plist parser: it
+/// reads our own template's shape.
+pub fn environment(xml: &str) -> Vec<(String, String)> {
+    let Some(start) = xml.find("<key>EnvironmentVariables</key>") else {
+        return Vec::new();
+    };
+    let body = &xml[start..];
+    let body = body.find("</dict>").map_or(body, |end| &body[..end]);
+    let mut out = Vec::new();
+    let mut rest = body;
+    // Skip the dictionary's own key, then read <key>K</key> <string>V</string> pairs.
+    if let Some(i) = rest.find("<dict>") {
+        rest = &rest[i..];
+    }
+    while let Some(k0) = rest.find("<key>") {
+        let after = &rest[k0 + 5..];
+        let Some(k1) = after.find("</key>") else {
+            break;
+        };
+        let key = &after[..k1];
+        let after = &after[k1 + 6..];
+        let Some(v0) = after.find("<string>") else {
+            break;
+        };
+        let Some(v1) = after[v0..].find("</string>") else {
+            break;
+        };
+        out.push((xml_unescape(key), xml_unescape(&after[v0 + 8..v0 + v1])));
+        rest = &after[v0 + v1..];
+    }
+    out
+}
+
+/// The inverse of [`xml_escape`].
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 /// A `PATH` that finds Node.js and npm's global bin on a Mac (launchd's
 /// own default is /usr/bin:/bin:/usr/sbin:/sbin).
 pub fn default_path(home: &Path) -> String {
@@ -173,6 +216,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("paperclipd's own path"), "{}", e.message);
+    }
+
+    #[test]
+    fn environment_reads_back_what_render_writes() {
+        let env = [
+            ("PATH", "/Users/a&b/n <1>/bin:/usr/bin".to_string()),
+            ("PAPERCLIP_NODE", "/x/\"q\" &amp;/node".to_string()),
+        ];
+        let xml = render(&inst("e", "/Users/x/.paperclip"), Path::new("/p"), &env, T).unwrap();
+        let got = environment(&xml);
+        let want: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        assert_eq!(got, want);
+        // The same as a real plist parser reads.
+        let v: plist::Value = plist::from_bytes(xml.as_bytes()).unwrap();
+        let d = v.as_dictionary().unwrap()["EnvironmentVariables"]
+            .as_dictionary()
+            .unwrap();
+        for (k, val) in &want {
+            assert_eq!(d[k].as_string(), Some(val.as_str()));
+        }
     }
 
     #[test]

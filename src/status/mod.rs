@@ -39,6 +39,9 @@ pub struct Status {
     pub hazards: hazards::Hazards,
     /// Why launchd no longer starts the instance (crash-loop guard).
     pub paused: Option<crate::launchd::guard::Pause>,
+    /// The Node.js the service runs and the one this shell runs (`None`
+    /// when the instance runs a command of its own).
+    pub runtime: Option<crate::runtime::pin::View>,
 }
 
 /// Whose probe settings `status` used.
@@ -156,6 +159,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     };
     let (state, why) = state::decide(&facts);
     let hazards = hazards::gather(&settings, holder.as_ref()).await;
+    let runtime = crate::runtime::pin::status_view(&instance, system);
     Ok(Status {
         instance: instance.id.to_string(),
         state,
@@ -194,6 +198,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         },
         hazards,
         paused,
+        runtime,
     })
 }
 

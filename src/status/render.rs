@@ -40,6 +40,9 @@ pub fn render_text(s: &Status) -> String {
             up.unit, up.active_state
         ));
     }
+    if let Some(rt) = &s.runtime {
+        out.push_str(&runtime_lines(rt));
+    }
     out.push_str(&format!(
         "  port:   {} {}{}\n",
         s.port.port,
@@ -67,5 +70,35 @@ pub fn render_text(s: &Status) -> String {
         }
     }
     super::hazards::render(&s.hazards, &mut out);
+    out
+}
+
+/// The runtime the service runs (or, with no service, this shell's), and
+/// the warnings.
+fn runtime_lines(rt: &crate::runtime::pin::View) -> String {
+    let side = |s: &crate::runtime::pin::Side| match (&s.node, &s.version) {
+        (Some(n), Some(v)) => format!(
+            "Node.js {v} at {n}{}",
+            s.required
+                .as_ref()
+                .map(|r| format!(" (Paperclip needs {r})"))
+                .unwrap_or_default()
+        ),
+        (Some(n), None) => format!("Node.js at {n} (version unknown)"),
+        (None, _) => match &s.shim {
+            Some(shim) => format!("not checked ({shim} is not a Node.js script)"),
+            None => "paperclipai not found".to_string(),
+        },
+    };
+    let mut out = match (&rt.service, &rt.service_file) {
+        (Some(svc), Some(file)) => format!("  runtime: {} (service, {file})\n", side(svc)),
+        _ => format!(
+            "  runtime: {} (this shell; no service installed)\n",
+            side(&rt.shell)
+        ),
+    };
+    for w in &rt.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
     out
 }

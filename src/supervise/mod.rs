@@ -75,7 +75,7 @@ pub async fn run(settings: RunSettings, selection: Selection) -> Result<u8> {
 }
 
 async fn run_relayed(
-    settings: RunSettings,
+    mut settings: RunSettings,
     selection: Selection,
     relay: output::Relay,
 ) -> Result<u8> {
@@ -84,6 +84,7 @@ async fn run_relayed(
     let notifier = Notifier::from_env();
     let interactive = signals::interactive();
     let command = ServerCommand::resolve(&settings)?;
+    preflight::check_runtime(&command, &mut settings)?;
     let instance = settings.probe.instance.clone();
     let onboarding = command.is_default && !instance.paperclip_config().exists();
 

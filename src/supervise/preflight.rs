@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::config::RunSettings;
 use crate::error::{Error, Result};
 use crate::probe::Prober;
-use crate::{invoker, paperclip, procfs, program};
+use crate::{invoker, log, paperclip, procfs, program, runtime};
 
 /// The server command: the given one, or Paperclip's default.
 pub struct ServerCommand {
@@ -43,6 +43,37 @@ impl ServerCommand {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// Paperclip's default command runs on the Node.js its shim finds: refuse
+/// (78, nothing spawned) when that is missing or older than the package's
+/// `engines.node`, so that a service manager does not restart-loop on it.
+/// A chosen node (`--node`, `PAPERCLIP_NODE`) goes first on the server's
+/// PATH. Commands of one's own are not checked.
+pub fn check_runtime(command: &ServerCommand, settings: &mut RunSettings) -> Result<()> {
+    if !command.is_default {
+        return Ok(());
+    }
+    let path = settings
+        .env
+        .get("PATH")
+        .map(OsString::from)
+        .or_else(|| std::env::var_os("PATH"));
+    let rt = runtime::resolve(&command.program, path.as_deref(), settings.node.as_deref());
+    rt.check(runtime::Context::Run)?;
+    if let Some(p) = rt.path_override.clone() {
+        let p = p.into_string().map_err(|p| {
+            Error::config(format!(
+                "PATH is not valid UTF-8 ({}); paperclipd cannot put the chosen Node.js first on it; fix PATH",
+                p.to_string_lossy()
+            ))
+        })?;
+        settings.env.insert("PATH".to_string(), p);
+    }
+    if rt.node_path().is_some() {
+        log::info(&rt.describe());
+    }
+    Ok(())
 }
 
 /// A hand-started `run` must not start a second server next to the

@@ -10,7 +10,7 @@ use super::{Client, Job, JobResult, Scope, Systemd, TEMPLATE_NAME, UnitInfo, uni
 use crate::cli::Command;
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
-use crate::{config, log, owned_file, paperclip};
+use crate::{config, log, owned_file, runtime};
 
 /// Long enough for the slowest real start (the default ready timeout is 5
 /// minutes; systemd's own start timeout ends the job earlier if progress
@@ -48,7 +48,8 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
                 explicit_home: a.managed.target.home.is_some(),
                 stop_timeout: config::instance_stop_timeout(&instance)?,
             };
-            let content = rendered_unit(scope, &instance, &opts)?;
+            let node = a.node.as_deref().filter(|p| !p.as_os_str().is_empty());
+            let content = rendered_unit(scope, &instance, &opts, node)?;
             let path = unit::unit_dir(scope)?.join(TEMPLATE_NAME);
             if a.dry_run {
                 print_plan(&instance, &path, &content, &opts);
@@ -87,19 +88,20 @@ pub struct InstallOptions {
 }
 
 /// The unit file for this instance and manager, with paperclipd's own path.
-fn rendered_unit(scope: Scope, instance: &Instance, opts: &InstallOptions) -> Result<String> {
+fn rendered_unit(
+    scope: Scope,
+    instance: &Instance,
+    opts: &InstallOptions,
+    node: Option<&Path>,
+) -> Result<String> {
     let exe = crate::program::own_path()?;
-    let mut env: Vec<(&str, String)> = Vec::new();
-    if scope == Scope::User {
-        if let Ok(p) = paperclip::default_program() {
-            env.push(("PAPERCLIP_SHIM_PATH", p.to_string_lossy().into_owned()));
-        }
-        if opts.explicit_home {
-            env.push((
-                "PAPERCLIP_HOME",
-                instance.home.to_string_lossy().into_owned(),
-            ));
-        }
+    // The Node.js the user's shell runs, checked and pinned (PATH, shim, node).
+    let mut env = runtime::pin::systemd_environment(scope, instance, node)?;
+    if scope == Scope::User && opts.explicit_home {
+        env.push((
+            "PAPERCLIP_HOME",
+            instance.home.to_string_lossy().into_owned(),
+        ));
     }
     unit::render(unit::template(scope), &exe, &env)
 }

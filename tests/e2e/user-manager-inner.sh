@@ -2,12 +2,20 @@
 # Scenario 5 of run.sh, run as the unprivileged user next to its own real
 # `systemd --user` manager (tests/support/with-user-manager --user ...).
 # Prints `CHECK ok|fail <what>` lines and `TIME <what> <ms>`; exits 1 if any
-# check failed. Needs: PCD_BIN (paperclipd), PCD_SHIM (paperclipai wrapper),
+# check failed. Needs: PCD_BIN (paperclipd), PCD_NODE_DIR (Node 24's own bin
+# directory), PCD_NPM_SHIM (paperclipai as `npm install -g --prefix` made it),
 # PCD_DATA (the Paperclip home), PCD_PY (python3), PCD_OUT (a writable dir).
+# The machine's older /usr/bin/node stays present throughout.
 set -u
 BIN=$PCD_BIN DATA=$PCD_DATA PY=$PCD_PY OUT=$PCD_OUT
 UNIT=paperclip@default.service
 UNIT_DIR=${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user
+NODE24=$PCD_NODE_DIR/node NPM_BIN=${PCD_NPM_SHIM%/*}
+# The user's shell: Node 24 and the npm prefix first, as nvm or a prefix
+# install leave PATH; the same without Node 24 finds the machine's /usr/bin/node.
+SHELL_PATH=$PCD_NODE_DIR:$NPM_BIN:/usr/local/bin:/usr/bin:/bin
+OLD_PATH=$NPM_BIN:/usr/local/bin:/usr/bin:/bin
+LOCK=$DATA/instances/default/paperclipd.lock
 failed=0
 ok()   { echo "CHECK ok $*"; }
 bad()  { echo "CHECK fail $*"; failed=1; }
@@ -31,9 +39,15 @@ server_procs() { # node and postgres processes (node's comm is "MainThread": loo
 
 echo "manager up in ${WUM_STARTUP_MS:-?} ms (pid ${WUM_MANAGER_PID:-?}), HOME=$HOME"
 
-# 1. install --now: writes the unit, enables, starts, returns after READY=1.
+sys_node=$(/usr/bin/node --version 2>/dev/null)
+if [ -n "$sys_node" ] && [ "${sys_node%%.*}" != v24 ]; then ok "the machine's /usr/bin/node is $sys_node (older, still present)"
+else bad "/usr/bin/node is '${sys_node:-missing}' (want an older Node.js present, to prove it is not used)"; fi
+as_shell() { env -u PAPERCLIP_SHIM_PATH -u PAPERCLIP_NODE PATH="$1" "${@:2}"; }
+
+# 1. install --now from the user's shell: pins its Node 24, enables, starts,
+# returns after READY=1.
 t0=$(now_ms)
-PAPERCLIP_SHIM_PATH=$PCD_SHIM timeout 240 "$BIN" install --now --home "$DATA" >"$OUT/install.out" 2>&1
+as_shell "$SHELL_PATH" timeout 240 "$BIN" install --now --home "$DATA" >"$OUT/install.out" 2>&1
 rc=$?
 echo "TIME install--now $(( $(now_ms) - t0 ))"
 sed 's/^/    install: /' "$OUT/install.out"
@@ -44,7 +58,10 @@ if [ "$state" = active/running ]; then ok "unit $state right after install --now
 f=$UNIT_DIR/paperclip@.service
 if [ -f "$f" ]; then
     grep -qxF "Environment=PAPERCLIP_HOME=$DATA" "$f" && ok "unit records PAPERCLIP_HOME" || bad "unit lacks Environment=PAPERCLIP_HOME=$DATA"
-    grep -qxF "Environment=PAPERCLIP_SHIM_PATH=$PCD_SHIM" "$f" && ok "unit records PAPERCLIP_SHIM_PATH" || bad "unit lacks Environment=PAPERCLIP_SHIM_PATH=$PCD_SHIM"
+    grep -qxF "Environment=PAPERCLIP_SHIM_PATH=$PCD_NPM_SHIM" "$f" && ok "unit records PAPERCLIP_SHIM_PATH (the npm shim)" || bad "unit lacks Environment=PAPERCLIP_SHIM_PATH=$PCD_NPM_SHIM"
+    grep -qxF "Environment=PAPERCLIP_NODE=$NODE24" "$f" && ok "unit pins PAPERCLIP_NODE=$NODE24" || bad "unit lacks Environment=PAPERCLIP_NODE=$NODE24"
+    grep -qxF "Environment=PATH=$PCD_NODE_DIR:$NPM_BIN:$HOME/.local/bin:/usr/local/bin:/usr/bin:/bin" "$f" &&
+        ok "unit PATH starts with Node 24's and the shim's directories" || bad "unit PATH is not pinned: $(grep '^Environment=PATH' "$f" | tr '\n' ' ')"
     # No NoNewPrivileges= in the user unit: it would break sudo, newuidmap,
     # fusermount and Chromium's sandbox for the agents.
     grep -q '^NoNewPrivileges=' "$f" && bad "the user unit sets NoNewPrivileges= (breaks agents' setuid tools)" || ok "no NoNewPrivileges= in the user unit"
@@ -57,7 +74,7 @@ fi
 
 # 2. status --json: ready, and the manager says active.
 t0=$(now_ms)
-timeout 30 "$BIN" status --home "$DATA" --json >"$OUT/status.json" 2>"$OUT/status.err"
+as_shell "$SHELL_PATH" timeout 30 "$BIN" status --home "$DATA" --json >"$OUT/status.json" 2>"$OUT/status.err"
 rc=$?
 echo "TIME status $(( $(now_ms) - t0 ))"
 st=$(json_get "$OUT/status.json" state) as=$(json_get "$OUT/status.json" manager.active_state)
@@ -71,6 +88,13 @@ fi
 mainpid=$(show MainPID)
 echo "    unit MainPID $mainpid ($(cat /proc/"$mainpid"/comm 2>/dev/null)), NRestarts $(show NRestarts), StatusText: $(show StatusText)"
 [ -n "$(server_procs)" ] && ok "node and postgres run under the unit" || bad "no node/postgres process while the unit is active"
+grep -q 'runtime: Node.js v24' "$OUT/install.out" && ok "install showed the pinned runtime" || bad "install did not show the runtime"
+child=$(json_get "$LOCK" child_pid) exe=$(readlink "/proc/$child/exe" 2>/dev/null)
+if [ -n "$exe" ] && [ "$exe" = "$(readlink -f "$NODE24")" ]; then ok "the server process $child is Node 24: /proc/$child/exe -> $exe"
+else bad "the server process '$child' runs '$exe' (want $(readlink -f "$NODE24"))"; fi
+rt_node=$(json_get "$OUT/status.json" runtime.service.node) rt_warn=$(json_get "$OUT/status.json" runtime.warnings)
+[ "$rt_node" = "$NODE24" ] && [ "$rt_warn" = "[]" ] && ok "status shows the service's runtime $rt_node, no warning" ||
+    bad "status runtime: service node '$rt_node', warnings $rt_warn (want $NODE24, [])"
 
 # 3. stop: inactive (not failed), no server process left.
 t0=$(now_ms)
@@ -110,5 +134,56 @@ elif [ "$load" = not-found ]; then
 else
     bad "$UNIT LoadState is still '$load' 2 s after uninstall (want not-found): $seen"
 fi
+
+# 5. Too old at install: the shell's node is the machine's /usr/bin/node.
+as_shell "$OLD_PATH" timeout 60 "$BIN" install --home "$DATA" >"$OUT/install-old.out" 2>&1
+rc=$?
+sed 's/^/    install (old node): /' "$OUT/install-old.out"
+if [ $rc -eq 78 ] && grep -q "Node.js $sys_node (/usr/bin/node" "$OUT/install-old.out" && grep -q -- '--node' "$OUT/install-old.out"; then
+    ok "install with /usr/bin/node $sys_node first: exit 78 naming it and --node"
+else bad "install with an old node exited $rc (want 78 naming /usr/bin/node and --node)"; fi
+[ ! -e "$f" ] && ok "the refused install wrote no unit" || bad "the refused install wrote $f"
+
+# 6. Too old at run, under the manager: the user's node alias moves back to
+# the older node after install. The unit exits 78 and is not restarted.
+ALIAS=$HOME/e2e-node/bin
+mkdir -p "$ALIAS" && ln -sfn "$NODE24" "$ALIAS/node"
+as_shell "$ALIAS:$NPM_BIN:/usr/local/bin:/usr/bin:/bin" timeout 60 "$BIN" install --home "$DATA" >"$OUT/install-alias.out" 2>&1 ||
+    bad "install through the alias exited $?: $(tr '\n' ' ' <"$OUT/install-alias.out")"
+ln -sfn /usr/bin/node "$ALIAS/node"
+t0=$(now_ms)
+timeout 90 "$BIN" start --home "$DATA" >"$OUT/start-old.out" 2>&1
+rc=$?
+echo "TIME start-with-old-node $(( $(now_ms) - t0 ))"
+sed 's/^/    start (old node): /' "$OUT/start-old.out"
+st=$(show ActiveState)/$(show ExecMainStatus)
+[ $rc -ne 0 ] && [ "$st" = failed/78 ] && ok "start with the pinned node now $sys_node: fails, unit failed/78" || bad "start exited $rc, unit $st (want non-zero, failed/78)"
+# No restart loop: watch for longer than RestartSec=5 (the restart would
+# come then); fail at once if one comes or a server process appears.
+t0=$(now_ms) seen=
+while [ $(( $(now_ms) - t0 )) -lt 8000 ]; do
+    n=$(show NRestarts) a=$(show ActiveState)
+    if [ "$n" != 0 ] || [ "$a" != failed ] || [ -n "$(server_procs)" ]; then seen="NRestarts=$n ActiveState=$a procs=$(server_procs | tr '\n' ' ')"; break; fi
+    sleep 0.1
+done
+[ -z "$seen" ] && ok "no restart within 8 s (RestartSec=5): NRestarts 0, still failed, no node started" || bad "restarted: $seen"
+as_shell "$SHELL_PATH" timeout 30 "$BIN" status --home "$DATA" --json >"$OUT/status-old.json" 2>/dev/null
+w=$(json_get "$OUT/status-old.json" runtime.warnings)
+[[ $w == *"your shell runs Node.js v24"* && $w == *"$sys_node"* ]] && ok "status warns: the service's $sys_node differs from the shell's v24" || bad "status warnings: $w"
+as_shell "$OLD_PATH" timeout 60 "$BIN" run --home "$DATA" </dev/null >"$OUT/run-old.out" 2>&1
+rc=$?
+grep -q "Node.js $sys_node" "$OUT/run-old.out" && [ $rc -eq 78 ] && ok "run with $sys_node first in PATH: exit 78 naming it" || bad "run with an old node exited $rc: $(tr '\n' ' ' <"$OUT/run-old.out" | cut -c1-300)"
+
+# 7. The pinned node disappears (a Node.js upgrade removed it): status says so.
+rm -f "$ALIAS/node"
+as_shell "$SHELL_PATH" timeout 30 "$BIN" status --home "$DATA" >"$OUT/status-gone.out" 2>/dev/null
+grep -q 'pinned runtime no longer exists' "$OUT/status-gone.out" && ok "status: the pinned runtime no longer exists" ||
+    bad "status does not say the pinned runtime is gone: $(tr '\n' ' ' <"$OUT/status-gone.out")"
+systemctl --user reset-failed "$UNIT" 2>/dev/null
+timeout 90 "$BIN" start --home "$DATA" >/dev/null 2>&1
+st=$(show ActiveState)/$(show ExecMainStatus)/$(show NRestarts)
+[ "$st" = failed/78/0 ] && ok "start with the pinned node gone: failed/78, no restart" || bad "start with the pinned node gone: unit $st (want failed/78/0)"
+timeout 60 "$BIN" uninstall --home "$DATA" >/dev/null 2>&1 || bad "the second uninstall exited $?"
+rm -rf "$HOME/e2e-node"
 
 exit $failed
