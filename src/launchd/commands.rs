@@ -296,7 +296,6 @@ pub fn wait_ready(
 pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Result<u8> {
     use super::launchctl::SystemLaunchctl;
     use crate::cli::Command;
-    use crate::paperclip;
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(std::path::PathBuf::from)
