@@ -338,9 +338,16 @@ fn install_system_refuses_a_unit_that_could_not_start() {
     let d = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
     let copy = d.path().join("paperclipd");
     std::fs::copy(bin(), &copy).unwrap();
+    // Paperclip is installed (a wrapper shim, pinned as it is): only the
+    // unit's reach is wrong.
+    let shim = d.path().join("paperclipai");
+    fs::write(&shim, "#!/bin/sh\nexit 9\n").unwrap();
+    fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let o = Command::new(&copy)
         .args(["install", "--system", "-i", "refused"])
         .env("HOME", d.path())
+        .env("PAPERCLIP_SHIM_PATH", &shim)
+        .env_remove("PAPERCLIP_NODE")
         .output()
         .unwrap();
     let err = stderr(&o);
