@@ -198,9 +198,13 @@ fn server_exiting_before_ready_passes_its_code_with_diagnostics() {
     let w = World::new();
     let cmd = w.run_cmd(
         &[],
+        // Exits once its second API answer ("starting") was sent, not after
+        // a fixed delay: on a loaded machine 0.2 s of listening was not
+        // always long enough for a probe to get an answer. A second request
+        // means the prober has taken in the first answer.
         &[
-            "--exit-after",
-            "0.3",
+            "--exit-after-api-answers",
+            "2",
             "--exit-code",
             "3",
             "--listen-after",
