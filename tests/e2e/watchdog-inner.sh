@@ -13,7 +13,8 @@
 # unit restarts and is ready again with new processes.
 # Prints `CHECK ok|fail <what>` and `TIME <what> <ms>`; run.sh checks the
 # journal (no SIGKILL, PostgreSQL stopped by Paperclip) as root afterwards.
-# Needs: PCD_BIN, PCD_SHIM, PCD_DATA, PCD_PY, PCD_OUT (as user-manager-inner.sh).
+# Needs: PCD_BIN, PCD_NODE_DIR, PCD_NPM_SHIM, PCD_DATA, PCD_PY, PCD_OUT (as
+# user-manager-inner.sh).
 set -u
 BIN=$PCD_BIN DATA=$PCD_DATA OUT=$PCD_OUT
 UNIT=paperclip@default.service
@@ -44,7 +45,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PAPERCLIP_SHIM_PATH=$PCD_SHIM timeout 60 "$BIN" install --home "$DATA" >"$OUT/install.out" 2>&1 ||
+# Installed from the user's shell: Node 24 and the npm prefix first on PATH
+# (install pins that runtime into the unit).
+PATH=$PCD_NODE_DIR:${PCD_NPM_SHIM%/*}:/usr/local/bin:/usr/bin:/bin \
+    timeout 60 "$BIN" install --home "$DATA" >"$OUT/install.out" 2>&1 ||
     { bad "install exited $?: $(tr '\n' ' ' <"$OUT/install.out")"; exit 1; }
 grep -qx 'WatchdogSignal=SIGTERM' "$UNIT_DIR/paperclip@.service" && ok "the unit has WatchdogSignal=SIGTERM" ||
     bad "the unit lacks WatchdogSignal=SIGTERM"
@@ -79,8 +83,14 @@ kill -CONT "$NODE"
 # The restart: paperclipd exited 0 (ordered stop), then a new instance is ready.
 code=""
 first_exit() {
-    [ "$(show Result)" = watchdog ] && [ "$(show ExecMainPID)" = "$PCD1" ] &&
-        code="$(show ExecMainCode)/$(show ExecMainStatus)"
+    # ExecMainCode stays 0 while the first paperclipd is still stopping
+    # (deactivating); only its exit (CLD_EXITED=1, CLD_KILLED=2, …) counts,
+    # read before RestartSec= (1 s) starts the next one.
+    local c
+    if [ "$(show Result)" = watchdog ] && [ "$(show ExecMainPID)" = "$PCD1" ]; then
+        c=$(show ExecMainCode)
+        [ "$c" != 0 ] && code="$c/$(show ExecMainStatus)"
+    fi
     [ "$(show NRestarts)" -ge 1 ] 2>/dev/null
 }
 wait_until 90 "NRestarts >= 1" first_exit || exit 1
