@@ -178,18 +178,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         manager: m.view(),
         lock: holder,
         left_behind,
-        port: PortView {
-            url: settings.url.to_string(),
-            port: settings.port,
-            listening,
-            owners: owner_pids
-                .iter()
-                .map(|p| Owner {
-                    pid: *p,
-                    command: procfs::cmdline(*p),
-                })
-                .collect(),
-        },
+        port: PortView::new(&settings, listening, &owner_pids),
         probes: ProbesView {
             mode: settings.mode.as_str(),
             ready: probes_ready,
@@ -200,6 +189,23 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         paused,
         runtime,
     })
+}
+
+impl PortView {
+    fn new(settings: &ProbeSettings, listening: bool, owner_pids: &[i32]) -> Self {
+        PortView {
+            url: settings.url.to_string(),
+            port: settings.port,
+            listening,
+            owners: owner_pids
+                .iter()
+                .map(|p| Owner {
+                    pid: *p,
+                    command: procfs::cmdline(*p),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl ManagerState {

@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::instance::{Instance, InstanceId, resolve_home};
 use crate::paperclip;
 
+mod file;
+pub use file::{FileConfig, load_file_config, parse_file_config};
+
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3100";
 pub const DEFAULT_API_PATH: &str = "/api/health";
 pub const DEFAULT_UI_PATH: &str = "/";
@@ -32,59 +35,6 @@ pub const STOP_MARGIN: Duration = Duration::from_secs(15);
 /// Longest timeouts we accept: beyond these a typo is likelier than intent.
 const MAX_READY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// `paperclipd.toml`: flat keys mirroring the flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub command: Option<Vec<String>>,
-    pub url: Option<String>,
-    pub mode: Option<Mode>,
-    pub api_path: Option<String>,
-    pub ui_path: Option<String>,
-    #[serde(default, deserialize_with = "de_duration")]
-    pub ready_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "de_duration")]
-    pub stop_timeout: Option<Duration>,
-    /// Under launchd: this many failed runs within `start_limit_interval`
-    /// pause the instance (see `launchd::guard`).
-    pub start_limit_burst: Option<u32>,
-    #[serde(default, deserialize_with = "de_duration")]
-    pub start_limit_interval: Option<Duration>,
-    pub env: Option<BTreeMap<String, String>>,
-    /// `"1GiB"`, `"500MiB"`, or a number of bytes; 0 disables.
-    #[serde(default, deserialize_with = "de_size")]
-    pub min_free: Option<u64>,
-    #[serde(default, deserialize_with = "de_duration")]
-    pub reap_adopted_after: Option<Duration>,
-    pub log_file: Option<PathBuf>,
-    #[serde(default, deserialize_with = "crate::log_file::de_size")]
-    pub log_max_size: Option<u64>,
-    pub log_keep: Option<u32>,
-}
-
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    crate::cli::parse_duration(&s)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
-}
-
-/// A size as text (`"1GiB"`) or a plain number of bytes.
-fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Bytes(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Bytes(n) => Ok(Some(n)),
-        Raw::Text(s) => crate::disk::parse_size(&s)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-    }
-}
 
 /// What `probe`, `status` and `run` need to find and judge a server.
 #[derive(Debug, Clone)]
@@ -153,48 +103,6 @@ pub fn resolve_instance(target: &Target) -> Result<Instance> {
     let id = InstanceId::parse(&target.instance)?;
     let home = resolve_home(target.home.as_deref())?;
     Ok(Instance::new(id, home))
-}
-
-/// Reads the config file: `--config FILE` (must exist), else the instance's
-/// `paperclipd.toml` when present.
-pub fn load_file_config(
-    sel: &Selection,
-    instance: &Instance,
-) -> Result<(FileConfig, Option<PathBuf>)> {
-    let (path, required) = match &sel.config {
-        Some(p) => (p.clone(), true),
-        None => (instance.wrapper_config(), false),
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok((FileConfig::default(), None));
-        }
-        Err(e) => {
-            return Err(Error::config(format!(
-                "cannot read config file {}: {e}; expected a readable TOML file (see `paperclipd run --help`)",
-                path.display()
-            )));
-        }
-    };
-    let cfg = parse_file_config(&text).map_err(|e| {
-        Error::config(format!(
-            "config file {}: {e}fix the file, or move it aside to use the defaults",
-            path.display()
-        ))
-    })?;
-    Ok((cfg, Some(path)))
-}
-
-/// Parses `paperclipd.toml` text. The error names line, column and key.
-pub fn parse_file_config(text: &str) -> std::result::Result<FileConfig, String> {
-    toml::from_str::<FileConfig>(text).map_err(|e| {
-        let mut msg = e.to_string();
-        if !msg.ends_with('\n') {
-            msg.push('\n');
-        }
-        msg
-    })
 }
 
 /// A bind address names where the server listens; a probe needs where to
@@ -462,20 +370,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
     };
 
     let env = file.env.clone().unwrap_or_default();
-    for key in env.keys() {
-        if paperclip::reserved_env(key) {
-            return Err(Error::config(format!(
-                "{} sets {key}, which paperclipd sets or removes itself; remove it from [env] (use --instance/--home for the instance)",
-                in_file("env")
-            )));
-        }
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(Error::config(format!(
-                "{} has an invalid variable name {key:?}: expected a name without '=' or NUL",
-                in_file("env")
-            )));
-        }
-    }
+    check_env_keys(&env, &in_file("env"))?;
     let reap_adopted_after = reap_adopted_after(args, &file, file_path.as_deref())?;
     let log = crate::log_file::resolve(args, &file, &in_file)?;
     Ok(RunSettings {
@@ -488,6 +383,24 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         log,
         node: args.node.clone().filter(|p| !p.as_os_str().is_empty()),
     })
+}
+
+/// The `[env]` table's names: none that paperclipd sets or removes itself,
+/// none empty or with `=` or NUL. `where_` names the table for messages.
+fn check_env_keys(env: &BTreeMap<String, String>, where_: &str) -> Result<()> {
+    for key in env.keys() {
+        if paperclip::reserved_env(key) {
+            return Err(Error::config(format!(
+                "{where_} sets {key}, which paperclipd sets or removes itself; remove it from [env] (use --instance/--home for the instance)"
+            )));
+        }
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(Error::config(format!(
+                "{where_} has an invalid variable name {key:?}: expected a name without '=' or NUL"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--reap-adopted-after` or `reap_adopted_after`: at least 1 s.
@@ -510,84 +423,4 @@ fn reap_adopted_after(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_config_errors_name_line_and_key() {
-        let e = parse_file_config("url = \"http://x:1\"\nbogus = 1\n").unwrap_err();
-        assert!(e.contains("line 2"), "{e}");
-        assert!(e.contains("bogus"), "{e}");
-        let e = parse_file_config("ready_timeout = 5\n").unwrap_err();
-        assert!(e.contains("ready_timeout") || e.contains("line 1"), "{e}");
-        let e = parse_file_config("stop_timeout = \"-5s\"\n").unwrap_err();
-        assert!(e.contains("invalid duration"), "{e}");
-        let e = parse_file_config("url = \n").unwrap_err();
-        assert!(e.contains("line 1"), "{e}");
-    }
-
-    #[test]
-    fn file_config_full() {
-        let c = parse_file_config(
-            "command = [\"srv\", \"-p\", \"1\"]\nmode = \"api-only\"\nready_timeout = \"90s\"\n[env]\nA = \"b\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.mode, Some(Mode::ApiOnly));
-        assert_eq!(c.ready_timeout, Some(Duration::from_secs(90)));
-        assert_eq!(c.env.unwrap()["A"], "b");
-    }
-
-    #[test]
-    fn file_config_min_free_and_reaping() {
-        let c = parse_file_config("min_free = \"2GiB\"\nreap_adopted_after = \"30m\"\n").unwrap();
-        assert_eq!(c.min_free, Some(2 << 30));
-        assert_eq!(c.reap_adopted_after, Some(Duration::from_secs(1800)));
-        assert_eq!(
-            parse_file_config("min_free = 0\n").unwrap().min_free,
-            Some(0)
-        );
-        let e = parse_file_config("min_free = \"lots\"\n").unwrap_err();
-        assert!(e.contains("invalid size"), "{e}");
-    }
-
-    #[test]
-    fn wildcard_binds_probe_loopback() {
-        assert_eq!(probe_host("0.0.0.0"), "127.0.0.1");
-        assert_eq!(probe_host("::"), "[::1]");
-        assert_eq!(probe_host("::1"), "[::1]");
-        assert_eq!(probe_host("10.1.2.3"), "10.1.2.3");
-    }
-
-    #[test]
-    fn localhost_names_both_loopbacks() {
-        for host in ["localhost", "LocalHost.", "app.localhost"] {
-            let url = parse_base_url(&format!("http://{host}:3100")).unwrap();
-            let addrs = connect_addrs(&url, 3100).unwrap();
-            for a in ["127.0.0.1:3100", "[::1]:3100"] {
-                assert!(addrs.contains(&a.parse().unwrap()), "{host}: {addrs:?}");
-            }
-        }
-        let url = parse_base_url("http://127.0.0.1:3100").unwrap();
-        assert_eq!(connect_addrs(&url, 3100).unwrap().len(), 1);
-        assert_eq!(probe_host("localhost"), "localhost");
-    }
-
-    #[test]
-    fn urls() {
-        assert!(parse_base_url("http://127.0.0.1:3100").is_ok());
-        assert!(parse_base_url("http://localhost:3100/").is_ok());
-        for bad in [
-            "ftp://x:1",
-            "http://u:p@x:1",
-            "http://x:1/base",
-            "http://x:1/?q",
-            "nonsense",
-            "http://:1",
-        ] {
-            let e = parse_base_url(bad).unwrap_err();
-            assert_eq!(e.exit_code(), 78, "{bad}");
-        }
-        let e = parse_base_url("http://user:hunter2@x:1").unwrap_err();
-        assert!(!e.message.contains("hunter2"));
-    }
-}
+mod tests;
