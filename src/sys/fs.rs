@@ -62,7 +62,7 @@ pub fn fs_stat(path: &std::path::Path) -> io::Result<FsStat> {
 
 /// A fixed-size, NUL-terminated C string field as text.
 #[cfg(target_os = "macos")]
-fn c_chars(chars: &[libc::c_char]) -> String {
+pub(super) fn c_chars(chars: &[libc::c_char]) -> String {
     let bytes: Vec<u8> = chars
         .iter()
         .take_while(|c| **c != 0)

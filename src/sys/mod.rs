@@ -340,7 +340,7 @@ pub fn proc_identity(pid: i32) -> Option<ProcIdentity> {
         (u64::from(st.vst_dev), st.vst_ino)
     });
     Some(ProcIdentity {
-        comm: c_chars(&bsd.pbi_comm),
+        comm: fs::c_chars(&bsd.pbi_comm),
         euid: bsd.pbi_uid,
         cwd,
     })
