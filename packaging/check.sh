@@ -58,7 +58,7 @@ assert "Service" in kinds
 PY
 
 check "Kubernetes manifests validate against the 1.37 schemas (kubernetes-validate --strict)" \
-  kubernetes-validate --strict --quiet -k 1.37.0 packaging/kubernetes/paperclip.yaml
+  python3 -m kubernetes_validate --strict --quiet -k 1.37.0 packaging/kubernetes/paperclip.yaml
 
 check "release build and assets (units, man page, completions)" bash -c 'cargo build --release --locked -q && packaging/build-assets.sh'
 
