@@ -274,8 +274,10 @@ fn install_pins_the_shells_node_and_refuses_an_old_one() {
         .unwrap();
     let (out, err) = text(&sys);
     assert_eq!(sys.status.code(), Some(0), "{err}");
+    // The system unit's own PATH (with the `paperclip` user's
+    // ~/.local/bin, where agent CLIs install) follows the pinned directories.
     let want = format!(
-        "Environment=PATH={}:{}:/usr/local/bin:/usr/bin:/bin",
+        "Environment=PATH={}:{}:/var/lib/paperclip/.local/bin:/usr/local/bin:/usr/bin:/bin",
         new_bin.display(),
         npm_bin.display()
     );
