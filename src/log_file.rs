@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
 use crate::error::{Error, Result};
 
 pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
@@ -84,18 +82,7 @@ pub fn resolve(
 
 /// A size in the config file: `"10MiB"` or a number of bytes.
 pub fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Bytes(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Bytes(n) => Ok(Some(n)),
-        Raw::Text(s) => crate::cli::parse_size(&s)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-    }
+    crate::config::de_size_by(d, crate::cli::parse_size)
 }
 
 #[cfg(test)]

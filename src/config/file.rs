@@ -48,8 +48,17 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
 }
 
-/// A size as text (`"1GiB"`) or a plain number of bytes.
+/// A size as text (`"1GiB"`) or a plain number of bytes (`min_free`).
 fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_size_by(d, crate::disk::parse_size)
+}
+
+/// A size as text, read by `parse`, or a plain number of bytes: the one
+/// reader behind every size key of the file.
+pub(crate) fn de_size_by<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    parse: fn(&str) -> std::result::Result<u64, String>,
+) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -58,9 +67,7 @@ fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Err
     }
     match Raw::deserialize(d)? {
         Raw::Bytes(n) => Ok(Some(n)),
-        Raw::Text(s) => crate::disk::parse_size(&s)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
+        Raw::Text(s) => parse(&s).map(Some).map_err(serde::de::Error::custom),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::instance::{Instance, InstanceId, resolve_home};
 use crate::paperclip;
 
 mod file;
+pub(crate) use file::de_size_by;
 pub use file::{FileConfig, load_file_config, parse_file_config};
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3100";
