@@ -113,6 +113,7 @@ pub fn format_line(level: Level, msg: &str, to_file: bool) -> Vec<u8> {
 /// on our way out is finished first.
 fn emit(level: Level, msg: &str) {
     let to_file = route().is_some_and(|r| r.to_file);
+    let _order = queue_order();
     let mut bytes = Vec::new();
     clear_progress_line(&mut bytes);
     if SERVER_LINE_OPEN.swap(false, Ordering::Relaxed) && !to_file {
@@ -157,17 +158,36 @@ static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
 /// The server's output on our way out (stderr, or stdout when it is the
 /// same place) ends inside a line.
 static SERVER_LINE_OPEN: AtomicBool = AtomicBool::new(false);
+/// Held while a chunk of the server's output or a line of ours is queued
+/// and [`SERVER_LINE_OPEN`] updated, so that the flag always describes the
+/// last thing queued before our next line.
+static QUEUE_ORDER: Mutex<()> = Mutex::new(());
 
-/// Notes what the server's relayed output (`stream_is_stderr`: it shares
-/// our lines' destination) ended with.
-pub fn server_wrote(stream_is_stderr: bool, bytes: &[u8]) {
-    if let (Some(&last), true) = (bytes.last(), stream_is_stderr || stdout_is_stderr()) {
+fn queue_order() -> std::sync::MutexGuard<'static, ()> {
+    QUEUE_ORDER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Queues a chunk of the server's relayed output on `sink` (`stream_is_stderr`:
+/// the server's stderr) and notes whether it left a line open where our
+/// own lines go. A live progress line on the same destination is erased first.
+pub fn relay_server_chunk(sink: &dyn LineSink, stream_is_stderr: bool, data: &[u8]) {
+    let shares_our_lines = stream_is_stderr || stdout_is_stderr();
+    let _order = queue_order();
+    let mut out = Vec::with_capacity(data.len() + 8);
+    if shares_our_lines {
+        clear_progress_line(&mut out);
+    }
+    out.extend_from_slice(data);
+    sink.push(out);
+    if let (Some(&last), true) = (data.last(), shares_our_lines) {
         SERVER_LINE_OPEN.store(last != b'\n', Ordering::Relaxed);
     }
 }
 
 /// Do our stdout and stderr lead to the same place (a terminal, one file)?
-fn stdout_is_stderr() -> bool {
+/// Then the server's two streams and our lines are written by one writer,
+/// in the order they came.
+pub fn stdout_is_stderr() -> bool {
     static SAME: OnceLock<bool> = OnceLock::new();
     *SAME.get_or_init(|| {
         let (out, err) = (crate::sys::dev_ino(1), crate::sys::dev_ino(2));
@@ -190,6 +210,7 @@ pub fn clear_progress_line(w: &mut impl Write) {
 
 /// Erases the live progress line, if one is shown.
 pub fn clear_progress() {
+    let _order = queue_order();
     let mut bytes = Vec::new();
     clear_progress_line(&mut bytes);
     if !bytes.is_empty() {
@@ -206,6 +227,7 @@ pub fn live_line_possible() -> bool {
 /// Shows `text` as the live progress line (terminal only), unless the
 /// server's output has a line open: that line is not ours to overwrite.
 pub fn show_progress_line(text: &str) {
+    let _order = queue_order();
     if SERVER_LINE_OPEN.load(Ordering::Relaxed) {
         return;
     }

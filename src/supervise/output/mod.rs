@@ -56,6 +56,18 @@ impl Relay {
     /// Starts the writer threads and routes our own lines through them.
     pub fn start(log_file: Option<&LogFileSettings>) -> Result<Relay> {
         let relay = match log_file {
+            // One destination behind both (a terminal, `>both 2>&1`):
+            // one writer, so the server's streams and our lines keep
+            // the order they came in.
+            None if log::stdout_is_stderr() => {
+                let sink = start(Stdio::Stderr)?;
+                Relay {
+                    out: sink.clone(),
+                    err: sink,
+                    console: None,
+                    to_file: false,
+                }
+            }
             None => Relay {
                 out: start(Stdio::Stdout)?,
                 err: start(Stdio::Stderr)?,
@@ -156,13 +168,7 @@ pub async fn forward(fd: OwnedFd, stream: Stream, tail: SharedTail, relay: Relay
                 sink.push(held.drain(..cut).collect());
             }
         } else {
-            let mut out = Vec::with_capacity(n);
-            if stream == Stream::Stderr {
-                log::clear_progress_line(&mut out);
-            }
-            out.extend_from_slice(data);
-            sink.push(out);
-            log::server_wrote(stream == Stream::Stderr, data);
+            log::relay_server_chunk(sink, stream == Stream::Stderr, data);
         }
     }
     sink.push(held);
