@@ -190,3 +190,119 @@ fn runs_that_are_not_our_launchd_job_are_not_guarded() {
     assert_eq!(v["state"], "stopped", "{v}");
     assert!(v["paused"].is_null(), "{v}");
 }
+
+/// `cmd` as launchd starts our job: the leader of a process group of its
+/// own (launchd calls setsid(2) for a job), with no subreaper (macOS has
+/// none, so the server's orphans would move to launchd).
+fn as_launchd_spawns(w: &World, cmd: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = as_launchd_job(w, cmd, LABEL);
+    cmd.process_group(0).env("PAPERCLIPD_NO_SUBREAPER", "1");
+    cmd
+}
+
+fn pgid_of(pid: i32) -> Option<i32> {
+    // SAFETY: getpgid takes a plain integer; an unknown pid gives -1.
+    let g = unsafe { libc::getpgid(pid) };
+    (g > 0).then_some(g)
+}
+
+fn grandchild_ready(w: &World) -> i32 {
+    let pid = || w.state_file("grandchild.ready")?.trim().parse().ok();
+    wait_until(DEADLINE, "the grandchild to handle SIGTERM", || {
+        pid().is_some()
+    });
+    pid().unwrap_or_default()
+}
+
+/// Issue 15, item 2: `launchctl kill SIGKILL` (or a crash) ends paperclipd
+/// at once, and macOS has no parent-death signal: a server in a group of
+/// its own survived with its PostgreSQL and kept the port. launchd, once
+/// a job is dead, sends SIGTERM to the job's process group (job_reap,
+/// `AbandonProcessGroup` unset), so the server must run in that group.
+/// The test plays launchd's part: the kill, the reap, the group's SIGTERM.
+#[test]
+fn under_launchd_the_server_runs_in_the_jobs_group_so_a_killed_job_orphans_nothing() {
+    let w = World::new();
+    let cmd = as_launchd_spawns(&w, w.run_cmd(&[], &["--grandchild-term-delay", "0.5"]));
+    let mut r = w.spawn(cmd, "job");
+    let gc = grandchild_ready(&w);
+    wait_until(DEADLINE, "the server to start", || {
+        w.fixture_pid().is_some()
+    });
+    let server = w.fixture_pid().unwrap_or_default();
+    let job = r.pid() as i32;
+    let groups = (pgid_of(server), pgid_of(gc));
+    if groups != (Some(job), Some(job)) {
+        signal(job as u32, libc::SIGTERM);
+        r.wait();
+    }
+    assert_eq!(
+        groups,
+        (Some(job), Some(job)),
+        "the server and its PostgreSQL stand-in are not in the job's group {job}: {}",
+        r.stderr()
+    );
+
+    signal(job as u32, libc::SIGKILL);
+    r.wait();
+    // SAFETY: killpg takes plain integers; `job` led the group it names
+    // and its members are ours to stop (launchd's part).
+    unsafe { libc::killpg(job, libc::SIGTERM) };
+    wait_until(DEADLINE, "the job's group to empty", || {
+        !pid_alive(server) && !pid_alive(gc)
+    });
+    assert_eq!(
+        w.state_file("grandchild.stopped").as_deref(),
+        Some("SIGTERM"),
+        "the PostgreSQL stand-in was not stopped in order"
+    );
+}
+
+/// In the job's group, paperclipd's own ordered stop still reaches
+/// everything the server started (an agent that ignores SIGTERM gets
+/// SIGKILL at the stop timeout), and never paperclipd itself: the job
+/// exits 0, not killed by its own signals.
+#[test]
+fn under_launchd_an_ordered_stop_reaches_the_whole_group_but_not_paperclipd() {
+    let w = World::new();
+    let cmd = as_launchd_spawns(
+        &w,
+        w.run_cmd(
+            &["--stop-timeout", "2s"],
+            &[
+                "--leak",
+                "2",
+                "--leak-stubborn",
+                "1",
+                "--grandchild-term-delay",
+                "0.3",
+            ],
+        ),
+    );
+    let mut r = w.spawn(cmd, "job");
+    let gc = grandchild_ready(&w);
+    let leaked = || -> Vec<i32> {
+        w.state_file("leaked")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    wait_until(DEADLINE, "the agents to leak", || leaked().len() == 2);
+    let job = r.pid() as i32;
+    for p in leaked() {
+        assert_eq!(pgid_of(p), Some(job), "{}", r.stderr());
+    }
+    signal(job as u32, libc::SIGTERM);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    for p in leaked().into_iter().chain([gc]) {
+        assert!(!pid_alive(p), "pid {p} outlived the job: {}", r.stderr());
+    }
+    assert_eq!(
+        w.state_file("grandchild.stopped").as_deref(),
+        Some("SIGTERM"),
+        "{}",
+        r.stderr()
+    );
+}

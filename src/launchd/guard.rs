@@ -152,14 +152,9 @@ pub fn decide(state: &mut GuardState, code: u8, what: &str, now: f64, limits: Li
 }
 
 /// Runs `run` (the whole `paperclipd run`) under the guard when launchd
-/// runs our job: `$XPC_SERVICE_NAME` (launchd's job label) is one of our
-/// labels. A shell in an app that launchd started has another name there,
-/// and interactive shells have `0` (notes/upstream.md, B).
+/// runs our job ([`super::our_job`]).
 pub fn supervised(sel: &Selection, run: impl FnOnce() -> Result<u8>) -> Result<u8> {
-    let Some(job) = std::env::var("XPC_SERVICE_NAME")
-        .ok()
-        .filter(|n| n.starts_with(super::LABEL_PREFIX))
-    else {
+    let Some(job) = super::our_job() else {
         return run();
     };
     let instance = match config::resolve_instance(&sel.target) {

@@ -30,6 +30,21 @@ pub fn label(id: &InstanceId) -> String {
     format!("{LABEL_PREFIX}{id}")
 }
 
+/// The launchd job running us, when launchd runs one of our jobs:
+/// `$XPC_SERVICE_NAME` is launchd's job label. A shell in an app that
+/// launchd started has another name there, and interactive shells have
+/// `0` (notes/upstream.md, B).
+pub fn our_job() -> Option<String> {
+    std::env::var("XPC_SERVICE_NAME")
+        .ok()
+        .filter(|n| n.starts_with(LABEL_PREFIX))
+}
+
+/// Does launchd run `instance`'s own job (not another instance's)?
+pub fn runs_job_of(instance: &crate::instance::Instance) -> bool {
+    our_job().is_some_and(|job| job == label(&instance.id))
+}
+
 /// The job's log file (`run --log-file`): the server's output and
 /// paperclipd's lines, rotated by paperclipd; `paperclipd logs` reads it.
 pub fn log_file(instance: &crate::instance::Instance) -> PathBuf {

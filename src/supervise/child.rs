@@ -73,12 +73,50 @@ impl ExitKind {
     }
 }
 
+/// Which process group the server runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// A group of its own (its pid): a terminal's Ctrl-C or a group kill
+    /// aimed at us does not hit it behind our back, it can own the
+    /// terminal, and one `killpg` reaches all of it.
+    Own,
+    /// Ours, which we lead. Under launchd: when a job ends, launchd kills
+    /// what is left of the job's process group (`AbandonProcessGroup`
+    /// unset, launchd.plist(5)), so a paperclipd killed outright (a crash,
+    /// `launchctl kill SIGKILL`) does not orphan the server, its
+    /// PostgreSQL and agents (macOS has no parent-death signal). We then
+    /// signal the group's members one by one, never ourselves.
+    Ours,
+}
+
+impl Group {
+    /// Where the server of `instance` runs: in our group only when launchd
+    /// runs the instance's own job, nothing needs a terminal, and we lead
+    /// our group (launchd starts a job as its group's leader; a group we
+    /// do not lead holds others, such as a shell, that are not ours to
+    /// signal).
+    pub fn for_server(instance: &Instance, interactive: bool) -> Group {
+        if interactive || !crate::launchd::runs_job_of(instance) {
+            return Group::Own;
+        }
+        if sys::own_group() != sys::pid() {
+            crate::log::warn(
+                "launchd runs this job, but paperclipd does not lead its process group: the server \
+                 runs in a group of its own, which launchd cannot reach if paperclipd is killed",
+            );
+            return Group::Own;
+        }
+        Group::Ours
+    }
+}
+
 /// A started server.
 #[derive(Debug)]
 pub struct Spawned {
     pub pid: i32,
-    /// The server's process group (its own pid).
+    /// The server's process group: its own pid ([`Group::Own`]) or ours.
     pub pgid: i32,
+    pub group: Group,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     /// The server has been reaped: its pid and group id may name someone
@@ -95,6 +133,8 @@ pub struct SpawnSpec<'a> {
     /// Give the server the terminal (foreground process group) and our
     /// stdio; otherwise pipe its output through us.
     pub interactive: bool,
+    /// [`Group::Own`] whenever `interactive`.
+    pub group: Group,
 }
 
 /// Applies the server's environment: the manager's protocol variables
@@ -125,10 +165,15 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
         Stdio::piped
     };
     cmd.stdin(Stdio::inherit()).stdout(piped()).stderr(piped());
-    // Own process group: a terminal's Ctrl-C or a group kill aimed at us
-    // does not hit the server behind our back, and we can kill its whole
-    // group at the end. std sets it before the closure below runs.
-    cmd.process_group(0);
+    // std sets the group before the closure below runs.
+    let group = if spec.interactive {
+        Group::Own
+    } else {
+        spec.group
+    };
+    if group == Group::Own {
+        cmd.process_group(0);
+    }
     let parent = std::process::id() as i32;
     let interactive = spec.interactive;
     // SAFETY: between fork and exec the closure runs `before_exec`, which
@@ -155,7 +200,11 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
     // because, as a subreaper, we also reap what the server leaves behind.
     Ok(Spawned {
         pid,
-        pgid: pid,
+        pgid: match group {
+            Group::Own => pid,
+            Group::Ours => sys::own_group(),
+        },
+        group,
         stdout,
         stderr,
         released: Cell::new(false),
@@ -265,7 +314,9 @@ fn own_children() -> Vec<i32> {
 /// server's zombie holds the group id) and every other child of ours
 /// (adopted orphans on Linux). Empty when all is gone.
 pub fn leftovers(server: &Spawned) -> Vec<i32> {
-    let in_group = !server.released.get();
+    // Our own group's id stays ours after the server is released.
+    let in_group = !server.released.get() || server.group == Group::Ours;
+    let me = sys::pid();
     #[cfg(target_os = "macos")]
     let mut found = {
         let mut found = own_children();
@@ -278,17 +329,29 @@ pub fn leftovers(server: &Spawned) -> Vec<i32> {
     // parent to reap; there is nothing to stop.
     #[cfg(not(target_os = "macos"))]
     let mut found: Vec<i32> = {
-        let me = sys::pid();
         procfs::all_processes()
             .into_iter()
             .filter(|p| p.ppid == me || (in_group && p.pgid == server.pgid && !p.zombie))
             .map(|p| p.pid)
             .collect()
     };
-    found.retain(|p| *p != server.pid);
+    found.retain(|p| *p != server.pid && *p != me);
     found.sort_unstable();
     found.dedup();
     found
+}
+
+/// The live members of process group `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    #[cfg(target_os = "macos")]
+    let members = sys::group_members(pgid);
+    #[cfg(not(target_os = "macos"))]
+    let members = procfs::all_processes()
+        .into_iter()
+        .filter(|p| p.pgid == pgid && !p.zombie)
+        .map(|p| p.pid)
+        .collect();
+    members
 }
 
 /// Every descendant of ours that /proc shows (Linux), nearest first.
@@ -320,8 +383,19 @@ pub fn descendants() -> Vec<i32> {
 /// stops its own backends in order; SIGKILL is repeated by the caller, as
 /// a killed parent's children are adopted next.
 pub fn signal_everything(server: &Spawned, sig: i32) {
-    if !server.released.get() {
-        let _ = sys::kill_group(server.pgid, sig);
+    match server.group {
+        Group::Own if !server.released.get() => {
+            let _ = sys::kill_group(server.pgid, sig);
+        }
+        Group::Own => {}
+        Group::Ours => {
+            let me = sys::pid();
+            for pid in group_members(server.pgid) {
+                if pid != me {
+                    let _ = sys::kill(pid, sig);
+                }
+            }
+        }
     }
     for pid in own_children() {
         if pid != server.pid {

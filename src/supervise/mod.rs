@@ -165,6 +165,7 @@ fn spawn_server(
         instance: &settings.probe.instance,
         extra_env: &settings.env,
         interactive,
+        group: child::Group::for_server(&settings.probe.instance, interactive),
     })
 }
 
@@ -320,7 +321,7 @@ impl Supervisor {
             t.dismiss();
         }
         // A suspended server could not act on the stop signal.
-        let _ = sys::kill_group(self.server.pgid, libc::SIGCONT);
+        child::signal_everything(&self.server, libc::SIGCONT);
         self.stop(reason, progress).await
     }
 

@@ -71,6 +71,7 @@ pub fn spawn(program: &Path, settings: &RunSettings) -> Result<Spawned> {
         instance,
         extra_env: &settings.env,
         interactive: true,
+        group: child::Group::Own,
     })
 }
 
