@@ -124,13 +124,28 @@ pub async fn refuse_running_units(
     Ok(())
 }
 
+/// How long a port that accepts connections with no listener in our
+/// socket tables is watched before it is refused.
+const UNSEEN_LISTENER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Something already listens on our port: starting would either fail or,
 /// worse, make Paperclip drift to the next port while we probe a stranger.
 pub async fn refuse_taken_port(prober: &Prober) -> Result<()> {
-    if prober.listening().await.is_err() {
-        return Ok(());
-    }
     let port = prober.settings.port;
+    // A listener that no socket table of ours shows may be closing as we
+    // look: a SIGKILLed server whose main thread is already a zombie while
+    // its last thread still tears down, holding the socket. It gets a
+    // moment; a listener in another network namespace stays and is refused.
+    let deadline = std::time::Instant::now() + UNSEEN_LISTENER_GRACE;
+    loop {
+        if prober.listening().await.is_err() {
+            return Ok(());
+        }
+        if !procfs::listening_uids(port).is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let who = procfs::describe_listener(port);
     Err(Error::busy(format!(
         "port {port} ({}) already accepts connections, held by {who}. The server would not be ours to probe \

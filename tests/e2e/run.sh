@@ -651,6 +651,14 @@ s10_stale_pid() {
     wait_gone "$RUN_PID" 10 || true
     reap "$RUN_PID"
     wait_gone "$child" 10 || true
+    # A SIGKILLed node's main thread shows as a zombie while its last
+    # threads still exit, holding the API socket: the case to arrange is a
+    # PostgreSQL left alone, so wait until the API port is closed too.
+    local closed_by=$(( $(now_ms) + 10000 ))
+    while listening "$API_PORT"; do
+        [ "$(now_ms)" -lt "$closed_by" ] || { fail "port $API_PORT still listens 10 s after node was SIGKILLed"; return 1; }
+        sleep 0.01
+    done
     alive "$pg" || { fail "PostgreSQL $pg died with node; the leftover case cannot be arranged"; return 1; }
     local pp
     pp=$(ppid_of "$pg")
