@@ -430,3 +430,34 @@ fn status_system_without_home_uses_the_system_units_home() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON status");
     assert_eq!(v["instance"], "default");
 }
+
+/// A probe path is a path on the server's own URL. `//host/x` (and
+/// `/\host/x`, which URLs read the same way) named another host: the
+/// probes, and a `run`'s readiness, went to a stranger.
+#[test]
+fn a_probe_path_that_leads_to_another_host_is_78() {
+    let w = World::new();
+    for (flag, bad) in [
+        ("--api-path", "//example.com/api/health"),
+        ("--ui-path", "/\\example.com/"),
+        ("--api-path", "//127.0.0.2:3100/api/health"),
+    ] {
+        let o = paperclipd(
+            &[
+                "run",
+                "--url",
+                "http://127.0.0.1:3100",
+                flag,
+                bad,
+                "--",
+                "true",
+            ],
+            &w.home(),
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(78), "{bad:?}: {err}");
+        assert!(err.contains("another host"), "{bad:?}: {err}");
+        assert!(err.contains("/api/health"), "{bad:?}: {err}");
+        assert!(!w.home().exists(), "{bad:?} created the home");
+    }
+}

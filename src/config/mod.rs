@@ -257,15 +257,23 @@ pub fn probe_settings(instance: Instance, spec: &ProbeSpec) -> Result<ProbeSetti
     let url = parse_base_url(&spec.url)?;
     let api_path = parse_probe_path(&spec.api_path, "API probe")?;
     let ui_path = parse_probe_path(&spec.ui_path, "UI probe")?;
-    let join = |p: &str| {
-        url.join(p).map_err(|e| {
+    let join = |p: &str, what: &str| {
+        let joined = url.join(p).map_err(|e| {
             Error::config(format!(
                 "cannot build the probe URL from {url} and {p:?}: {e}"
             ))
-        })
+        })?;
+        // `//host/x` (and `/\host/x`) is a URL of another host, not a path.
+        if joined.origin() != url.origin() {
+            return Err(Error::config(format!(
+                "invalid {what} path {p:?}: it leads to another host ({joined}); expected a path on \
+                 {url} such as /api/health (start it with a single /)"
+            )));
+        }
+        Ok(joined)
     };
-    let api_url = join(&api_path)?;
-    let ui_url = join(&ui_path)?;
+    let api_url = join(&api_path, "API probe")?;
+    let ui_url = join(&ui_path, "UI probe")?;
     // Validated above: http(s) URLs with a host always have a known port.
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs = connect_addrs(&url, port)?;
