@@ -71,8 +71,8 @@ pub fn find(supervisor: i32, server: Option<i32>) -> Vec<Adopted> {
     out
 }
 
-/// The pids below `supervisor` that are not `server` or below it, given a
-/// process table (pure: unit-tested).
+/// The pids below `supervisor` that are not `server` or below it, nor its
+/// terminal witness, given a process table (pure: unit-tested).
 pub fn outside_server_tree(procs: &[ProcInfo], supervisor: i32, server: Option<i32>) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in procs {
@@ -81,8 +81,13 @@ pub fn outside_server_tree(procs: &[ProcInfo], supervisor: i32, server: Option<i
     let mut out = Vec::new();
     let mut seen: HashSet<i32> = HashSet::from([supervisor]);
     let mut stack: Vec<i32> = children.get(&supervisor).cloned().unwrap_or_default();
+    let comm: HashMap<i32, &str> = procs.iter().map(|p| (p.pid, p.comm.as_str())).collect();
+    let own_helper = |pid: i32| {
+        children.get(&supervisor).is_some_and(|c| c.contains(&pid))
+            && comm.get(&pid) == Some(&crate::sys::WITNESS_COMM)
+    };
     while let Some(pid) = stack.pop() {
-        if Some(pid) == server || !seen.insert(pid) {
+        if Some(pid) == server || own_helper(pid) || !seen.insert(pid) {
             continue;
         }
         out.push(pid);
@@ -137,6 +142,18 @@ mod tests {
         assert_eq!(outside_server_tree(&t, 10, Some(11)), vec![20, 21, 30]);
         assert_eq!(outside_server_tree(&t, 10, None), vec![11, 12, 20, 21, 30]);
         assert!(outside_server_tree(&t, 99, Some(11)).is_empty());
+    }
+
+    #[test]
+    fn the_terminal_witness_is_not_adopted_but_a_namesake_below_is() {
+        let named = |pid, ppid| ProcInfo {
+            comm: crate::sys::WITNESS_COMM.into(),
+            ..p(pid, ppid)
+        };
+        // 13: the witness (our child); 21: a process below an adopted one
+        // that took the same name.
+        let t = [p(10, 1), p(11, 10), named(13, 10), p(20, 10), named(21, 20)];
+        assert_eq!(outside_server_tree(&t, 10, Some(11)), vec![20, 21]);
     }
 
     #[test]

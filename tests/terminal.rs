@@ -309,7 +309,8 @@ fn a_server_exiting_0_before_ready_in_a_terminal_exits_70() {
 #[test]
 fn the_terminal_witness_holds_nothing_of_ours() {
     // The fork that watches the server's group keeps only the terminal and
-    // its two pipes: not the instance lock, nor any other descriptor.
+    // its two pipes: not the instance lock, nor any other descriptor; and
+    // `status` does not count it as adopted.
     let w = World::new();
     let mut n = w.notify_socket("n");
     let t = terminal(&w, &n, "", &[]);
@@ -345,6 +346,13 @@ fn the_terminal_witness_holds_nothing_of_ours() {
             "fd {fd} → {target:?}"
         );
     }
+    // It is paperclipd's own helper, not a process it adopted.
+    let (code, v, err) = w.status_json();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        v["adopted"]["count"], 0,
+        "the witness counted as adopted: {v}"
+    );
     t.keys(&["C-c"]);
     assert_eq!(t.status_of(1), 0, "{}", t.screen());
     assert!(!pid_alive(witness), "the witness outlived paperclipd");

@@ -41,6 +41,10 @@ extern "C" fn witness_report(sig: libc::c_int) {
     unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
 }
 
+/// The witness's process name (`comm`, Linux), by which the adopted-process
+/// scans know it as paperclipd's own helper, not an orphan it adopted.
+pub const WITNESS_COMM: &str = "paperclipd-tty";
+
 /// The reply to a sync request: every signal that arrived before the
 /// request was reported before it.
 pub const WITNESS_SYNCED: u8 = b'S';
@@ -90,6 +94,11 @@ pub fn fork_witness(pgid: i32, report: &[i32], requests: RawFd, reports: RawFd) 
         for &sig in report {
             let handler: extern "C" fn(libc::c_int) = witness_report;
             let _ = set_signal_handler(sig, handler as libc::sighandler_t);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            const NAME: &[u8; 15] = b"paperclipd-tty\0";
+            let _ = libc::prctl(libc::PR_SET_NAME, NAME.as_ptr() as libc::c_ulong, 0, 0, 0);
         }
         #[cfg(target_os = "linux")]
         if libc::prctl(
