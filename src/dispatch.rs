@@ -41,7 +41,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             ))
         }),
         Command::Probe(args) => {
-            let settings = config::resolve_probe_settings(&args.selection)?;
+            let settings = probe_settings(&args.selection)?;
             rt.block_on(probe::command(settings, args.json))
         }
         Command::Status(args) if args.all => rt.block_on(status::all::command(
@@ -55,6 +55,28 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         lifecycle => service::dispatch(&rt, lifecycle),
     }
+}
+
+/// What `probe` checks: with no probe flag, the running server where it
+/// serves (its lock holder's settings, as `status` does), else the flags
+/// and files.
+fn probe_settings(sel: &crate::cli::Selection) -> Result<crate::config::ProbeSettings> {
+    let own = config::resolve_probe_settings(sel)?;
+    let flagged =
+        sel.url.is_some() || sel.mode.is_some() || sel.api_path.is_some() || sel.ui_path.is_some();
+    if flagged {
+        return Ok(own);
+    }
+    Ok(match crate::lock::running_probe_settings(&own.instance) {
+        Some(running) if running.spec() != own.spec() => {
+            log::info(&format!(
+                "probing with the running server's settings ({}), from its lock record",
+                running.url
+            ));
+            running
+        }
+        _ => own,
+    })
 }
 
 /// Prints an error once, the way every error of ours looks.

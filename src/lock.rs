@@ -70,6 +70,19 @@ impl Record {
             probe: Some(probe.spec()),
         }
     }
+
+    /// The probe settings the record's writer used, for `instance` (none
+    /// from a record without them or with settings no longer valid).
+    pub fn probe_settings(&self, instance: &crate::instance::Instance) -> Option<ProbeSettings> {
+        let spec = self.probe.as_ref()?;
+        crate::config::probe_settings(instance.clone(), spec).ok()
+    }
+}
+
+/// The probe settings of the server that runs `instance` now: its lock
+/// holder's, when there is one that recorded them.
+pub fn running_probe_settings(instance: &crate::instance::Instance) -> Option<ProbeSettings> {
+    observe(instance).holder?.record?.probe_settings(instance)
 }
 
 /// A held instance lock. Dropping it clears the record and releases the lock.

@@ -4,6 +4,7 @@
 mod support;
 
 use std::fs;
+use std::process::Command;
 use support::*;
 
 fn ready_world(extra_fixture: &[&str]) -> (World, NotifySocket, Running) {
@@ -627,4 +628,41 @@ fn status_tells_starting_ready_and_conflict_apart() {
     drop(stranger);
     let (code, v, _) = w.status_json();
     assert_eq!((code, v["state"].as_str()), (3, Some("stopped")), "{v}");
+}
+
+/// `paperclipd probe` without probe flags checks the running server where
+/// it serves (the lock holder's settings, as `status` does): a run started
+/// with `--url` on another port was "not ready" to a bare `probe`, which
+/// container HEALTHCHECKs and Kubernetes exec probes run. Flags given to
+/// `probe` still win.
+#[test]
+fn probe_without_flags_checks_the_running_server_where_it_serves() {
+    let w = World::new();
+    let mut n = w.notify_socket("n");
+    let mut cmd = w.run_cmd(&[], &[]);
+    cmd.env("NOTIFY_SOCKET", &n.path);
+    let mut r = w.spawn(cmd, "run");
+    n.wait_for("READY=1", DEADLINE);
+    let probe = |args: &[&str]| {
+        Command::new(bin())
+            .arg("probe")
+            .arg("--home")
+            .arg(w.home())
+            .args(args)
+            .env_remove("PAPERCLIP_HOME")
+            .env_remove("PAPERCLIP_INSTANCE_ID")
+            .output()
+            .unwrap()
+    };
+    let o = probe(&[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains(&w.url()), "{out}");
+    assert!(err.contains("the running server's settings"), "{err}");
+    let elsewhere = format!("http://127.0.0.1:{}", free_port());
+    let o = probe(&["--url", &elsewhere]);
+    assert_eq!(o.status.code(), Some(1), "explicit flags win");
+    signal(r.pid(), libc::SIGTERM);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
 }

@@ -11,7 +11,7 @@ pub mod state;
 
 use serde::Serialize;
 
-use crate::config::{self, ProbeSettings};
+use crate::config::ProbeSettings;
 use crate::error::Result;
 use crate::instance::Instance;
 use crate::lock::{self, Holder, Observation, Record};
@@ -232,10 +232,7 @@ impl ManagerState {
 /// when its port still accepts connections (its server may have survived
 /// it); else this command's own.
 async fn choose_settings(own: &ProbeSettings, seen: &Observation) -> (ProbeSettings, SettingsFrom) {
-    let recorded = |r: &Record| {
-        let spec = r.probe.as_ref()?;
-        config::probe_settings(own.instance.clone(), spec).ok()
-    };
+    let recorded = |r: &Record| r.probe_settings(&own.instance);
     if let Some(h) = &seen.holder {
         return match h.record.as_ref().and_then(recorded) {
             Some(s) => (s, SettingsFrom::Holder),
