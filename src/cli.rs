@@ -183,7 +183,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
     /// Rotate the log file when it reaches this size [default: 10MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::size::parse_size)]
     pub log_max_size: Option<u64>,
     /// Keep this many rotated log files, PATH.1 … PATH.N [default: 3].
     #[arg(long, value_name = "N")]
@@ -197,7 +197,7 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
     /// Refuse to start (exit 73) with less free space than this on the
     /// instance's filesystem; 0 disables the check [default: 1GiB].
-    #[arg(long, value_name = "SIZE", value_parser = crate::disk::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::size::parse_size)]
     pub min_free: Option<u64>,
     /// Stop processes this wrapper adopted (orphans outside the server's
     /// tree, e.g. leaked agents) once adopted this long: SIGTERM, then
@@ -237,28 +237,6 @@ impl Mode {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}; expected a duration such as 500ms, 90s or 5m"))
-}
-
-/// `10MiB`, `512KiB`, `1G`, `4096` (bytes): k/K/KiB, M/MiB, G/GiB are
-/// powers of 1024; KB, MB, GB powers of 1000.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad =
-        || format!("invalid size {s:?}; expected a size such as 10MiB, 512KiB or 1048576 (bytes)");
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(factor).ok_or_else(bad)
 }
 
 /// The completion script for `shell`.

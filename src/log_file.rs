@@ -82,13 +82,13 @@ pub fn resolve(
 
 /// A size in the config file: `"10MiB"` or a number of bytes.
 pub fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    crate::config::de_size_by(d, crate::cli::parse_size)
+    crate::config::de_size_by(d, crate::size::parse_size)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::parse_size;
     use crate::config::parse_file_config;
+    use crate::size::parse_size;
 
     #[test]
     fn sizes() {
@@ -97,16 +97,9 @@ mod tests {
         assert_eq!(parse_size("1g"), Ok(1 << 30));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert_eq!(parse_size("10MB"), Ok(10_000_000));
-        for bad in [
-            "",
-            "MiB",
-            "-1MiB",
-            "1.5MiB",
-            "10 parsecs",
-            "99999999999999GiB",
-        ] {
+        for bad in ["", "MiB", "-1MiB", "10 parsecs", "99999999999999GiB"] {
             let e = parse_size(bad).unwrap_err();
-            assert!(e.contains("expected a size such as 10MiB"), "{bad}: {e}");
+            assert!(e.starts_with("invalid size"), "{bad}: {e}");
         }
     }
 

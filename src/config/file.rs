@@ -50,7 +50,7 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
 
 /// A size as text (`"1GiB"`) or a plain number of bytes (`min_free`).
 fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    de_size_by(d, crate::disk::parse_size)
+    de_size_by(d, crate::size::parse_size)
 }
 
 /// A size as text, read by `parse`, or a plain number of bytes: the one

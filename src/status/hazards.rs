@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::adopted::{self, Summary};
 use crate::config::ProbeSettings;
-use crate::disk::{self, Space, format_size};
+use crate::disk::{self, Space};
 use crate::lock::Holder;
+use crate::size::format_size;
 
 #[derive(Debug, Serialize)]
 pub struct Hazards {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::adopted::{self, Adopted};
-use crate::disk::format_size;
+use crate::size::format_size;
 use crate::{log, procfs, sys};
 
 /// How often /proc is scanned when nothing is to be reaped sooner.
