@@ -32,7 +32,7 @@ fn as_nobody(args: &[&str], home: &std::path::Path) -> std::process::Output {
     fs::create_dir_all(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     let exe = dir.join("paperclipd");
-    fs::copy(bin(), &exe).unwrap();
+    copy_executable(bin(), &exe);
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     Command::new("setpriv")
         .args([

@@ -337,7 +337,7 @@ fn install_dry_run_prints_the_units_and_writes_nothing() {
 fn install_system_refuses_a_unit_that_could_not_start() {
     let d = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
     let copy = d.path().join("paperclipd");
-    std::fs::copy(bin(), &copy).unwrap();
+    copy_executable(bin(), &copy);
     // Paperclip is installed (a wrapper shim, pinned as it is): only the
     // unit's reach is wrong.
     let shim = d.path().join("paperclipai");

@@ -138,7 +138,7 @@ fn a_live_postgres_serving_the_data_directory_exits_75_naming_it() {
     // A process named postgres (a copy of sleep) working in the data
     // directory: what PostgreSQL left running looks like this.
     let pg = w.dir.path().join("postgres");
-    fs::copy("/bin/sleep", &pg).unwrap();
+    copy_executable("/bin/sleep", &pg);
     let mut postgres = Command::new(&pg)
         .arg("100")
         .current_dir(&db)
@@ -211,14 +211,6 @@ fn wakeups(pid: u32) -> u64 {
     n
 }
 
-fn leaked(w: &World) -> Vec<i32> {
-    w.state_file("leaked")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 #[test]
 fn status_counts_adopted_processes_outside_the_servers_tree_without_waking_paperclipd() {
     let w = World::new();
@@ -227,7 +219,7 @@ fn status_counts_adopted_processes_outside_the_servers_tree_without_waking_paper
     cmd.env("NOTIFY_SOCKET", &n.path);
     let mut r = w.spawn(cmd, "run");
     n.wait_for("READY=1", DEADLINE);
-    let pids = leaked(&w);
+    let pids = w.leaked();
     assert_eq!(pids.len(), 3);
     for p in &pids {
         let ppid = fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
@@ -289,7 +281,7 @@ fn run_logs_once_past_ten_adopted_and_reaps_them_term_then_kill() {
     cmd.env("NOTIFY_SOCKET", &n.path);
     let mut r = w.spawn(cmd, "run");
     n.wait_for("READY=1", DEADLINE);
-    let pids = leaked(&w);
+    let pids = w.leaked();
     assert_eq!(pids.len(), 11);
     wait_until(DEADLINE, "the threshold line", || {
         r.stderr()

@@ -121,7 +121,7 @@ fn a_dollar_in_paperclipds_path_is_escaped_in_exec_start() {
     let dir = w.dir.path().join("a$HOME b");
     fs::create_dir_all(&dir).unwrap();
     let exe = dir.join("paperclipd");
-    fs::copy(bin(), &exe).unwrap();
+    copy_executable(bin(), &exe);
     let o = Command::new(&exe)
         .args(["install", "--dry-run"])
         .env("HOME", w.dir.path())
@@ -220,7 +220,7 @@ fn paperclipd_as_nobody(w: &World) -> Command {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(w.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let exe = w.dir.path().join("paperclipd");
-    fs::copy(bin(), &exe).unwrap();
+    copy_executable(bin(), &exe);
     let id = NOBODY.to_string();
     let mut c = Command::new("setpriv");
     c.args(["--reuid", &id, "--regid", &id, "--clear-groups", "--"])

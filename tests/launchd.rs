@@ -207,14 +207,6 @@ fn pgid_of(pid: i32) -> Option<i32> {
     (g > 0).then_some(g)
 }
 
-fn grandchild_ready(w: &World) -> i32 {
-    let pid = || w.state_file("grandchild.ready")?.trim().parse().ok();
-    wait_until(DEADLINE, "the grandchild to handle SIGTERM", || {
-        pid().is_some()
-    });
-    pid().unwrap_or_default()
-}
-
 /// Issue 15, item 2: `launchctl kill SIGKILL` (or a crash) ends paperclipd
 /// at once, and macOS has no parent-death signal: a server in a group of
 /// its own survived with its PostgreSQL and kept the port. launchd, once
@@ -226,7 +218,7 @@ fn under_launchd_the_server_runs_in_the_jobs_group_so_a_killed_job_orphans_nothi
     let w = World::new();
     let cmd = as_launchd_spawns(&w, w.run_cmd(&[], &["--grandchild-term-delay", "0.5"]));
     let mut r = w.spawn(cmd, "job");
-    let gc = grandchild_ready(&w);
+    let gc = w.grandchild_ready();
     wait_until(DEADLINE, "the server to start", || {
         w.fixture_pid().is_some()
     });
@@ -281,22 +273,15 @@ fn under_launchd_an_ordered_stop_reaches_the_whole_group_but_not_paperclipd() {
         ),
     );
     let mut r = w.spawn(cmd, "job");
-    let gc = grandchild_ready(&w);
-    let leaked = || -> Vec<i32> {
-        w.state_file("leaked")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    };
-    wait_until(DEADLINE, "the agents to leak", || leaked().len() == 2);
+    let gc = w.grandchild_ready();
+    wait_until(DEADLINE, "the agents to leak", || w.leaked().len() == 2);
     let job = r.pid() as i32;
-    for p in leaked() {
+    for p in w.leaked() {
         assert_eq!(pgid_of(p), Some(job), "{}", r.stderr());
     }
     signal(job as u32, libc::SIGTERM);
     assert_eq!(r.code(), 0, "{}", r.stderr());
-    for p in leaked().into_iter().chain([gc]) {
+    for p in w.leaked().into_iter().chain([gc]) {
         assert!(!pid_alive(p), "pid {p} outlived the job: {}", r.stderr());
     }
     assert_eq!(

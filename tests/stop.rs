@@ -18,15 +18,6 @@ fn require_root(what: &str) {
     );
 }
 
-/// Waits for the fixture's grandchild to handle SIGTERM; returns its pid.
-fn grandchild_ready(w: &World) -> i32 {
-    let pid = || w.state_file("grandchild.ready")?.trim().parse().ok();
-    wait_until(DEADLINE, "the grandchild to handle SIGTERM", || {
-        pid().is_some()
-    });
-    pid().unwrap_or_default()
-}
-
 /// Inside a new PID namespace: a server that exits (code 3) and leaves a
 /// SIGTERM-ignoring process in a session of its own (as PostgreSQL's
 /// backends do), so the cleanup goes on while the server's group is empty;
@@ -90,7 +81,7 @@ fn without_a_subreaper_the_group_is_stopped_until_empty() {
     let mut cmd = w.run_cmd(&[], &["--grandchild-term-delay", "0.5"]);
     cmd.env("PAPERCLIPD_NO_SUBREAPER", "1");
     let mut r = w.spawn(cmd, "run");
-    let gc = grandchild_ready(&w);
+    let gc = w.grandchild_ready();
     wait_until(DEADLINE, "the server to start", || {
         w.fixture_pid().is_some()
     });
@@ -121,7 +112,7 @@ fn leftovers_get_the_whole_stop_timeout() {
         &["--grandchild-term-delay", "11"],
     );
     let mut r = w.spawn(cmd, "run");
-    let gc = grandchild_ready(&w);
+    let gc = w.grandchild_ready();
     wait_until(DEADLINE, "the server to start", || {
         w.fixture_pid().is_some()
     });

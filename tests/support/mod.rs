@@ -65,6 +65,25 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
+/// Copies an executable to run it from `to`. `cp` writes it, not this
+/// process: a file that this multi-threaded test process held open for
+/// writing could be inherited by a child another test forks at that
+/// moment, and executing it would then fail with ETXTBSY ("Text file busy")
+/// until that child execs.
+pub fn copy_executable(from: impl AsRef<Path>, to: impl AsRef<Path>) {
+    let st = Command::new("cp")
+        .arg(from.as_ref())
+        .arg(to.as_ref())
+        .status()
+        .expect("run cp");
+    assert!(
+        st.success(),
+        "cp {:?} {:?}: {st}",
+        from.as_ref(),
+        to.as_ref()
+    );
+}
+
 pub fn pid_alive(pid: i32) -> bool {
     // A zombie still "exists" for kill(0); read its state from /proc.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -113,6 +132,23 @@ impl World {
     }
     pub fn fixture_pid(&self) -> Option<i32> {
         self.state_file("pid")?.trim().parse().ok()
+    }
+    /// The pids the fixture leaked (`--leak`), as far as it has recorded them.
+    pub fn leaked(&self) -> Vec<i32> {
+        self.state_file("leaked")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+    /// The fixture's slow-stopping grandchild (`--grandchild-term-delay`),
+    /// once it handles SIGTERM.
+    pub fn grandchild_ready(&self) -> i32 {
+        let pid = || self.state_file("grandchild.ready")?.trim().parse().ok();
+        wait_until(DEADLINE, "the grandchild to handle SIGTERM", || {
+            pid().is_some()
+        });
+        pid().unwrap_or_default()
     }
 
     /// `paperclipd` with this world's home, the given args, and the fixture
