@@ -10,31 +10,36 @@ source "$(dirname "$0")/lib.sh"
 
 write_config t1 --health-fail-after 3
 install_unit t1
-dropin t1 $'WatchdogSec=2s\nRestartSec=1s'
+dropin t1 $'WatchdogSec=2s\nRestartSec=3s'
 systemctl --user start paperclip@t1.service || fail "systemctl --user start exited $?"
 # (WatchdogUSec reads "infinity" until the unit starts: check it now.)
 [[ $(prop t1 WatchdogUSec) == 2s ]] || fail "the drop-in did not apply: WatchdogUSec=$(prop t1 WatchdogUSec)"
 pid1=$(prop t1 MainPID)
 t_ready=$EPOCHREALTIME
 log "active with MainPID $pid1"
-# Between the watchdog kill and the restart (RestartSec=1s) the unit shows
-# Result=watchdog; the restart resets it to success. (The user manager's own
+# Between paperclipd's exit and the restart (RestartSec=3s) the unit waits
+# in SubState=auto-restart with Result=watchdog and paperclipd's exit in
+# ExecMainCode/Status; the restart resets them. (The user manager's own
 # "Watchdog timeout" message does not reach the harness's journal, so the
-# properties are the evidence.)
+# properties are the evidence.) One `show` call reads them together: while
+# the stop still runs, Result is already watchdog but the exit is not known.
 saw_watchdog=no
-seen_watchdog() {
-  local r
-  r=$(systemctl --user show -P Result paperclip@t1.service)
-  if [[ $r == watchdog ]]; then
+after_watchdog() {
+  local snap
+  snap=$(systemctl --user show -p Result -p SubState -p ExecMainCode -p ExecMainStatus -p NRestarts paperclip@t1.service)
+  if [[ $snap == *$'Result=watchdog'* && $snap == *$'SubState=auto-restart'* ]]; then
     saw_watchdog=yes
-    killed="$(prop t1 ExecMainCode)/$(prop t1 ExecMainStatus)"
+    killed="$(sed -n 's/^ExecMainCode=//p' <<<"$snap")/$(sed -n 's/^ExecMainStatus=//p' <<<"$snap")"
+    return 0
   fi
-  prop_ge t1 NRestarts 1
+  [[ $(sed -n 's/^NRestarts=//p' <<<"$snap") =~ ^[1-9] ]] && return 0
+  return 1
 }
-wait_for 20 "NRestarts >= 1" seen_watchdog
+wait_for 20 "the watchdog's stop to end (auto-restart)" after_watchdog
+[[ $saw_watchdog == yes ]] || fail "the unit restarted without showing Result=watchdog in auto-restart (restarted for another reason, or the 3 s window was missed)"
+wait_for 10 "NRestarts >= 1" prop_ge t1 NRestarts 1
 log "restarted: NRestarts=$(prop t1 NRestarts), Result=watchdog seen: $saw_watchdog (ExecMainCode/Status ${killed:-?})"
 result "restart_after_seconds=$(elapsed "$t_ready") saw_result_watchdog=$saw_watchdog"
-[[ $saw_watchdog == yes ]] || fail "the unit restarted, but never showed Result=watchdog: restarted for another reason"
 # exited(1)/0: paperclipd stopped in order; dumped(3)/6 would be SIGABRT's core dump.
 [[ ${killed:-} == 1/0 ]] || fail "after the watchdog timeout paperclipd ended with ExecMainCode/Status ${killed:-?}, want 1/0 (exited 0)"
 first_signal=$(state_file t1 signals | head -1)
