@@ -30,11 +30,16 @@ static void put(const char *dir, const char *name, long long v) {
     char path[4096], buf[32];
     if (dir) snprintf(path, sizeof path, "%s/%s", dir, name);
     else snprintf(path, sizeof path, "%s", name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) { perror(path); _exit(111); }
+    /* Written under another name and renamed: a reader polling for the
+       file never sees it empty. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) { perror(tmp); _exit(111); }
     int n = snprintf(buf, sizeof buf, "%lld\n", v);
     if (write(fd, buf, n) != n) _exit(111);
     close(fd);
+    if (rename(tmp, path) != 0) { perror(path); _exit(111); }
 }
 
 static volatile sig_atomic_t got_term;
