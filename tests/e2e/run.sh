@@ -222,6 +222,10 @@ trap 'exit 143' TERM
 # sets LISTENER.
 start_listener() {
     local dir=$1 deadline
+    # The log exists, the test user's, before the listener opens it: a root
+    # `: >` racing the listener's open made it root's, and the listener died
+    # with EACCES (s7 in a CI run: no READY=1 seen, though paperclipd sent it).
+    install -o "$PC_UID" -g "$PC_GID" -m 644 /dev/null "$dir/notify.log"
     "${AS_PC[@]}" "$PY" "$WORK/notify-listener.py" "$dir/notify.sock" "$dir/notify.log" </dev/null \
         >>"$dir/listener.err" 2>&1 &
     LISTENER=$!
@@ -232,12 +236,17 @@ start_listener() {
         sleep 0.01
     done
 }
+# listener_alive DIR: the notify listener still runs (a dead one would turn
+# every later wait into a timeout that blames paperclipd).
+listener_alive() {
+    alive "$LISTENER" && return 0
+    fail "the notify listener died: $(tr '\n' ' ' <"$1/listener.err" | cut -c1-300)"; return 1
+}
 # start_run DIR: `paperclipd run` as the test user with NOTIFY_SOCKET=DIR/notify.sock,
 # output in DIR/run.out; sets RUN_PID (paperclipd's own pid: setpriv and env exec).
 start_run() {
     local dir=$1
-    : >"$dir/notify.log"
-    chown "$PC_UID:$PC_GID" "$dir/notify.log"
+    : >"$dir/notify.log" # (the listener's: start_listener made it)
     "${AS_PC[@]}" NOTIFY_SOCKET="$dir/notify.sock" "$BIN" run --home "$DATA_DIR" </dev/null >"$dir/run.out" 2>&1 &
     RUN_PID=$!
     BG+=("$RUN_PID")
@@ -251,6 +260,7 @@ wait_ready() {
             fail "paperclipd exited (status $REAPED) before READY=1"
             tail_out "$dir/run.out"; return 1
         fi
+        listener_alive "$dir" || return 1
         if [ "$(now_ms)" -ge "$deadline" ]; then
             fail "no READY=1 within $2 s"; tail_out "$dir/run.out"; return 1
         fi
@@ -348,6 +358,7 @@ wait_notify() {
         if [ "$(wc -l <"$dir/status")" -ge 2 ]; then
             fail "paperclipd exited (status $(sed -n 2p "$dir/status")) before READY=1"; screen_tail; return 1
         fi
+        listener_alive "$dir" || return 1
         if [ "$(now_ms)" -ge "$deadline" ]; then fail "no READY=1 within $2 s"; screen_tail; return 1; fi
         sleep 0.01
     done
@@ -370,7 +381,6 @@ first_run() {
     HOME_DIR=$dir/home
     install -d -o "$PC_UID" -g "$PC_GID" -m 700 "$HOME_DIR"
     start_listener "$dir" || return 1
-    : >"$dir/notify.log"; chown "$PC_UID:$PC_GID" "$dir/notify.log"
     tmux_start "$dir" "export NOTIFY_SOCKET=$dir/notify.sock" "$@" || return 1
     T0=$(now_ms)
     type_line "$BIN run --home $HOME_DIR"
