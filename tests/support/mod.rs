@@ -112,6 +112,16 @@ impl World {
             port: free_port(),
         }
     }
+    /// A world under `base` instead of /tmp (a runtime under /tmp is
+    /// volatile, and `install` refuses to pin it).
+    #[allow(dead_code)]
+    pub fn new_in(base: &Path) -> Self {
+        fs::create_dir_all(base).expect("create the temp base");
+        World {
+            dir: tempfile::tempdir_in(base).expect("tempdir"),
+            port: free_port(),
+        }
+    }
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
