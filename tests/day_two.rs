@@ -49,11 +49,7 @@ impl Home {
         .unwrap();
         executable(&pkg.join("dist/index.js"), "#!/usr/bin/env node\n");
         fs::create_dir_all(h.home().join(".local/bin")).unwrap();
-        symlink(
-            "../lib/node_modules/paperclipai/dist/index.js",
-            h.shim(),
-        )
-        .unwrap();
+        symlink("../lib/node_modules/paperclipai/dist/index.js", h.shim()).unwrap();
         fake_node(&h.fnm_version().join("bin/node"), "v24.12.0");
         fake_node(&h.nvm_bin().join("node"), "v24.11.1");
         fs::create_dir_all(h.runtime_dir().join("fnm_multishells")).unwrap();
@@ -84,10 +80,7 @@ impl Home {
     fn cmd(&self, args: &[&str], path_first: &Path) -> Command {
         let mut c = Command::new(bin());
         c.args(args)
-            .env(
-                "PATH",
-                format!("{}:/usr/bin:/bin", path_first.display()),
-            )
+            .env("PATH", format!("{}:/usr/bin:/bin", path_first.display()))
             .env("HOME", self.home())
             .env("XDG_CONFIG_HOME", self.home().join(".config"))
             .env("XDG_RUNTIME_DIR", self.runtime_dir())
@@ -140,7 +133,10 @@ fn fnm_per_shell_directory_is_resolved_and_the_version_is_named() {
         "{out}"
     );
     assert!(!out.contains("fnm_multishells"), "{out}");
-    assert!(!out.contains(&h.runtime_dir().display().to_string()), "{out}");
+    assert!(
+        !out.contains(&h.runtime_dir().display().to_string()),
+        "{out}"
+    );
     let prepend = env_line(&out, "PAPERCLIPD_PATH_PREPEND").expect("a PATH prepend");
     assert!(
         prepend.starts_with(&format!("{}:", node.parent().unwrap().display())),
@@ -155,7 +151,10 @@ fn fnm_per_shell_directory_is_resolved_and_the_version_is_named() {
 #[test]
 fn nvm_directory_is_pinned_with_a_cleanup_warning() {
     let h = Home::new();
-    let o = h.cmd(&["install", "--dry-run"], &h.nvm_bin()).output().unwrap();
+    let o = h
+        .cmd(&["install", "--dry-run"], &h.nvm_bin())
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert_eq!(
@@ -163,7 +162,10 @@ fn nvm_directory_is_pinned_with_a_cleanup_warning() {
         Some(h.nvm_bin().join("node").display().to_string()),
         "{out}"
     );
-    assert!(err.contains("nvm") && err.contains("version manager"), "{err}");
+    assert!(
+        err.contains("nvm") && err.contains("version manager"),
+        "{err}"
+    );
     assert!(err.contains("paperclipd install --node"), "{err}");
 }
 
@@ -214,7 +216,10 @@ fn install_system_refuses_pins_the_unit_cannot_reach() {
         let node = d.path().join("node/bin/node");
         fake_node(&node, "v24.12.0");
         let o = h
-            .cmd(&["install", "--system", "--dry-run", "--node"], &h.nvm_bin())
+            .cmd(
+                &["install", "--system", "--dry-run", "--node"],
+                &h.nvm_bin(),
+            )
             .arg(&node)
             .env("PAPERCLIP_SHIM_PATH", "/usr/bin/true")
             .output()
@@ -233,13 +238,19 @@ fn install_warns_when_the_stop_budget_exceeds_user_managers_own() {
     let inst = h.home().join(".paperclip/instances/default");
     fs::create_dir_all(&inst).unwrap();
     fs::write(inst.join("paperclipd.toml"), "stop_timeout = \"110s\"\n").unwrap();
-    let o = h.cmd(&["install", "--dry-run"], &h.nvm_bin()).output().unwrap();
+    let o = h
+        .cmd(&["install", "--dry-run"], &h.nvm_bin())
+        .output()
+        .unwrap();
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("120"), "{err}");
     assert!(err.contains("logout"), "{err}");
     fs::write(inst.join("paperclipd.toml"), "stop_timeout = \"60s\"\n").unwrap();
-    let o = h.cmd(&["install", "--dry-run"], &h.nvm_bin()).output().unwrap();
+    let o = h
+        .cmd(&["install", "--dry-run"], &h.nvm_bin())
+        .output()
+        .unwrap();
     let (_, err) = text(&o);
     assert!(!err.contains("user@.service"), "{err}");
 }

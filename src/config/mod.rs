@@ -302,6 +302,13 @@ pub fn instance_stop_timeout(instance: &Instance) -> Result<Duration> {
     Ok(file.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT))
 }
 
+/// The instance's ready timeout as its `run` will see it (its
+/// `paperclipd.toml`, else the default), for how long a start job may take.
+pub fn instance_ready_timeout(instance: &Instance) -> Result<Duration> {
+    let (file, _) = load_file_config(&Selection::default(), instance)?;
+    Ok(file.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT))
+}
+
 pub fn resolve_probe_settings(sel: &Selection) -> Result<ProbeSettings> {
     let instance = resolve_instance(&sel.target)?;
     let (file, _) = load_file_config(sel, &instance)?;
@@ -378,8 +385,9 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
             .map(|cmd| cmd.iter().map(OsString::from).collect())
     };
 
-    let env = file.env.clone().unwrap_or_default();
+    let mut env = file.env.clone().unwrap_or_default();
     check_env_keys(&env, &in_file("env"))?;
+    prepend_path(&mut env);
     let reap_adopted_after = reap_adopted_after(args, &file, file_path.as_deref())?;
     let log = crate::log_file::resolve(args, &file, &in_file)?;
     Ok(RunSettings {
@@ -392,6 +400,33 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         log,
         node: args.node.clone().filter(|p| !p.as_os_str().is_empty()),
     })
+}
+
+/// A unit's `PAPERCLIPD_PATH_PREPEND` (the pinned Node.js and paperclipai
+/// directories) goes before the PATH the server would get (`[env]`'s, else
+/// the manager's), which is kept: agents need `/snap/bin`, `~/.cargo/bin`
+/// and whatever else the user's manager provides.
+fn prepend_path(env: &mut BTreeMap<String, String>) {
+    let Some(pre) = std::env::var_os(crate::runtime::pin::PREPEND_VAR).filter(|p| !p.is_empty())
+    else {
+        return;
+    };
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let base = env
+        .get("PATH")
+        .cloned()
+        .or_else(|| inherited.to_str().map(str::to_string));
+    match (pre.to_str(), base) {
+        (Some(pre), Some(base)) => {
+            let path =
+                crate::runtime::pin::join_dirs(pre.split(':').map(str::to_string).collect(), &base);
+            env.insert("PATH".to_string(), path);
+        }
+        _ => crate::log::warn(&format!(
+            "PAPERCLIPD_PATH_PREPEND or PATH is not valid UTF-8 ({:?}, {:?}); PATH is left as it is",
+            pre, inherited
+        )),
+    }
 }
 
 /// The `[env]` table's names: none that paperclipd sets or removes itself,

@@ -10,6 +10,7 @@
 pub mod interpreter;
 pub mod pin;
 pub mod range;
+pub mod record;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

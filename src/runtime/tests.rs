@@ -211,22 +211,22 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
     let node = fake_node(&d.path().join("n 24/bin"), "v24.11.1");
     let rt = resolve(&shim, Some(node.parent().unwrap().as_os_str()), None);
     let home = Path::new("/Users/u");
-    let plist_env = pin::environment(&rt, &crate::launchd::plist::default_path(home));
-    let unit_env = pin::environment(&rt, "/home/u/.local/bin:/usr/bin:/bin");
+    let pin = pin::Pin {
+        shim: rt.shim.clone(),
+        node: rt.node_path().map(Path::to_path_buf),
+    };
+    let plist_env = pin.path_environment(&crate::launchd::plist::default_path(home));
+    let unit_env = pin.unit_environment("/home/u/.local/bin");
     let pinned = format!(
         "{}:{}:",
         node.parent().unwrap().display(),
         shim.parent().unwrap().display()
     );
 
-    // Render both, then read them back: the unit as systemd would (the
-    // last Environment=PATH wins), the plist with a real plist parser.
-    let unit = crate::systemd::unit::render(
-        crate::systemd::unit::USER_UNIT,
-        Path::new("/usr/bin/paperclipd"),
-        &unit_env,
-    )
-    .unwrap();
+    // Render both, then read them back: the drop-in as systemd would (the
+    // last assignment wins), the plist with a real plist parser.
+    let unit =
+        crate::systemd::unit::render_dropin(std::time::Duration::from_secs(30), &unit_env).unwrap();
     let from_unit = crate::systemd::unit::environment(&unit, "/home/u");
     let last = |k: &str| {
         from_unit
@@ -235,11 +235,9 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.clone())
     };
-    let unit_path = last("PATH").unwrap();
-    assert_eq!(
-        unit_path,
-        format!("{pinned}/home/u/.local/bin:/usr/bin:/bin")
-    );
+    let unit_path = last("PAPERCLIPD_PATH_PREPEND").unwrap();
+    assert_eq!(unit_path, format!("{pinned}/home/u/.local/bin"));
+    assert_eq!(last("PATH"), None, "the manager's PATH is kept");
     assert_eq!(last("PAPERCLIP_NODE"), Some(node.display().to_string()));
     assert_eq!(
         last("PAPERCLIP_SHIM_PATH"),

@@ -91,7 +91,11 @@ fn runtime_lines(rt: &crate::runtime::pin::View) -> String {
         },
     };
     let mut out = match (&rt.service, &rt.service_file) {
-        (Some(svc), Some(file)) => format!("  runtime: {} (service, {file})\n", side(svc)),
+        (Some(svc), Some(file)) => format!(
+            "  runtime: {} (service, {file}; {})\n",
+            side(svc),
+            svc.source.as_deref().unwrap_or("source unknown")
+        ),
         _ => format!(
             "  runtime: {} (this shell; no service installed)\n",
             side(&rt.shell)

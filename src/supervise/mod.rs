@@ -83,8 +83,9 @@ async fn run_relayed(
     let invoker = invoker::detect();
     let notifier = Notifier::from_env();
     let interactive = signals::interactive();
-    let command = ServerCommand::resolve(&settings)?;
-    preflight::check_runtime(&command, &mut settings)?;
+    let recorded = preflight::recorded_runtime(&settings, &invoker);
+    let command = ServerCommand::resolve(&settings, recorded.as_ref())?;
+    let checked = preflight::check_runtime(&command, &mut settings, recorded.as_ref())?;
     let instance = settings.probe.instance.clone();
     let onboarding = command.is_default && !instance.paperclip_config().exists();
 
@@ -104,6 +105,7 @@ async fn run_relayed(
             )));
         }
     };
+    preflight::record_runtime(checked.as_ref(), &settings, &invoker);
     let mut prober = None;
     if onboarding {
         onboard::require_terminal(&command.program, &instance, interactive)?;
