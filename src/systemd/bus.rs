@@ -451,7 +451,7 @@ fn no_bus(scope: Scope, why: &str) -> Error {
             Error::new(
                 Kind::Unavailable,
                 format!(
-                    "no systemd user manager runs for {user} (uid {uid}): neither the user bus \
+                    "no systemd user manager runs for {user} (uid {uid}): neither the D-Bus user bus \
                      ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus: {why}) nor the manager's own socket {} \
                      is there. A user manager runs while {user} is logged in, or always once {user} lingers; \
                      `sudo -u` and `su` start none. Run `sudo loginctl enable-linger {user}` (the instance then \

@@ -588,6 +588,21 @@ kills=$(C journalctl -u "$UNIT" --no-pager -o cat | grep -E 'SIGKILL|Killing pro
 [ -z "$FAIL_WHY" ] || journal_tail 30
 result d-stop
 
+# --- d2. install --system as root resolves as the unit's user (issue 19 item 3) ---
+# Root's shell has no paperclipai and no Node 24; the `paperclip` user's
+# ~/.local/bin has both. `install --system --dry-run` must find and pin
+# those (nothing is written: the packaged unit stays as it was).
+log ""
+log "== d2-install-system-as-paperclip"
+rc=0; out=$(C /usr/bin/paperclipd install --system --dry-run 2>&1) || rc=$?
+grep -E '^Environment=|runtime|paperclip' <<<"$out" | grep -v '^#' | head -n 12 | cut -c1-220 | indent
+[ "$rc" -eq 0 ] || fail "install --system --dry-run as root exited $rc: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
+grep -q "^Environment=PAPERCLIP_SHIM_PATH=$LOCAL/" <<<"$out" ||
+    fail "the drop-in does not pin the paperclip user's own paperclipai under $LOCAL: $(grep '^Environment=' <<<"$out" | tr '\n' ' ')"
+grep -q "^Environment=PAPERCLIPD_PATH_PREPEND=.*$LOCAL/bin" <<<"$out" || fail "no PATH prepend with $LOCAL/bin in the drop-in"
+grep -qE '^Environment=PATH=' <<<"$out" && fail "the drop-in replaces the manager's PATH"
+result d2-install-system-as-paperclip
+
 # --- e. purge ---------------------------------------------------------------------
 log ""
 log "== e-purge"

@@ -83,7 +83,8 @@ if [[ -n $user ]]; then
 fi
 grep -q '^WatchdogSignal=SIGTERM$' "$src" || fail "$src lacks WatchdogSignal=SIGTERM"
 grep -q '^OOMPolicy=continue$' "$src" || fail "$src lacks OOMPolicy=continue"
-grep -q '^Environment=PATH=/var/lib/paperclip/.local/bin:' "$src" || fail "$src: PATH lacks the paperclip user's ~/.local/bin"
+grep -q '^Environment=PAPERCLIPD_PATH_PREPEND=/var/lib/paperclip/.local/bin' "$src" || fail "$src: the PATH prepend lacks the paperclip user's ~/.local/bin"
+! grep -q '^Environment=PATH=' "$src" || fail "$src: replaces the manager's PATH"
 verify_ok system_template verify "$rendered_dir/paperclip@.service"
 verify_ok system_instance verify "$rendered_dir/paperclip@t1.service"
 log "ok"
