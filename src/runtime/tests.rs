@@ -275,3 +275,57 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
         unit_path.split(':').take(2).collect::<Vec<_>>()
     );
 }
+
+/// Issue 19 item 2: version managers' directories are recognized (a
+/// cleanup removes them); nothing under a runtime or temporary directory
+/// is accepted; the directory is resolved, the file name kept.
+#[test]
+fn version_managers_volatile_roots_and_stable_paths() {
+    for (p, want) in [
+        (
+            "/home/u/.nvm/versions/node/v24.11.1/bin/node",
+            Some(("nvm", "v24.11.1")),
+        ),
+        (
+            "/home/u/.local/share/fnm/node-versions/v24.12.0/installation/bin/node",
+            Some(("fnm", "v24.12.0")),
+        ),
+        (
+            "/home/u/.volta/tools/image/node/24.11.1/bin/node",
+            Some(("Volta", "24.11.1")),
+        ),
+        (
+            "/home/u/.asdf/installs/nodejs/24.11.1/bin/node",
+            Some(("asdf", "24.11.1")),
+        ),
+        (
+            "/home/u/.local/share/mise/installs/node/24.11.1/bin/node",
+            Some(("mise", "24.11.1")),
+        ),
+        (
+            "/usr/local/n/versions/node/24.11.1/bin/node",
+            Some(("n", "24.11.1")),
+        ),
+        ("/home/u/.volta/bin/node", None),
+        ("/usr/bin/node", None),
+    ] {
+        let got = pin::version_manager(Path::new(p));
+        assert_eq!(got.as_ref().map(|(m, v)| (*m, v.as_str())), want, "{p}");
+    }
+    for p in [
+        "/tmp/x/node",
+        "/run/user/1000/fnm_multishells/1_2/bin/node",
+        "/dev/shm/node",
+    ] {
+        assert!(pin::volatile_root(Path::new(p)).is_some(), "{p}");
+    }
+    assert!(pin::volatile_root(Path::new("/usr/bin/node")).is_none());
+    let d = tempfile::tempdir().unwrap();
+    let real = d.path().join("versions/v24/bin");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(d.path().join("versions/v24"), d.path().join("shell")).unwrap();
+    assert_eq!(
+        pin::stable(&d.path().join("shell/bin/node")),
+        real.canonicalize().unwrap().join("node")
+    );
+}

@@ -349,4 +349,40 @@ mod tests {
         let f = file_facts("alice", r, true);
         assert_eq!((f.linger, f.remove_ipc), (Some(true), Some(false)));
     }
+
+    /// Issue 19 item 7: linger off is a warning whatever RemoveIPC= says
+    /// (the instance stops at logout and does not start at boot); it was
+    /// "protected", at info level, with RemoveIPC=no.
+    #[test]
+    fn linger_off_is_warned_with_its_cost() {
+        let view = |uid: u32, f: Facts| IpcView {
+            state: assess(uid, &f),
+            user: "alice".into(),
+            uid,
+            fix: None,
+            facts: f,
+        };
+        let off = view(1000, facts(true, Some(false), Some(false)));
+        assert!(
+            !off.describe().starts_with("protected"),
+            "{}",
+            off.describe()
+        );
+        let w = off
+            .linger_warning()
+            .expect("a warning with RemoveIPC=no too");
+        assert!(w.contains("stops at alice's last logout"), "{w}");
+        assert!(w.contains("does not start at boot"), "{w}");
+        assert!(w.contains("sudo loginctl enable-linger alice"), "{w}");
+        assert!(!w.contains("semaphores"), "{w}");
+        let exposed = view(1000, facts(true, Some(false), Some(true)));
+        assert!(exposed.linger_warning().unwrap().contains("semaphores"));
+        for quiet in [
+            view(1000, facts(true, Some(true), Some(true))),
+            view(998, facts(true, Some(false), Some(true))),
+            view(1000, facts(false, Some(false), Some(true))),
+        ] {
+            assert_eq!(quiet.linger_warning(), None, "{quiet:?}");
+        }
+    }
 }
