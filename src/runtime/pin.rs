@@ -196,12 +196,22 @@ fn pin_of(rt: &Runtime, instance: &Instance, system: bool) -> Result<Pin> {
     ] {
         let Some(p) = p else { continue };
         if let Some(root) = volatile_root(p) {
+            let fix = if what == "Node.js" {
+                format!(
+                    "Choose one outside it: `paperclipd install --node /path/to/bin/node{flags}` (e.g. fnm's \
+                     ~/.local/share/fnm/node-versions/<version>/installation/bin/node, nvm's \
+                     ~/.nvm/versions/node/<version>/bin/node)"
+                )
+            } else {
+                format!(
+                    "Install paperclipai outside it (`npm install -g paperclipai` with a Node.js installed for good), \
+                     or name one with `PAPERCLIP_SHIM_PATH=/path/to/paperclipai paperclipd install{flags}`"
+                )
+            };
             return Err(Error::config(format!(
                 "the {what} this shell runs, {}, lives under {}, which is emptied at logout or reboot \
                  (a per-shell or temporary directory), so the service would fail at its next boot; \
-                 expected a {what} installed for good. Choose one outside it: `paperclipd install --node /path/to/bin/node{flags}` \
-                 (e.g. fnm's ~/.local/share/fnm/node-versions/<version>/installation/bin/node, nvm's \
-                 ~/.nvm/versions/node/<version>/bin/node), with paperclipai installed by that Node.js's npm",
+                 expected a {what} installed for good. {fix}",
                 p.display(),
                 root.display()
             )));
