@@ -81,7 +81,7 @@ pub fn load_file_config(
         Some(p) => (p.clone(), true),
         None => (instance.wrapper_config(), false),
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::regular_file::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
             return Ok((FileConfig::default(), None));

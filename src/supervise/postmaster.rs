@@ -29,6 +29,9 @@ pub enum Verdict {
     /// It could not be told (the process may not be inspected); the file
     /// is left alone and PostgreSQL decides.
     Unknown { why: String },
+    /// It is not a regular file (a FIFO, a directory): PostgreSQL cannot
+    /// use it, and reading a FIFO would hang.
+    NotAFile { why: String },
 }
 
 /// `run`'s step: judge the instance's `postmaster.pid` and act on it.
@@ -58,6 +61,12 @@ pub fn check(instance: &Instance) -> Result<()> {
             dir.display(),
             file.display()
         ))),
+        Verdict::NotAFile { why } => Err(Error::config(format!(
+            "instance {:?}: PostgreSQL's lock file {} cannot be checked: {why}; \
+             expected the file PostgreSQL writes, or none. Move it aside and retry",
+            instance.id.as_str(),
+            crate::untrusted::path(&file)
+        ))),
         Verdict::Unknown { why } => {
             log::warn(&format!(
                 "cannot tell whether {} is stale ({why}); leaving it for PostgreSQL to judge",
@@ -71,9 +80,12 @@ pub fn check(instance: &Instance) -> Result<()> {
 /// Reads and judges `<dir>/postmaster.pid` (its first line is the pid).
 pub fn judge(dir: &Path) -> Verdict {
     let file = dir.join("postmaster.pid");
-    let text = match std::fs::read(&file) {
+    let text = match crate::regular_file::read(&file) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Absent,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Verdict::NotAFile { why: e.to_string() };
+        }
         Err(e) => return Verdict::Unknown { why: e.to_string() },
     };
     let first = text.lines().next().unwrap_or("").trim();
