@@ -120,7 +120,7 @@ pub fn refuse_foreign_as_root(path: &Path, what: &str) -> Result<()> {
         "paperclipd runs as root, but {what} {} belongs to {owner}: its server command and [env] \
          would run with root's privileges, so paperclipd does not run another user's instance as root. \
          Run it as that user (`sudo -u {name} paperclipd run …`, or `User={name}` in a system unit)",
-        path.display()
+        crate::untrusted::path(path)
     )))
 }
 
@@ -136,35 +136,35 @@ pub fn prepare_root(instance: &Instance) -> Result<PathBuf> {
     if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(&root) {
         return Err(Error::config(format!(
             "cannot create the instance directory {}: {e}; expected a writable Paperclip home (set --home or PAPERCLIP_HOME)",
-            root.display()
+            crate::untrusted::path(&root)
         )));
     }
     let meta = std::fs::symlink_metadata(&root).map_err(|e| {
         Error::config(format!(
             "cannot inspect the instance directory {}: {e}",
-            root.display()
+            crate::untrusted::path(&root)
         ))
     })?;
     if !meta.is_dir() {
         return Err(Error::config(format!(
             "the instance directory {} is not a directory; expected Paperclip's instance directory; move it aside",
-            root.display()
+            crate::untrusted::path(&root)
         )));
     }
     let euid = crate::sys::euid();
     if meta.uid() != euid && euid != 0 {
         return Err(Error::config(format!(
             "the instance directory {} belongs to uid {}, not to you (uid {euid}); run paperclipd as that user, or fix the owner",
-            root.display(),
+            crate::untrusted::path(&root),
             meta.uid()
         )));
     }
     if meta.mode() & 0o002 != 0 {
         return Err(Error::config(format!(
             "the instance directory {} is writable by everyone (mode {:o}); anyone could replace its lock or config. Fix it with `chmod o-w {}`",
-            root.display(),
+            crate::untrusted::path(&root),
             meta.mode() & 0o7777,
-            root.display()
+            crate::untrusted::path(&root)
         )));
     }
     Ok(root)
@@ -185,7 +185,12 @@ pub fn try_acquire(instance: &Instance, record: Record) -> Result<Acquire> {
                 record: None,
             })));
         }
-        Err(err) => return Err(Error::os(format!("cannot lock {}: {err}", path.display()))),
+        Err(err) => {
+            return Err(Error::os(format!(
+                "cannot lock {}: {err}",
+                crate::untrusted::path(&path)
+            )));
+        }
     }
     let mut lock = InstanceLock { file, path, record };
     lock.write_record()?;

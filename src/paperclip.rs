@@ -194,14 +194,14 @@ pub fn load_config(path: &Path) -> Result<Option<PaperclipConfig>> {
         Err(e) => {
             return Err(Error::config(format!(
                 "cannot read Paperclip's config {}: {e}; fix its permissions or pass --url",
-                path.display()
+                crate::untrusted::path(path)
             )));
         }
     };
     parse_config(&text).map(Some).map_err(|e| {
         Error::config(format!(
             "Paperclip's config {} is not valid: {e}; expected the JSON that `paperclipai onboard` writes; fix it, or pass --url and --mode",
-            path.display()
+            crate::untrusted::path(path)
         ))
     })
 }

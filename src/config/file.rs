@@ -89,14 +89,14 @@ pub fn load_file_config(
         Err(e) => {
             return Err(Error::config(format!(
                 "cannot read config file {}: {e}; expected a readable TOML file (see `paperclipd run --help`)",
-                path.display()
+                crate::untrusted::path(&path)
             )));
         }
     };
     let cfg = parse_file_config(&text).map_err(|e| {
         Error::config(format!(
             "config file {}: {e}fix the file, or move it aside to use the defaults",
-            path.display()
+            crate::untrusted::path(&path)
         ))
     })?;
     Ok((cfg, Some(path)))

@@ -46,7 +46,7 @@ pub fn check(instance: &Instance) -> Result<()> {
             let aside = move_aside(&file)?;
             log::info(&format!(
                 "moved the stale {} aside to {}: {why} (Paperclip would refuse to start with it)",
-                file.display(),
+                crate::untrusted::path(&file),
                 aside.file_name().unwrap_or_default().to_string_lossy()
             ));
             Ok(())
@@ -58,8 +58,8 @@ pub fn check(instance: &Instance) -> Result<()> {
              (PostgreSQL's fast shutdown), then start again",
             instance.id.as_str(),
             procfs::describe(pid),
-            dir.display(),
-            file.display()
+            crate::untrusted::path(&dir),
+            crate::untrusted::path(&file)
         ))),
         Verdict::NotAFile { why } => Err(Error::config(format!(
             "instance {:?}: PostgreSQL's lock file {} cannot be checked: {why}; \
@@ -70,7 +70,7 @@ pub fn check(instance: &Instance) -> Result<()> {
         Verdict::Unknown { why } => {
             log::warn(&format!(
                 "cannot tell whether {} is stale ({why}); leaving it for PostgreSQL to judge",
-                file.display()
+                crate::untrusted::path(&file)
             ));
             Ok(())
         }
@@ -116,7 +116,7 @@ fn judge_pid(dir: &Path, pid: i32) -> Verdict {
     }
     let Ok(meta) = std::fs::metadata(dir) else {
         return Verdict::Unknown {
-            why: format!("cannot read {}", dir.display()),
+            why: format!("cannot read {}", crate::untrusted::path(dir)),
         };
     };
     let Some(p) = inspect(pid) else {
@@ -236,10 +236,10 @@ fn move_aside(file: &Path) -> Result<PathBuf> {
         Error::config(format!(
             "cannot move the stale {} aside to {}: {e}; Paperclip would refuse to start with it. \
              Move it yourself (`mv {} {}`) and start again",
-            file.display(),
-            target.display(),
-            file.display(),
-            target.display()
+            crate::untrusted::path(file),
+            crate::untrusted::path(&target),
+            crate::untrusted::path(file),
+            crate::untrusted::path(&target)
         ))
     })?;
     Ok(target)
