@@ -303,29 +303,39 @@ mod tests {
         let Acquire::Acquired(mut lock) = try_acquire(&inst, record()).unwrap() else {
             panic!("the lock is free");
         };
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let reads = std::sync::Arc::new(AtomicU32::new(0));
         let reader = {
-            let (inst, stop) = (inst.clone(), stop.clone());
+            let (inst, stop, reads) = (inst.clone(), stop.clone(), reads.clone());
             std::thread::spawn(move || {
-                let (mut reads, mut torn) = (0u32, Vec::new());
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let seen = observe(&inst).holder;
-                    reads += 1;
-                    if seen.as_ref().is_none_or(|h| h.record.is_none()) {
+                let mut torn = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let seen = observe(&inst);
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    if seen.holder.as_ref().is_none_or(|h| h.record.is_none()) {
                         torn.push(format!("{seen:?}"));
                     }
                 }
-                (reads, torn)
+                torn
             })
         };
-        // Records of alternating lengths: shorter and longer rewrites.
-        for i in 0..20_000 {
+        // Records of alternating lengths (shorter and longer rewrites), at
+        // least 20,000 of them and until the reader has read 1,000 times:
+        // on a loaded machine the reader may get little time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut i = 0u32;
+        while i < 20_000
+            || (reads.load(Ordering::Relaxed) < 1000 && std::time::Instant::now() < deadline)
+        {
             lock.set_child(Some(if i % 2 == 0 { 7 } else { 1_234_567_890 }))
                 .unwrap();
+            i += 1;
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (reads, torn) = reader.join().unwrap();
-        assert!(reads > 100, "only {reads} reads");
+        stop.store(true, Ordering::Relaxed);
+        let torn = reader.join().unwrap();
+        let reads = reads.load(Ordering::Relaxed);
+        assert!(reads >= 1000, "only {reads} reads in 60 s");
         assert!(
             torn.is_empty(),
             "{} torn reads of {reads}, e.g. {:?}",

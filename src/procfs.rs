@@ -302,8 +302,32 @@ impl FlockEntry {
 /// [`holds_open`]. In a PID namespace the kernel lists only holders
 /// visible in it.
 pub fn flock_candidates(ino: u64) -> std::io::Result<Vec<FlockEntry>> {
-    let text = fs::read_to_string("/proc/locks")?;
-    Ok(parse_flock_candidates(&text, ino))
+    Ok(parse_flock_candidates(&read_table("/proc/locks")?, ino))
+}
+
+/// A /proc table read in reads as large as the kernel gives (a page
+/// each). Each read() of a seq_file restarts at an index into a list that
+/// may have changed since: `read_to_string`, whose first read is a 32-byte
+/// probe, let a lock vanish from the table when another was released
+/// meanwhile. A table within a page comes from one read, whole.
+fn read_table(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 pub fn parse_flock_candidates(text: &str, ino: u64) -> Vec<FlockEntry> {

@@ -87,18 +87,26 @@ pub fn probe_holder(instance: &Instance) -> Option<Holder> {
 /// in between is then seen by the kernel, and a record read from a holder
 /// that leaves in between still belongs to a live process, so neither is
 /// mistaken for one left behind. While the kernel names a holder whose
-/// record is not there (yet) or not whole, the reader looks again for a
-/// moment ([`RECORD_WAIT`]).
+/// record is not there (yet) or not whole, or (no kernel to ask: macOS)
+/// the file holds something that is not a whole record, the reader looks
+/// again for a moment ([`RECORD_WAIT`]).
 pub(super) fn observe_file(file: &File) -> Observation {
     let deadline = Instant::now() + RECORD_WAIT;
     loop {
-        let record = read_record(file);
+        let (record, written) = read_record(file);
         let kernel = kernel_holder(file, record.as_ref());
-        if let Kernel::Held(pid) = kernel {
-            if record.as_ref().map(|r| r.pid) != Some(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            }
+        let incomplete = match kernel {
+            Kernel::Held(pid) => record.as_ref().map(|r| r.pid) != Some(pid),
+            Kernel::Unknown => record.is_none() && written,
+            // A live holder's record with no lock in the table: the holder
+            // clears its record before it lets go, so this is a table read
+            // that missed the lock (`/proc/locks` larger than a page,
+            // changing between reads), or the holder leaving right now.
+            Kernel::Free => record.as_ref().is_some_and(runs),
+        };
+        if incomplete && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
         }
         return judge(record, kernel);
     }
@@ -137,23 +145,26 @@ fn judge(record: Option<Record>, kernel: Kernel) -> Observation {
 /// The holder writes a new record over the old one, then cuts the file to
 /// its length ([`super::InstanceLock`]): a reader in between sees the new
 /// record followed by the old one's tail, so only the first JSON value
-/// counts.
-fn read_record(file: &File) -> Option<Record> {
+/// counts. Also says whether the file held anything.
+fn read_record(file: &File) -> (Option<Record>, bool) {
     let mut bytes = Vec::new();
     let mut at = 0u64;
     let mut chunk = [0u8; 4096];
     while bytes.len() < 64 * 1024 {
-        let n = file.read_at(&mut chunk, at).ok()?;
+        let Ok(n) = file.read_at(&mut chunk, at) else {
+            break;
+        };
         if n == 0 {
             break;
         }
         bytes.extend_from_slice(&chunk[..n]);
         at += n as u64;
     }
-    serde_json::Deserializer::from_slice(&bytes)
+    let record = serde_json::Deserializer::from_slice(&bytes)
         .into_iter::<Record>()
-        .next()?
-        .ok()
+        .next()
+        .and_then(|r| r.ok());
+    (record, !bytes.is_empty())
 }
 
 /// The kernel's lock table names the holder by inode and device, but on a
