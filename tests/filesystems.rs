@@ -34,8 +34,10 @@ impl Drop for Mounted {
 
 /// Fails, naming what is missing, when this test cannot run here.
 fn require(what: &str) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
     assert!(
-        unsafe { libc::geteuid() } == 0,
+        euid == 0,
         "cannot run: mounting {what} needs root (run `cargo test` as root, as CI does)"
     );
     let tool = match what {
