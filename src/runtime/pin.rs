@@ -604,6 +604,6 @@ fn service_environment(
 ) -> Option<(PathBuf, Vec<(String, String)>)> {
     let home = PathBuf::from(std::env::var_os("HOME")?);
     let file = crate::launchd::plist_path(&home, &instance.id);
-    let text = std::fs::read_to_string(&file).ok()?;
+    let text = crate::regular_file::read_to_string(&file).ok()?;
     Some((file, crate::launchd::plist::environment(&text)))
 }

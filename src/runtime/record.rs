@@ -48,7 +48,8 @@ pub fn path(instance: &Instance) -> PathBuf {
 
 /// The record, when there is one that still names existing files.
 pub fn load(instance: &Instance) -> Option<Recorded> {
-    let text = std::fs::read_to_string(path(instance)).ok()?;
+    // Never blocks on a FIFO planted in its place.
+    let text = crate::regular_file::read_to_string(&path(instance)).ok()?;
     serde_json::from_str(&text).ok()
 }
 

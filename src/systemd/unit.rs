@@ -142,7 +142,7 @@ pub fn instance_environment(
     .collect();
     let (file, text) = dirs.iter().find_map(|d| {
         let f = d.join(super::TEMPLATE_NAME);
-        std::fs::read_to_string(&f).ok().map(|t| (f, t))
+        crate::regular_file::read_to_string(&f).ok().map(|t| (f, t))
     })?;
     let mut env = environment(&text, home);
     let mut dropins: std::collections::BTreeMap<std::ffi::OsString, PathBuf> = Default::default();
@@ -164,7 +164,7 @@ pub fn instance_environment(
         }
     }
     for path in dropins.values() {
-        if let Ok(t) = std::fs::read_to_string(path) {
+        if let Ok(t) = crate::regular_file::read_to_string(path) {
             env.extend(environment(&t, home));
         }
     }
