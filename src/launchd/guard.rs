@@ -28,8 +28,10 @@ use crate::error::{Error, Result};
 use crate::instance::Instance;
 use crate::log;
 
-pub const DEFAULT_BURST: u32 = 5;
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The systemd units' start limit (`StartLimitBurst=`,
+/// `StartLimitIntervalSec=`): one constant for both managers.
+pub const DEFAULT_BURST: u32 = config::START_LIMIT_BURST;
+pub const DEFAULT_INTERVAL: Duration = config::START_LIMIT_INTERVAL;
 /// Exits a restart cannot fix (`RestartPreventExitStatus=` of the units).
 pub const TERMINAL_CODES: [u8; 5] = [73, 75, 78, 126, 127];
 
@@ -279,6 +281,27 @@ mod tests {
             }
             d => panic!("{d:?}"),
         }
+    }
+
+    /// Issue 20, item 3: a server that crashes 20 s after each start (a
+    /// launchd run every ~70 s with the 10 s throttle) restarted for ever
+    /// with 5 in 60 s; the default is now the systemd unit's 5 in 300 s.
+    #[test]
+    fn the_default_limits_are_the_systemd_units() {
+        let d = Limits {
+            burst: DEFAULT_BURST,
+            interval: DEFAULT_INTERVAL,
+        };
+        assert_eq!((d.burst, d.interval.as_secs()), (5, 300));
+        let mut s = GuardState::default();
+        for i in 0..4 {
+            let t = 1000.0 + 30.0 * i as f64;
+            assert_eq!(decide(&mut s, 1, "x", t, d), Decision::Exit(1));
+        }
+        assert!(matches!(
+            decide(&mut s, 1, "x", 1120.0, d),
+            Decision::Pause(_)
+        ));
     }
 
     #[test]

@@ -52,14 +52,24 @@ pub fn render(template: &str, paperclipd: &Path, env: &[(&str, String)]) -> Resu
         check_rendered_value(k, v)?;
         env_lines.push(format!("Environment={}", quote(&format!("{k}={v}"))));
     }
-    Ok(template.replace("@PAPERCLIPD@", &quote_exec(&exe)).replace(
-        "@ENVIRONMENT@\n",
-        &if env_lines.is_empty() {
-            String::new()
-        } else {
-            env_lines.join("\n") + "\n"
-        },
-    ))
+    Ok(template
+        .replace("@PAPERCLIPD@", &quote_exec(&exe))
+        .replace(
+            "@START_LIMIT_INTERVAL@",
+            &crate::config::START_LIMIT_INTERVAL_SECS.to_string(),
+        )
+        .replace(
+            "@START_LIMIT_BURST@",
+            &crate::config::START_LIMIT_BURST.to_string(),
+        )
+        .replace(
+            "@ENVIRONMENT@\n",
+            &if env_lines.is_empty() {
+                String::new()
+            } else {
+                env_lines.join("\n") + "\n"
+            },
+        ))
 }
 
 /// The instance's own drop-in, beside the template in `dir`:
@@ -240,6 +250,22 @@ mod tests {
         let s = render(SYSTEM_UNIT, Path::new("/usr/bin/paperclipd"), &[]).unwrap();
         assert!(s.contains("ExecStart=/usr/bin/paperclipd run --instance %i"));
         assert!(!s.contains("@ENVIRONMENT@"));
+        for unit in [&u, &s] {
+            // One start limit for every manager (launchd's guard counts with it).
+            assert!(
+                unit.contains(&format!(
+                    "\nStartLimitBurst={}\nStartLimitIntervalSec={}\n",
+                    crate::config::START_LIMIT_BURST,
+                    crate::config::START_LIMIT_INTERVAL_SECS
+                )) || unit.contains(&format!(
+                    "\nStartLimitIntervalSec={}\nStartLimitBurst={}\n",
+                    crate::config::START_LIMIT_INTERVAL_SECS,
+                    crate::config::START_LIMIT_BURST
+                )),
+                "{unit}"
+            );
+            assert!(!unit.contains("@START_LIMIT"), "{unit}");
+        }
         for unit in [&u, &s] {
             for needed in [
                 "Type=notify",
