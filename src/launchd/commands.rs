@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::launchctl::{Agent, Launchctl, Loaded};
 use super::print::LastExit;
-use super::{guard, plist, plist_path, upstream};
+use super::{early_errors, guard, plist, plist_path, upstream};
 use crate::config::{self, ProbeSettings};
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
@@ -57,7 +57,8 @@ pub fn install<L: Launchctl>(
     }
     vars.extend(env.iter().cloned());
     let budget = config::stop_budget(config::instance_stop_timeout(instance)?);
-    let xml = plist::render(instance, e.exe, &vars, budget)?;
+    let errors = early_errors::path(e.home, &instance.id);
+    let xml = plist::render(instance, e.exe, &vars, budget, &errors)?;
     if dry_run {
         log::out(&format!("# would write {}:", a.plist.display()));
         log::out(&xml);
@@ -71,12 +72,11 @@ pub fn install<L: Launchctl>(
         return Ok(0);
     }
     upstream::check(e.launchctl, e.home, e.uid, instance, replace_upstream)?;
-    std::fs::create_dir_all(instance.log_dir()).map_err(|err| {
-        Error::config(format!(
-            "cannot create {}: {err}",
-            instance.log_dir().display()
-        ))
-    })?;
+    // launchd opens StandardErrorPath but does not create its directory.
+    for dir in [instance.log_dir(), early_errors::dir(e.home)] {
+        std::fs::create_dir_all(&dir)
+            .map_err(|err| Error::config(format!("cannot create {}: {err}", dir.display())))?;
+    }
     let changed = owned_file::write(&a.plist, &xml)?;
     log::info(&format!(
         "{} {}",
@@ -388,6 +388,13 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
         Command::Logs(a) => {
             use std::os::unix::process::CommandExt;
             let inst = config::resolve_instance(&a.managed.target)?;
+            // What the job printed before its log was open, first.
+            if let Some(text) = early_errors::show(&home, &inst.id) {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                // exec replaces us: nothing may stay in the buffer.
+                let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+            }
             let mut tail = std::process::Command::new("tail");
             tail.args(["-n", &a.lines.unwrap_or(50).to_string()]);
             if a.follow {

@@ -143,7 +143,9 @@ fn install_now_fails_fast_when_the_job_pauses_itself() {
                     reason:
                         "exit 78, which a restart cannot fix: instance \"mac\" is not set up yet"
                             .into(),
+                    boot: crate::sys::boot_id(),
                 }),
+                ..Default::default()
             };
             let text = serde_json::to_string(&state).unwrap();
             std::fs::write(guard::path(&inst), text).unwrap();

@@ -315,6 +315,36 @@ impl<L: Launchctl> Agent<'_, L> {
     }
 }
 
+/// What `status` shows of the job: the copy that runs (else the first
+/// loaded), as a unit, with a note when both domains have it loaded.
+pub fn status_view(all: &[Loaded], label: &str) -> Option<crate::systemd::UnitInfo> {
+    let main = all.iter().find(|l| l.job.running()).or(all.first())?;
+    let job = &main.job;
+    let others: Vec<String> = all
+        .iter()
+        .filter(|l| l.domain != main.domain)
+        .map(|l| format!("{} ({})", l.domain, l.job.state_text()))
+        .collect();
+    let mut text = format!("{}/{label}", main.domain);
+    if !others.is_empty() {
+        text.push_str(&format!(
+            "; also loaded in {}: two copies of the job, one waits while the other runs \
+             (`paperclipd stop` unloads both)",
+            others.join(", ")
+        ));
+    }
+    Some(crate::systemd::UnitInfo {
+        unit: label.to_string(),
+        load_state: "loaded".into(),
+        active_state: if job.running() { "active" } else { "inactive" }.into(),
+        sub_state: job.state_text().to_string(),
+        main_pid: job.pid.unwrap_or(0),
+        n_restarts: job.runs.saturating_sub(1),
+        status_text: text,
+        ..Default::default()
+    })
+}
+
 /// How long `bootstrap` is tried again while launchd still unloads an
 /// earlier copy of the label (real: about 3–5 s after `bootout`).
 pub const BOOTSTRAP_RETRY: Duration = Duration::from_secs(15);

@@ -119,3 +119,24 @@ fn bootout_unloads_where_it_is_loaded() {
     assert!(l.knows("user/501", LABEL));
     assert!(a.bootout().unwrap());
 }
+
+/// Issue 20, item 2: `status` sees both domains: the copy that runs, and
+/// the other one named.
+#[test]
+fn status_sees_the_copy_in_either_domain() {
+    let i = inst();
+    let l = StandIn::default();
+    let a = agent(&i, &l);
+    assert!(status_view(&a.loaded_all().unwrap(), LABEL).is_none());
+    l.load(LABEL, "gui/501", false);
+    l.load(LABEL, "user/501", true);
+    let u = status_view(&a.loaded_all().unwrap(), LABEL).unwrap();
+    assert_eq!((u.active_state.as_str(), u.main_pid), ("active", 4242));
+    assert!(u.status_text.starts_with("user/501/"), "{}", u.status_text);
+    assert!(
+        u.status_text
+            .contains("also loaded in gui/501 (not running)"),
+        "{}",
+        u.status_text
+    );
+}

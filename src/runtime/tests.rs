@@ -255,6 +255,7 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
         Path::new("/usr/local/bin/paperclipd"),
         &plist_env,
         std::time::Duration::from_secs(45),
+        &crate::launchd::early_errors::path(home, &inst.id),
     )
     .unwrap();
     let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");

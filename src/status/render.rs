@@ -34,6 +34,9 @@ pub fn render_text(s: &Status) -> String {
         (None, Some(e)) => out.push_str(&format!("  unit:   unknown ({e})\n")),
         (None, None) => out.push_str(&format!("  unit:   {} not installed\n", m.unit)),
     }
+    if let Some(w) = &s.waiting {
+        out.push_str(&format!("  launchd: {}\n", w.describe()));
+    }
     if let Some(up) = &m.upstream {
         out.push_str(&format!(
             "  upstream unit: {} {}\n",
