@@ -17,7 +17,7 @@ pub mod launchctl;
 pub mod plist;
 pub mod print;
 #[cfg(test)]
-mod standin;
+pub(crate) mod standin;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};

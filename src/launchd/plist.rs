@@ -106,6 +106,17 @@ pub fn environment(xml: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The environment the instance's LaunchAgent in `home` sets, and its
+/// file (what `status` checks the pinned runtime against).
+pub fn service_environment(
+    home: &Path,
+    instance: &Instance,
+) -> Option<(std::path::PathBuf, Vec<(String, String)>)> {
+    let file = super::plist_path(home, &instance.id);
+    let text = std::fs::read_to_string(&file).ok()?;
+    Some((file, environment(&text)))
+}
+
 /// The inverse of [`xml_escape`].
 fn xml_unescape(s: &str) -> String {
     s.replace("&lt;", "<")
