@@ -216,9 +216,6 @@ fn start_failed<L: Launchctl>(a: &Agent<'_, L>, runs_before: u32) -> Result<Opti
     })
 }
 
-/// Unloads the job from both domains and returns once launchd let go of
-/// it and its paperclipd released the instance lock; fails naming the pid
-/// when it still runs at the deadline.
 /// What launchd does after a failed run, with the guard's default limits.
 fn again() -> String {
     format!(
@@ -228,6 +225,9 @@ fn again() -> String {
     )
 }
 
+/// Unloads the job from both domains and returns once launchd let go of
+/// it and its paperclipd released the instance lock; fails naming the pid
+/// when it still runs at the deadline.
 pub fn stop<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
     let a = agent(e, instance);
     let was = a.bootout_and_wait(stop_deadline(instance)?)?;
