@@ -474,7 +474,7 @@ pub fn boot_id() -> Option<String> {
     // used length it stores in `len`; no new value is set (null, 0).
     let r = unsafe {
         libc::sysctlbyname(
-            b"kern.bootsessionuuid\0".as_ptr().cast(),
+            c"kern.bootsessionuuid".as_ptr(),
             buf.as_mut_ptr().cast(),
             &mut len,
             std::ptr::null_mut(),
