@@ -39,7 +39,8 @@ pub fn truncate_own_stderr() {
 /// at most its last [`SHOW_AT_MOST`] bytes.
 pub fn show(home: &Path, id: &InstanceId) -> Option<String> {
     let p = path(home, id);
-    let mut f = std::fs::File::open(&p).ok()?;
+    // Never block on a FIFO someone put there.
+    let mut f = crate::regular_file::open(&p, std::fs::OpenOptions::new().read(true), 0).ok()?;
     let len = f.metadata().ok()?.len();
     let skip = len.saturating_sub(SHOW_AT_MOST);
     if skip > 0 {

@@ -118,7 +118,7 @@ pub fn path(instance: &Instance) -> PathBuf {
 
 /// The file as it is; nothing recorded (or unreadable) is empty.
 fn load_raw(instance: &Instance) -> GuardState {
-    std::fs::read_to_string(path(instance))
+    crate::regular_file::read_to_string(&path(instance))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()

@@ -113,7 +113,7 @@ pub fn service_environment(
     instance: &Instance,
 ) -> Option<(std::path::PathBuf, Vec<(String, String)>)> {
     let file = super::plist_path(home, &instance.id);
-    let text = std::fs::read_to_string(&file).ok()?;
+    let text = crate::regular_file::read_to_string(&file).ok()?;
     Some((file, environment(&text)))
 }
 

@@ -282,7 +282,7 @@ fn service_environment(
     let home = std::env::var("HOME").unwrap_or_default();
     candidates.into_iter().flatten().find_map(|dir| {
         let file = dir.join(TEMPLATE_NAME);
-        let text = std::fs::read_to_string(&file).ok()?;
+        let text = crate::regular_file::read_to_string(&file).ok()?;
         Some((file, unit::environment(&text, &home)))
     })
 }
