@@ -35,8 +35,9 @@ const EXIT_CODES: &str = "Exit codes of `run`:
            left running on the instance's data directory
   78       configuration error (also: the Node.js for Paperclip is missing or too old)
   126/127  server command not executable / not found
-Run as our launchd job, 73/75/78/126/127 and the 5th failure within 60 s exit 0
-instead and pause the instance (launchd would restart them for ever).
+Run as our launchd job, 73/75/78/126/127 and the 5th failure within 300 s exit 0
+instead and pause the instance until `start` or the next boot (launchd would
+restart them for ever); 75 because another run holds the lock waits for it.
 `probe`: 0 ready, 1 not ready. `status`: 0 ready, 1 running but not ready or conflict, 3 stopped or paused;
 `status --all`: 0 when every instance is ready, else 1.
 `install`, `start`, `stop`, `restart`, `uninstall`: 0 done, 1 the manager reported a failure.";

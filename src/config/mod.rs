@@ -33,6 +33,14 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// to 5 s to reap it, gives leftovers 0.1 s + 5 s, drains output up to 1 s
 /// (see `supervise::stop`): 11.1 s at most, rounded up.
 pub const STOP_MARGIN: Duration = Duration::from_secs(15);
+/// The start limit, the same under every manager: this many failed
+/// starts within [`START_LIMIT_INTERVAL_SECS`] and the instance stays down.
+/// The systemd units' `StartLimitBurst=`/`StartLimitIntervalSec=` are
+/// rendered from these (`@START_LIMIT_BURST@`, `@START_LIMIT_INTERVAL@`),
+/// and launchd's crash-loop guard (`launchd::guard`) counts with them.
+pub const START_LIMIT_BURST: u32 = 5;
+pub const START_LIMIT_INTERVAL_SECS: u64 = 300;
+pub const START_LIMIT_INTERVAL: Duration = Duration::from_secs(START_LIMIT_INTERVAL_SECS);
 /// Longest timeouts we accept: beyond these a typo is likelier than intent.
 const MAX_READY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);

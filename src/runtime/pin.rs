@@ -455,13 +455,22 @@ pub struct View {
 /// The service's runtime (from its unit or plist) next to this shell's.
 /// `None` when the instance runs its own command.
 pub fn status_view(instance: &Instance, system: bool) -> Option<View> {
+    status_view_with(instance, system, service_environment(instance, system))
+}
+
+/// [`status_view`] for a service environment read already (the unit's or
+/// the LaunchAgent's), so both are tested on Linux.
+pub fn status_view_with(
+    instance: &Instance,
+    system: bool,
+    service_env: Option<(PathBuf, Vec<(String, String)>)>,
+) -> Option<View> {
     if own_command(instance).ok().flatten().is_some() {
         return None;
     }
     let node_flag = std::env::var_os(NODE_VAR).filter(|v| !v.is_empty());
     let shell = paperclip::default_program()
         .map(|shim| resolve_here(&shim, node_flag.as_deref().map(Path::new)));
-    let service_env = service_environment(instance, system);
     let service = service_env
         .as_ref()
         .map(|(file, env)| service_runtime(instance, system, file, env));
@@ -603,7 +612,5 @@ fn service_environment(
     _system: bool,
 ) -> Option<(PathBuf, Vec<(String, String)>)> {
     let home = PathBuf::from(std::env::var_os("HOME")?);
-    let file = crate::launchd::plist_path(&home, &instance.id);
-    let text = crate::regular_file::read_to_string(&file).ok()?;
-    Some((file, crate::launchd::plist::environment(&text)))
+    crate::launchd::plist::service_environment(&home, instance)
 }

@@ -253,6 +253,7 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
         Path::new("/usr/local/bin/paperclipd"),
         &plist_env,
         std::time::Duration::from_secs(45),
+        &crate::launchd::early_errors::path(home, &inst.id),
     )
     .unwrap();
     let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
@@ -328,4 +329,62 @@ fn version_managers_volatile_roots_and_stable_paths() {
         pin::stable(&d.path().join("shell/bin/node")),
         real.canonicalize().unwrap().join("node")
     );
+}
+
+/// Issue 20, item 5: `status` on macOS warns before the next start when
+/// the Node.js pinned in the LaunchAgent is gone or too old, as on Linux.
+/// The plist is written by `install` (against the launchctl stand-in) and
+/// read back by status's own LaunchAgent path.
+#[test]
+fn status_warns_when_the_node_pinned_in_the_plist_is_gone_or_too_old() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    let shim = npm_prefix(&home.join("npm"), Some(">=24.11.0"), "#!/usr/bin/env node");
+    let node = fake_node(&home.join("n24/bin"), "v24.11.1");
+    let rt = resolve(&shim, Some(node.parent().unwrap().as_os_str()), None);
+    let env = pin::Pin {
+        shim: rt.shim.clone(),
+        node: rt.node_path().map(Path::to_path_buf),
+    }
+    .path_environment(&crate::launchd::plist::default_path(home));
+    let inst = crate::instance::Instance::new(
+        crate::instance::InstanceId::parse("default").unwrap(),
+        home.join(".paperclip"),
+    );
+    let l = crate::launchd::standin::StandIn::default();
+    let e = crate::launchd::commands::Env {
+        home,
+        uid: 501,
+        launchctl: &l,
+        exe: Path::new("/opt/homebrew/opt/paperclipd/bin/paperclipd"),
+    };
+    crate::launchd::commands::install(&e, &inst, &env, None, false, false).unwrap();
+    let view = || {
+        pin::status_view_with(
+            &inst,
+            false,
+            crate::launchd::plist::service_environment(home, &inst),
+        )
+        .unwrap()
+    };
+    let v = view();
+    assert!(
+        v.service_file
+            .unwrap()
+            .ends_with("ai.paperclip.paperclipd.default.plist")
+    );
+    assert!(
+        !v.warnings.iter().any(|w| w.contains("will not start")),
+        "{:?}",
+        v.warnings
+    );
+
+    fake_node(&home.join("n24/bin"), "v22.1.0");
+    let w = view().warnings.join("\n");
+    assert!(w.contains("the service will not start"), "{w}");
+    assert!(w.contains("Node.js v22.1.0") || w.contains("22.1.0"), "{w}");
+
+    fs::remove_file(&node).unwrap();
+    let w = view().warnings.join("\n");
+    assert!(w.contains("the pinned runtime no longer exists"), "{w}");
 }

@@ -42,6 +42,8 @@ pub struct Status {
     pub hazards: hazards::Hazards,
     /// Why launchd no longer starts the instance (crash-loop guard).
     pub paused: Option<crate::launchd::guard::Pause>,
+    /// launchd's job waits for another run of the instance to end.
+    pub waiting: Option<crate::launchd::guard::Waiting>,
     /// The Node.js the service runs and the one this shell runs (`None`
     /// when the instance runs a command of its own).
     pub runtime: Option<crate::runtime::pin::View>,
@@ -130,7 +132,8 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     let lock_error = seen.problem;
     let left_behind = seen.left_behind.filter(|_| from == SettingsFrom::LastRun);
     let m = manager_view(&instance, system).await;
-    let paused = crate::launchd::guard::load(&instance).paused;
+    let guard = crate::launchd::guard::load(&instance);
+    let (paused, waiting) = (guard.paused, guard.waiting);
     let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
     let snap = prober.snapshot().await;
     let (listening, probes_ready) = (snap.listening(), snap.ready());
@@ -192,6 +195,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         },
         hazards,
         paused,
+        waiting,
         runtime,
     })
 }
@@ -397,20 +401,9 @@ async fn manager_view(instance: &Instance, _system: bool) -> ManagerState {
         uid: crate::sys::uid(),
         launchctl: &l,
     };
-    match a.loaded() {
-        Ok(Some(loaded)) => {
-            let job = &loaded.job;
-            m.unit = Some(UnitInfo {
-                unit: label,
-                load_state: "loaded".into(),
-                active_state: if job.running() { "active" } else { "inactive" }.into(),
-                sub_state: job.state_text().to_string(),
-                main_pid: job.pid.unwrap_or(0),
-                n_restarts: job.runs.saturating_sub(1),
-                ..Default::default()
-            });
-        }
-        Ok(None) => {}
+    // Both domains: an SSH install and a GUI login load two copies.
+    match a.loaded_all() {
+        Ok(all) => m.unit = launchd::launchctl::status_view(&all, &label),
         Err(e) => m.error = Some(e.message),
     }
     m

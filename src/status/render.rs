@@ -36,6 +36,9 @@ pub fn render_text(s: &Status) -> String {
         (None, Some(e)) => out.push_str(&format!("  unit:   unknown ({})\n", escape(e))),
         (None, None) => out.push_str(&format!("  unit:   {} not installed\n", m.unit)),
     }
+    if let Some(w) = &s.waiting {
+        out.push_str(&format!("  launchd: {}\n", w.describe()));
+    }
     if let Some(up) = &m.upstream {
         out.push_str(&format!(
             "  upstream unit: {} {}\n",

@@ -452,3 +452,64 @@ pub fn set_terminal_mode(fd: RawFd, mode: &TerminalMode) -> io::Result<()> {
     // SAFETY: tcsetattr reads the termios we own; a bad fd gives -1.
     check(unsafe { libc::tcsetattr(fd, libc::TCSADRAIN, &mode.0) }).map(drop)
 }
+
+/// This boot's identity, so that what belongs to one boot (the launchd
+/// guard's pause) is forgotten at the next: the kernel's random boot id.
+#[cfg(target_os = "linux")]
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// This boot's identity: `sysctl kern.bootsessionuuid`, a new UUID at
+/// every boot.
+#[cfg(target_os = "macos")]
+pub fn boot_id() -> Option<String> {
+    let mut buf = [0u8; 128];
+    let mut len: libc::size_t = buf.len();
+    // SAFETY: the name is NUL-terminated; `buf` and `len` describe a
+    // writable buffer of `len` bytes that sysctlbyname fills and whose
+    // used length it stores in `len`; no new value is set (null, 0).
+    let r = unsafe {
+        libc::sysctlbyname(
+            c"kern.bootsessionuuid".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    let bytes = &buf[..len.min(buf.len())];
+    let text = String::from_utf8_lossy(bytes);
+    let id = text.trim_end_matches('\0').trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn boot_id() -> Option<String> {
+    None
+}
+
+/// Empties the file open on `fd` when it is a regular file (and rewinds,
+/// in case it was not opened with `O_APPEND`); returns whether it was one.
+pub fn truncate_if_regular(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a writable stat buffer; a bad fd gives -1 (EBADF).
+    check(unsafe { libc::fstat(fd, &mut st) })?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(false);
+    }
+    // SAFETY: ftruncate and lseek take plain integers and only act on `fd`.
+    check(unsafe { libc::ftruncate(fd, 0) })?;
+    // SAFETY: as above.
+    if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(true)
+}

@@ -48,7 +48,16 @@ fn quote_exec(s: &str) -> String {
 pub fn render(template: &str, paperclipd: &Path) -> Result<String> {
     let exe = paperclipd.to_string_lossy();
     check_rendered_value("paperclipd's own path", &exe)?;
-    Ok(template.replace("@PAPERCLIPD@", &quote_exec(&exe)))
+    Ok(template
+        .replace("@PAPERCLIPD@", &quote_exec(&exe))
+        .replace(
+            "@START_LIMIT_INTERVAL@",
+            &crate::config::START_LIMIT_INTERVAL_SECS.to_string(),
+        )
+        .replace(
+            "@START_LIMIT_BURST@",
+            &crate::config::START_LIMIT_BURST.to_string(),
+        ))
 }
 
 /// The instance's own drop-in, beside the template in `dir`:
@@ -368,6 +377,22 @@ mod tests {
         let s = render(SYSTEM_UNIT, Path::new("/usr/bin/paperclipd")).unwrap();
         assert!(s.contains("ExecStart=/usr/bin/paperclipd run --instance %i"));
         assert!(!s.contains("@ENVIRONMENT@") && !u.contains("@ENVIRONMENT@"));
+        for unit in [&u, &s] {
+            // One start limit for every manager (launchd's guard counts with it).
+            assert!(
+                unit.contains(&format!(
+                    "\nStartLimitBurst={}\nStartLimitIntervalSec={}\n",
+                    crate::config::START_LIMIT_BURST,
+                    crate::config::START_LIMIT_INTERVAL_SECS
+                )) || unit.contains(&format!(
+                    "\nStartLimitIntervalSec={}\nStartLimitBurst={}\n",
+                    crate::config::START_LIMIT_INTERVAL_SECS,
+                    crate::config::START_LIMIT_BURST
+                )),
+                "{unit}"
+            );
+            assert!(!unit.contains("@START_LIMIT"), "{unit}");
+        }
         for unit in [&u, &s] {
             for needed in [
                 "Type=notify",
