@@ -185,7 +185,7 @@ pub fn stop<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
     let a = agent(e, instance);
     let was = a.bootout()?;
     // bootout waits for the job to exit; the lock then frees.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = crate::deadline::Later::later(Instant::now(), Duration::from_secs(60));
     while crate::lock::probe_holder(instance).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
