@@ -14,6 +14,7 @@
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
+//! | `regular_file`, `untrusted` | files that must be regular (opened without blocking; FIFOs refused); text from outside shown escaped |
 //! | `disk`, `adopted`, `size`, `deadline` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar; deadlines that never overflow |
 //! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
 //!
@@ -42,6 +43,7 @@ mod paperclip;
 mod probe;
 mod procfs;
 mod program;
+mod regular_file;
 mod runtime;
 mod size;
 mod status;
@@ -50,6 +52,7 @@ mod sys;
 // Portable; on macOS nothing dispatches to it (launchd instead).
 #[cfg_attr(target_os = "macos", allow(dead_code))]
 mod systemd;
+mod untrusted;
 
 pub use dispatch::{dispatch, print_error};
 
