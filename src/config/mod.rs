@@ -314,7 +314,7 @@ pub fn instance_stop_timeout(instance: &Instance) -> Result<Duration> {
 /// `KEY in FILE`, for messages about a key of the config file.
 fn from_file(key: &str, path: Option<&std::path::Path>) -> String {
     match path {
-        Some(p) => format!("{key} in {}", p.display()),
+        Some(p) => format!("{key} in {}", crate::untrusted::path(p)),
         None => key.to_string(),
     }
 }
@@ -466,9 +466,10 @@ fn check_env_keys(env: &BTreeMap<String, String>, where_: &str) -> Result<()> {
     for (key, value) in env {
         if value.contains('\0') {
             return Err(Error::config(format!(
-                "{where_} sets {key} to a value with a NUL byte, which no program can receive in its \
+                "{where_} sets {} to a value with a NUL byte, which no program can receive in its \
                  environment (the value is not shown: it may be a secret); remove the NUL \
-                 (\\u0000) from the value"
+                 (\\u0000) from the value",
+                crate::untrusted::escape(key)
             )));
         }
     }
