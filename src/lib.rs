@@ -15,7 +15,7 @@
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
 //! | `regular_file`, `untrusted` | files that must be regular (opened without blocking; FIFOs refused); text from outside shown escaped |
-//! | `disk`, `adopted`, `size` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar |
+//! | `disk`, `adopted`, `size`, `deadline` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar; deadlines that never overflow |
 //! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
 //!
 //! The binary (`src/main.rs`) only parses, dispatches, prints an error once
@@ -25,6 +25,7 @@
 mod adopted;
 pub mod cli;
 mod config;
+mod deadline;
 mod disk;
 mod dispatch;
 pub mod error;

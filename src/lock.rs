@@ -323,7 +323,10 @@ mod tests {
         // Records of alternating lengths (shorter and longer rewrites), at
         // least 20,000 of them and until the reader has read 1,000 times:
         // on a loaded machine the reader may get little time.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = crate::deadline::Later::later(
+            std::time::Instant::now(),
+            std::time::Duration::from_secs(60),
+        );
         let mut i = 0u32;
         while i < 20_000
             || (reads.load(Ordering::Relaxed) < 1000 && std::time::Instant::now() < deadline)

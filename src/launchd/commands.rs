@@ -128,7 +128,10 @@ pub fn install<L: Launchctl>(
 /// How long a stop may take: launchd SIGKILLs the job at its `ExitTimeOut`
 /// (the stop budget), then needs a moment to let go of it.
 fn stop_deadline(instance: &Instance) -> Result<Duration> {
-    Ok(config::stop_budget(config::instance_stop_timeout(instance)?) + Duration::from_secs(5))
+    Ok(
+        config::stop_budget(config::instance_stop_timeout(instance)?)
+            .saturating_add(Duration::from_secs(5)),
+    )
 }
 
 pub fn uninstall<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {

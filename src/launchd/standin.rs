@@ -169,7 +169,7 @@ impl StandIn {
                 j.last_exit = Some(e);
                 // KeepAlive{SuccessfulExit=false}: anything but exit 0.
                 if e != End::Code(0) {
-                    j.respawn_at = Some(Instant::now() + throttle);
+                    j.respawn_at = Some(crate::deadline::Later::later(Instant::now(), throttle));
                 }
             }
         });
@@ -263,7 +263,7 @@ impl StandIn {
                 if j.running {
                     (self.on_term)();
                 }
-                let gone = Instant::now() + self.linger;
+                let gone = crate::deadline::Later::later(Instant::now(), self.linger);
                 self.update(t, |j| {
                     j.leaving = Some(gone);
                     j.respawn_at = None;

@@ -40,6 +40,7 @@ use tokio::task::JoinSet;
 
 use crate::cli::{Mode, Selection};
 use crate::config::RunSettings;
+use crate::deadline::Later;
 use crate::error::{Error, Result};
 use crate::lock::{self, Acquire, InstanceLock, Record};
 use crate::notify::{Notifier, NotifyState};
@@ -127,11 +128,7 @@ async fn run_relayed(
     } else {
         spawn_server(&command, &settings, interactive)?
     };
-    // The server runs now: a record we cannot write (a full disk) must not
-    // abandon it. The flock, not the record, is the truth.
-    if let Err(e) = lock.set_child(Some(server.pid)) {
-        log::warn(&e.message);
-    }
+    record_server(&mut lock, server.pid);
     let mut sup = Supervisor {
         settings,
         notifier: Rc::new(notifier),
@@ -156,6 +153,15 @@ async fn run_relayed(
     result
 }
 
+/// Names the running server in the lock record. The server runs now: a
+/// record we cannot write (a full disk) must not abandon it, so this is a
+/// warning on every path. The flock, not the record, is the truth.
+fn record_server(lock: &mut InstanceLock, pid: i32) {
+    if let Err(e) = lock.set_child(Some(pid)) {
+        log::warn(&e.message);
+    }
+}
+
 fn spawn_server(
     command: &ServerCommand,
     settings: &RunSettings,
@@ -168,6 +174,7 @@ fn spawn_server(
         extra_env: &settings.env,
         interactive,
         group: child::Group::for_server(&settings.probe.instance, interactive),
+        grace: settings.stop_timeout,
     })
 }
 
@@ -232,7 +239,9 @@ impl Supervisor {
         let prober = Prober::new(self.settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
         preflight::refuse_taken_port(&prober).await?;
         self.server = spawn_server(&self.command, &self.settings, self.interactive)?;
-        self.lock.set_child(Some(self.server.pid))?;
+        // From here on nothing returns an error: `supervise` stops what
+        // was spawned before the run ends, whatever happens.
+        record_server(&mut self.lock, self.server.pid);
         self.watch_terminal();
         self.log_started(&format!("started {}", self.command.display()), &prober);
         Ok(prober)
@@ -309,7 +318,7 @@ impl Supervisor {
         }
         let terminal = self.terminal.as_mut()?;
         match sys::child_change(self.server.pid)? {
-            ChildChange::Ended(status) => ExitKind::from_wait_status(status),
+            ChildChange::Ended(ended) => Some(ended.into()),
             ChildChange::Stopped(sig) => {
                 terminal.suspend(self.server.pgid, sig);
                 None
@@ -345,7 +354,7 @@ impl Supervisor {
     async fn supervise(&mut self, prober: Prober) -> Result<u8> {
         self.start_forwarders();
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.settings.ready_timeout;
+        let deadline = crate::deadline::after(self.settings.ready_timeout);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let mut phase = Phase::Starting { since: started };
         let mut ready_fut: BoxFuture<'_, Outcome> =
@@ -362,7 +371,8 @@ impl Supervisor {
         let stop_reason = loop {
             let starting = view.is_some();
             // Time spent suspended (Ctrl-Z) does not count.
-            let deadline = deadline + self.terminal.as_ref().map_or(Duration::ZERO, |t| t.paused);
+            let deadline =
+                deadline.later(self.terminal.as_ref().map_or(Duration::ZERO, |t| t.paused));
             tokio::select! {
                 outcome = &mut ready_fut, if starting => match outcome {
                     Outcome::Ready { elapsed } => {

@@ -219,7 +219,7 @@ pub async fn refuse_taken_port(prober: &Prober) -> Result<()> {
     // look: a SIGKILLed server whose main thread is already a zombie while
     // its last thread still tears down, holding the socket. It gets a
     // moment; a listener in another network namespace stays and is refused.
-    let deadline = std::time::Instant::now() + UNSEEN_LISTENER_GRACE;
+    let deadline = crate::deadline::Later::later(std::time::Instant::now(), UNSEEN_LISTENER_GRACE);
     loop {
         if prober.listening().await.is_err() {
             return Ok(());

@@ -1,17 +1,20 @@
 //! Safe wrappers over every libc call paperclipd makes, one SAFETY note each
-//! (filesystem space in [`fs`], the terminal witness in [`witness`]).
+//! (filesystem space in [`fs`], the terminal witness in [`witness`], the
+//! group guard in [`guard`]).
 //!
 //! Only the `pre_exec` closure in `supervise::child` calls into the OS
 //! outside this module, and it calls the async-signal-safe wrappers marked
 //! below. Callers get `io::Result`s or plain values, never raw `-1`s.
 
 mod fs;
+mod guard;
 mod witness;
 
 use std::io;
 use std::os::fd::RawFd;
 
 pub use fs::*;
+pub use guard::*;
 pub use witness::*;
 
 /// Maps a libc return value of `-1` to the current `errno`.
@@ -381,28 +384,43 @@ fn set_signal_handler(sig: i32, handler: libc::sighandler_t) -> io::Result<()> {
     }
 }
 
-/// What `waitpid(pid, WNOHANG | WUNTRACED)` saw.
+/// What [`child_change`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildChange {
-    /// It ended and is reaped: the raw wait status.
-    Ended(libc::c_int),
+    /// It ended; it is left unreaped (its zombie keeps its pid).
+    Ended(Ended),
     /// It was stopped by this signal (Ctrl-Z, SIGTTOU, SIGSTOP).
     Stopped(i32),
 }
 
-/// Has child `pid` stopped or ended? Does not wait; an ended child is
-/// reaped.
+/// Has child `pid` stopped or ended? Does not wait, and reaps nothing
+/// (`WNOWAIT`): an ended child stays a zombie, so its pid and group id
+/// cannot be given to another process while we may still signal them. A
+/// stop stays reported until the child is continued.
 pub fn child_change(pid: i32) -> Option<ChildChange> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: waitpid writes the status into a valid local.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-    if r != pid {
+    if pid <= 0 {
         return None;
     }
-    if libc::WIFSTOPPED(status) {
-        Some(ChildChange::Stopped(libc::WSTOPSIG(status)))
-    } else {
-        Some(ChildChange::Ended(status))
+    // SAFETY: siginfo_t is plain data; waitid fills the zeroed local.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: see above; the pointer is valid for the call.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    let (child, status) = child_of(&info);
+    if r != 0 || child != pid {
+        return None;
+    }
+    match info.si_code {
+        libc::CLD_STOPPED | libc::CLD_TRAPPED => Some(ChildChange::Stopped(status)),
+        libc::CLD_EXITED => Some(ChildChange::Ended(Ended::Exited(status))),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Some(ChildChange::Ended(Ended::Killed(status))),
+        _ => None,
     }
 }
 
@@ -512,4 +530,35 @@ pub fn truncate_if_regular(fd: RawFd) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 18, defect 9): `child_change` reaped an ended
+    /// child (`waitpid`), so its pid, and the group id it led, could be
+    /// given to another process while the supervisor still signalled them.
+    #[test]
+    fn child_change_leaves_an_ended_child_unreaped() {
+        // Reaped below by pid, not by `Child::wait`.
+        #[allow(clippy::zombie_processes)]
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id() as i32;
+        let start = std::time::Instant::now();
+        while peek_exited(Some(pid)).is_none() {
+            assert!(start.elapsed().as_secs() < 30, "sh did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            child_change(pid),
+            Some(ChildChange::Ended(Ended::Exited(7)))
+        );
+        assert!(is_unreaped_child(pid), "child_change reaped the child");
+        reap_pid(pid);
+        assert!(!is_unreaped_child(pid));
+    }
 }
