@@ -84,13 +84,16 @@ async fn run_relayed(
     let notifier = Notifier::from_env();
     let interactive = signals::interactive();
     let command = ServerCommand::resolve(&settings)?;
-    preflight::check_runtime(&command, &mut settings)?;
+    let origin = preflight::check_runtime(&command, &mut settings)?;
     let instance = settings.probe.instance.clone();
     let onboarding = command.is_default && !instance.paperclip_config().exists();
 
     preflight::refuse_running_units(&instance, &invoker).await?;
     crate::disk::require_free(&instance.root(), settings.probe.min_free)?;
-    let record = Record::for_this_process(&invoker, &settings.probe);
+    let record = Record {
+        server: origin,
+        ..Record::for_this_process(&invoker, &settings.probe)
+    };
     let mut lock = match lock::try_acquire(&instance, record)? {
         Acquire::Acquired(l) => l,
         Acquire::Held(holder) => {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::config::RunSettings;
 use crate::error::{Error, Result};
+use crate::installed::ServerOrigin;
 use crate::probe::Prober;
 use crate::{invoker, log, paperclip, procfs, program, runtime};
 
@@ -49,10 +50,14 @@ impl ServerCommand {
 /// (78, nothing spawned) when that is missing or older than the package's
 /// `engines.node`, so that a service manager does not restart-loop on it.
 /// A chosen node (`--node`, `PAPERCLIP_NODE`) goes first on the server's
-/// PATH. Commands of one's own are not checked.
-pub fn check_runtime(command: &ServerCommand, settings: &mut RunSettings) -> Result<()> {
+/// PATH. Commands of one's own are not checked. Returns what the server
+/// starts from, for the lock record.
+pub fn check_runtime(
+    command: &ServerCommand,
+    settings: &mut RunSettings,
+) -> Result<Option<ServerOrigin>> {
     if !command.is_default {
-        return Ok(());
+        return Ok(None);
     }
     let path = settings
         .env
@@ -73,7 +78,7 @@ pub fn check_runtime(command: &ServerCommand, settings: &mut RunSettings) -> Res
     if rt.node_path().is_some() {
         log::info(&rt.describe());
     }
-    Ok(())
+    Ok(Some(ServerOrigin::of(&rt)))
 }
 
 /// A hand-started `run` must not start a second server next to the
