@@ -608,17 +608,33 @@ result c-security
 log ""
 log "== g-upgrade"
 pid_before=$(show MainPID)
+# A stand-in for a user's instance of the packaged binary: a paperclipd run
+# by `nobody` (its server never answers; it only has to be running).
+C install -d -o nobody -m 700 /tmp/pcd-user-home
+C setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp/pcd-user-home \
+    /usr/bin/paperclipd run --home /tmp/pcd-user-home -i u --url http://127.0.0.1:39999 --ready-timeout 600s -- sleep 600 \
+    </dev/null >/dev/null 2>&1 &
+user_run=$!
+deadline=$(( $(now_ms) + 10000 ))
+until C pgrep -u nobody -x paperclipd >/dev/null; do
+    [ "$(now_ms)" -lt "$deadline" ] || { fail "the stand-in user instance (paperclipd as nobody) did not start"; break; }
+    sleep 0.1
+done
 t=$(now_ms)
 rc=0; out=$(timeout $((START_TIMEOUT + STOP_TIMEOUT)) nsenter -t "$SDPID" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     SYSTEMD_PAGER= dpkg -i /root/paperclipd.deb 2>&1) || rc=$?
+C pkill -TERM -u nobody -x paperclipd 2>/dev/null || true
+wait "$user_run" 2>/dev/null || true
 [ -z "$out" ] || printf '%s\n' "$out" | grep -v '^(Reading database' | indent
 pid_after=$(show MainPID)
 info "dpkg -i (upgrade) returned $rc after $(secs_since "$t") s; MainPID $pid_before -> $pid_after, $(show ActiveState)/$(show SubState)"
 [ "$rc" -eq 0 ] || fail "dpkg -i over the installed package exited $rc"
 grep -q "restarting $UNIT onto the new binary" <<<"$out" || fail "the postinst did not say it restarts $UNIT"
-# No user instance runs here: the restarted system instance must not be
-# named as one still running the old binary.
-! grep -q "user instances still run" <<<"$out" || fail "the postinst named user instances that do not exist: $(grep 'user instances' <<<"$out")"
+# The user instance still runs the replaced binary and is named; the
+# restarted system instance (user paperclip) is not.
+users_line=$(grep "user instances still run" <<<"$out" || true)
+[[ $users_line == *nobody* ]] || fail "the postinst did not name the user instance still running the old binary (nobody): '$users_line'"
+[[ $users_line != *paperclip\ * && $users_line != *paperclip ]] || fail "the postinst named the restarted system instance as a user instance: '$users_line'"
 [ "$pid_after" != "$pid_before" ] && [ "$pid_after" != 0 ] || fail "MainPID is still $pid_before: not restarted"
 [ "$(show ActiveState)" = active ] || fail "$UNIT is $(show ActiveState) after the upgrade"
 health=$(N curl -sS --max-time 2 "http://127.0.0.1:$PORT/api/health" 2>&1 || true)
