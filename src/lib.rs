@@ -7,6 +7,7 @@
 //! | [`cli`], `dispatch` | the flags (clap); which part runs each subcommand |
 //! | `config` | flags + `paperclipd.toml` + `config.json` + defaults → validated settings |
 //! | `instance`, `lock` | the instance id and its paths; the per-instance `flock` (taken by `run` only), its record, who holds it |
+//! | `installed` | what `run` started from (its own file, Paperclip's package and Node.js) vs what is installed now |
 //! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
 //! | `runtime/` | which Node.js runs Paperclip: shim → `#!` → node → version vs `engines.node`; pinned by `install` |
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
@@ -29,6 +30,7 @@ mod deadline;
 mod disk;
 mod dispatch;
 pub mod error;
+mod installed;
 mod instance;
 mod invoker;
 // Portable and unit-tested on Linux; only dispatched to on macOS.

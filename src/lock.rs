@@ -47,6 +47,12 @@ pub struct Record {
     /// and finds a server a killed holder left behind.
     #[serde(default)]
     pub probe: Option<ProbeSpec>,
+    /// paperclipd's own file at the start, and what the server was started
+    /// from: `status` tells an upgrade under the running instance by them.
+    #[serde(default)]
+    pub exe: Option<crate::installed::FileId>,
+    #[serde(default)]
+    pub server: Option<crate::installed::ServerOrigin>,
 }
 
 impl Record {
@@ -67,6 +73,8 @@ impl Record {
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             ready_at: None,
             probe: Some(probe.spec()),
+            exe: crate::installed::this_exe(),
+            server: None,
         }
     }
 
@@ -289,6 +297,8 @@ mod tests {
             started_at: "now".into(),
             ready_at: None,
             probe: None,
+            exe: None,
+            server: None,
         }
     }
 

@@ -473,6 +473,15 @@ pub fn uptime_secs() -> Option<f64> {
         .ok()
 }
 
+#[cfg(not(target_os = "macos"))]
+/// Whether a process runs an executable that was deleted or replaced since
+/// it started (the kernel marks the link `… (deleted)`); `None` when not
+/// readable (another user's process, gone).
+pub fn exe_deleted(pid: i32) -> Option<bool> {
+    let target = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(target.to_string_lossy().ends_with(" (deleted)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -431,3 +431,23 @@ fn under_launchd_an_ordered_stop_reaches_the_whole_group_but_not_paperclipd() {
         r.stderr()
     );
 }
+
+/// Issue 19 item 4: a server that exits 0 on its own after it was ready
+/// makes the job exit 70, which KeepAlive{SuccessfulExit=false} restarts
+/// and the crash-loop guard counts as a failure (exit 0 would end it).
+#[test]
+fn a_server_exiting_0_after_ready_is_a_failure_launchd_restarts() {
+    let w = World::new();
+    let job = || {
+        as_launchd_job(
+            &w,
+            w.run_cmd(&[], &["--exit-after", "3", "--exit-code", "0"]),
+            LABEL,
+        )
+    };
+    let codes = keep_alive(&w, 2, job);
+    assert_eq!(codes, [70, 70], "each run restarted by KeepAlive");
+    assert_eq!(fixture_starts(&w), 2);
+    let err = std::fs::read_to_string(w.dir.path().join("job0.err")).unwrap();
+    assert!(err.contains("on its own after it was ready"), "{err}");
+}

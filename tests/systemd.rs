@@ -245,6 +245,17 @@ fn failing_health_trips_the_watchdog_and_restarts() {
     assert!(o.result_f64("fixture_starts") >= 2.0, "{}", o.transcript());
 }
 
+/// Issue 19 item 4: a server that exits 0 on its own after it was ready
+/// makes paperclipd exit 70 (not 0), so Restart=on-failure restarts it.
+#[test]
+fn server_exiting_zero_after_ready_is_restarted() {
+    let o = scenario("exit-zero-after-ready-restarts");
+    o.assert_passed();
+    assert!(o.result_f64("nrestarts") >= 1.0, "{}", o.transcript());
+    assert_eq!(o.result("first_exit"), "70", "{}", o.transcript());
+    assert!(o.result("why").contains("exit 70"), "{}", o.transcript());
+}
+
 /// 5. `systemctl --user stop`: inactive (not failed), SIGTERM first, nothing left.
 #[test]
 fn systemctl_stop_is_clean() {

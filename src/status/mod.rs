@@ -47,6 +47,9 @@ pub struct Status {
     /// The Node.js the service runs and the one this shell runs (`None`
     /// when the instance runs a command of its own).
     pub runtime: Option<crate::runtime::pin::View>,
+    /// Whether the running paperclipd and server are still what is
+    /// installed, and whether the next start would fail.
+    pub upgrade: crate::installed::View,
 }
 
 /// Whose probe settings `status` used.
@@ -167,6 +170,14 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     let (state, why) = state::decide(&facts);
     let hazards = hazards::gather(&settings, holder.as_ref()).await;
     let runtime = crate::runtime::pin::status_view(&instance, system);
+    let upgrade = match holder.as_ref().and_then(|h| h.record.as_ref()) {
+        Some(r) => crate::installed::view(
+            r,
+            &restart_hint(r, system),
+            runtime.as_ref().map_or(&[][..], |rt| &rt.warnings[..]),
+        ),
+        None => crate::installed::View::default(),
+    };
     Ok(Status {
         instance: instance.id.to_string(),
         state,
@@ -197,7 +208,20 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         paused,
         waiting,
         runtime,
+        upgrade,
     })
+}
+
+/// How to restart the holder's instance, for the upgrade warnings.
+fn restart_hint(r: &Record, system: bool) -> String {
+    match (r.manager.as_str(), r.unit.as_deref()) {
+        ("systemd", Some(unit)) => {
+            let user = if system { "" } else { " --user" };
+            format!("restart it (`systemctl{user} restart {unit}`)")
+        }
+        ("launchd", _) => "restart it (`paperclipd restart`)".to_string(),
+        _ => "restart it (stop it and run it again)".to_string(),
+    }
 }
 
 impl PortView {

@@ -49,6 +49,9 @@ pub fn render_text(s: &Status) -> String {
     if let Some(rt) = &s.runtime {
         out.push_str(&runtime_lines(rt));
     }
+    for w in &s.upgrade.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
     out.push_str(&format!(
         "  port:   {} {}{}\n",
         s.port.port,

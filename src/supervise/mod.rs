@@ -87,12 +87,16 @@ async fn run_relayed(
     let recorded = preflight::recorded_runtime(&settings, &invoker);
     let command = ServerCommand::resolve(&settings, recorded.as_ref())?;
     let checked = preflight::check_runtime(&command, &mut settings, recorded.as_ref())?;
+    let origin = checked.as_ref().map(crate::installed::ServerOrigin::of);
     let instance = settings.probe.instance.clone();
     let onboarding = command.is_default && !instance.paperclip_config().exists();
 
     preflight::refuse_running_units(&instance, &invoker).await?;
     crate::disk::require_free(&instance.root(), settings.probe.min_free)?;
-    let record = Record::for_this_process(&invoker, &settings.probe);
+    let record = Record {
+        server: origin,
+        ..Record::for_this_process(&invoker, &settings.probe)
+    };
     let mut lock = match lock::try_acquire(&instance, record)? {
         Acquire::Acquired(l) => l,
         Acquire::Held(holder) => {
