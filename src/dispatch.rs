@@ -44,6 +44,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let settings = probe_settings(&args.selection)?;
             rt.block_on(probe::command(settings, args.json))
         }
+        Command::Reload(args) => {
+            let instance = config::resolve_instance(&args.target)?;
+            crate::reload::command(&instance, args.drain, args.json)
+        }
         Command::Status(args) if args.all => rt.block_on(status::all::command(
             &args.selection,
             args.system,

@@ -12,6 +12,7 @@
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
 //! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
+//! | `hot_restart/`, `reload` | upstream's hot-restart files and locks; `paperclipd reload`, the client of `run`'s control socket |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
 //! | `disk`, `adopted`, `size` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar |
@@ -27,6 +28,7 @@ mod config;
 mod disk;
 mod dispatch;
 pub mod error;
+mod hot_restart;
 mod instance;
 mod invoker;
 // Portable and unit-tested on Linux; only dispatched to on macOS.
@@ -41,6 +43,7 @@ mod paperclip;
 mod probe;
 mod procfs;
 mod program;
+mod reload;
 mod runtime;
 mod size;
 mod status;
