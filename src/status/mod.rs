@@ -42,6 +42,9 @@ pub struct Status {
     /// The Node.js the service runs and the one this shell runs (`None`
     /// when the instance runs a command of its own).
     pub runtime: Option<crate::runtime::pin::View>,
+    /// The running supervisor's reload in progress, or its last one: the
+    /// processes carried over and the new server's report.
+    pub reload: Option<crate::hot_restart::State>,
 }
 
 /// Whose probe settings `status` used.
@@ -157,13 +160,23 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         probes_ready,
         paused: paused.is_some(),
     };
-    let (state, why) = state::decide(&facts);
+    let (mut state, why) = state::decide(&facts);
+    // --- reload (hot restart): only the running supervisor's own record
+    let reload = crate::hot_restart::State::read(&instance)
+        .filter(|r| holder_pid == Some(r.supervisor_pid));
+    let reloading = reload
+        .as_ref()
+        .is_some_and(|r| r.phase == crate::hot_restart::Phase::Reloading);
+    if reloading {
+        state = State::Reloading;
+    }
     let hazards = hazards::gather(&settings, holder.as_ref()).await;
     let runtime = crate::runtime::pin::status_view(&instance, system);
     Ok(Status {
         instance: instance.id.to_string(),
         state,
         reason: match (why, &paused) {
+            _ if reloading => reload.as_ref().map(|r| r.message.clone()).unwrap_or_default(),
             (Why::Paused, Some(p)) => crate::launchd::guard::paused_message(&instance, p),
             _ => reason(why, &m, &settings, &owner_pids, left_behind.as_ref()),
         },
@@ -188,6 +201,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         hazards,
         paused,
         runtime,
+        reload,
     })
 }
 

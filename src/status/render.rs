@@ -12,6 +12,28 @@ pub fn render_text(s: &Status) -> String {
     if let Some(note) = &s.settings.note {
         out.push_str(&format!("  settings: {note}\n"));
     }
+    if let Some(r) = &s.reload {
+        out.push_str(&format!(
+            "  reload: {} (requested {}): {}\n",
+            match r.phase {
+                crate::hot_restart::Phase::Reloading => "in progress",
+                crate::hot_restart::Phase::Reloaded => "done",
+                crate::hot_restart::Phase::Failed => "failed",
+            },
+            r.requested_at,
+            r.message
+        ));
+        if !r.carried_over.is_empty() {
+            out.push_str(&format!(
+                "  runs carried over to the new server: {}\n",
+                r.carried_over
+                    .iter()
+                    .map(|c| format!("{} ({})", c.pid, c.command))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     match &s.lock {
         Some(h) => out.push_str(&format!("  lock:   held by {}\n", h.describe())),
         None => out.push_str("  lock:   free\n"),
