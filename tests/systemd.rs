@@ -322,3 +322,11 @@ fn run_racing_systemctl_start_yields_one_server() {
     o.assert_passed();
     assert_eq!(o.result("rounds"), "5", "{}", o.transcript());
 }
+
+/// `systemctl --user reload` is a hot restart: the agent run survives, the
+/// server is replaced, the unit stays active.
+#[test]
+fn systemctl_reload_keeps_the_agent_and_the_unit_active() {
+    let o = scenario("reload-keeps-agents");
+    o.assert_passed();
+}
