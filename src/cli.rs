@@ -60,8 +60,10 @@ pub enum Command {
     Start(ManagedArgs),
     /// Stop the instance's unit and wait until it has stopped.
     Stop(ManagedArgs),
-    /// Restart the instance's unit; returns once it is ready again.
-    Restart(ManagedArgs),
+    /// Restart a running instance in place, keeping its agent runs (a hot
+    /// restart, as `reload`); with --full, or when it does not run, stop
+    /// and start its unit (or job), which ends every agent run.
+    Restart(RestartArgs),
     /// Hot-restart a running instance in place, keeping its agent runs
     /// (upstream's protocol): returns once the new server passed both
     /// probes, and prints its report. The units' ExecReload=.
@@ -88,6 +90,16 @@ pub struct ManagedArgs {
     /// Use the system manager instead of the user's.
     #[arg(long)]
     pub system: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub managed: ManagedArgs,
+    /// A full stop and start through the manager: ends every running
+    /// agent run (it says how many first).
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Args)]

@@ -50,8 +50,12 @@ pub fn command(instance: &Instance, drain: bool, json: bool) -> Result<u8> {
     let mut line = serde_json::to_vec(&req)
         .map_err(|e| Error::os(format!("cannot encode the request: {e}")))?;
     line.push(b'\n');
-    conn.write_all(&line)
-        .map_err(|e| Error::os(format!("cannot send the request to {}: {e}", path.display())))?;
+    conn.write_all(&line).map_err(|e| {
+        Error::os(format!(
+            "cannot send the request to {}: {e}",
+            path.display()
+        ))
+    })?;
     for line in BufReader::new(conn).lines() {
         let Ok(line) = line else { break };
         let Ok(msg) = serde_json::from_str::<Message>(&line) else {
@@ -84,6 +88,45 @@ pub fn command(instance: &Instance, drain: bool, json: bool) -> Result<u8> {
             instance.id.as_str()
         ),
     ))
+}
+
+/// Does a `run` of this instance answer on its control socket?
+pub fn reachable(instance: &Instance) -> bool {
+    UnixStream::connect(wire::socket_path(instance)).is_ok()
+}
+
+/// How many agent runs the instance's supervisor has now: processes in
+/// process groups of their own below it (Paperclip starts each local
+/// agent `detached`, in a session of its own), not counting the server
+/// and PostgreSQL. `None` when nothing runs or /proc cannot tell.
+pub fn running_agent_runs(instance: &Instance) -> Option<usize> {
+    let holder = crate::lock::observe(instance).holder?;
+    let record = holder.record.as_ref()?;
+    let sup = holder.pid.unwrap_or(record.pid);
+    let server = record.child_pid;
+    let procs = crate::procfs::all_processes();
+    if procs.is_empty() {
+        return None;
+    }
+    let mut tree = std::collections::HashSet::from([sup]);
+    loop {
+        let before = tree.len();
+        for p in &procs {
+            if tree.contains(&p.ppid) {
+                tree.insert(p.pid);
+            }
+        }
+        if tree.len() == before {
+            break;
+        }
+    }
+    Some(
+        procs
+            .iter()
+            .filter(|p| tree.contains(&p.pid) && p.pid != sup && Some(p.pid) != server)
+            .filter(|p| p.pgid == p.pid && !p.zombie && !p.comm.starts_with("postgres"))
+            .count(),
+    )
 }
 
 /// The kind whose exit code the run sent.

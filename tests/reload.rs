@@ -71,7 +71,12 @@ fn a_reload_keeps_the_agent_replaces_the_server_and_is_ready_only_after_both_pro
 
     let out = reload(&w, &[]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}\n{}", run.stderr());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{stderr}\n{}",
+        run.stderr()
+    );
     let run_id = format!("run-{agent}");
     assert!(
         stdout.contains(&format!("1 run(s) adopted ({run_id})")),
@@ -201,9 +206,12 @@ fn a_new_server_that_never_gets_ready_fails_the_reload_and_stops_the_adopted_run
     assert!(stderr.contains("status=\"starting\""), "{stderr}");
     assert!(stderr.contains("carried over"), "{stderr}");
     assert_eq!(run.code(), 69, "{}", run.stderr());
-    assert!(!pid_alive(agent), "the adopted run outlived the failed reload");
-    let state = std::fs::read_to_string(instance_file(&w, "paperclipd-reload.json"))
-        .unwrap_or_default();
+    assert!(
+        !pid_alive(agent),
+        "the adopted run outlived the failed reload"
+    );
+    let state =
+        std::fs::read_to_string(instance_file(&w, "paperclipd-reload.json")).unwrap_or_default();
     assert!(state.contains("\"failed\""), "{state}");
 }
 
@@ -218,4 +226,49 @@ fn reload_of_an_instance_that_does_not_run_exits_3() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn restart_of_a_running_instance_is_a_hot_restart_and_full_says_what_it_ends() {
+    let w = World::new();
+    let mut notify = w.notify_socket("n");
+    let (mut run, agent) = start(&w, &mut notify, "30s", &[]);
+    let old = server_pid(&w);
+    let out = Command::new(bin())
+        .args(["restart", "--home"])
+        .arg(w.home())
+        .output()
+        .expect("run paperclipd restart");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("restarting in place"), "{stderr}");
+    assert!(
+        text(&out.stdout).contains("1 run(s) adopted"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_ne!(server_pid(&w), old);
+    assert!(pid_alive(agent), "restart ended the agent run");
+
+    // --full warns before it acts (the manager is unreachable here, so it
+    // then fails: nothing was stopped).
+    let out = Command::new(bin())
+        .args(["restart", "--full", "--home"])
+        .arg(w.home())
+        .env("XDG_RUNTIME_DIR", w.dir.path())
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}/nobus", w.dir.path().display()),
+        )
+        .output()
+        .expect("run paperclipd restart --full");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("ends its 1 running agent run(s)"),
+        "{stderr}"
+    );
+    assert!(pid_alive(agent));
+    signal(run.pid(), libc::SIGTERM);
+    assert_eq!(run.code(), 0);
+    assert!(!pid_alive(agent));
 }

@@ -250,7 +250,10 @@ pub fn write_intent(instance: &Instance, intent: &Intent) -> Result<()> {
     let report = report_path(instance);
     if let Err(e) = fs::remove_file(&report) {
         if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(Error::os(format!("cannot remove {}: {e}", report.display())));
+            return Err(Error::os(format!(
+                "cannot remove {}: {e}",
+                report.display()
+            )));
         }
     }
     let json = serde_json::to_string_pretty(intent)

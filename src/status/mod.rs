@@ -162,8 +162,8 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     };
     let (mut state, why) = state::decide(&facts);
     // --- reload (hot restart): only the running supervisor's own record
-    let reload = crate::hot_restart::State::read(&instance)
-        .filter(|r| holder_pid == Some(r.supervisor_pid));
+    let reload =
+        crate::hot_restart::State::read(&instance).filter(|r| holder_pid == Some(r.supervisor_pid));
     let reloading = reload
         .as_ref()
         .is_some_and(|r| r.phase == crate::hot_restart::Phase::Reloading);
@@ -176,7 +176,10 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         instance: instance.id.to_string(),
         state,
         reason: match (why, &paused) {
-            _ if reloading => reload.as_ref().map(|r| r.message.clone()).unwrap_or_default(),
+            _ if reloading => reload
+                .as_ref()
+                .map(|r| r.message.clone())
+                .unwrap_or_default(),
             (Why::Paused, Some(p)) => crate::launchd::guard::paused_message(&instance, p),
             _ => reason(why, &m, &settings, &owner_pids, left_behind.as_ref()),
         },

@@ -379,7 +379,6 @@ impl Supervisor {
         pending: &mut Option<Box<reload::Pending>>,
         already_ready: bool,
     ) -> Served {
-        let prober = prober;
         self.start_forwarders();
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.settings.ready_timeout;
@@ -404,7 +403,8 @@ impl Supervisor {
             ready_fut = Box::pin(std::future::pending());
             if let Some(period) = watchdog::period() {
                 let notifier = self.notifier.clone();
-                watchdog_fut = Box::pin(async move { watchdog::feed(prober, &notifier, period).await });
+                watchdog_fut =
+                    Box::pin(async move { watchdog::feed(prober, &notifier, period).await });
             }
         }
 

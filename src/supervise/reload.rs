@@ -129,7 +129,8 @@ impl Client {
     /// Sends one message; a client that went away (a cancelled
     /// `systemctl reload`) does not stop the reload.
     pub async fn send(&mut self, msg: &Message) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.write_all(&msg.line())).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), self.conn.write_all(&msg.line())).await;
     }
     pub async fn progress(&mut self, text: &str) {
         log::info(text);
@@ -254,7 +255,7 @@ impl Supervisor {
             "keeping its agent runs"
         };
         let mut msgs = vec![NotifyState::Reloading];
-        if let Some(m) = NotifyState::monotonic_usec_now().ok() {
+        if let Ok(m) = NotifyState::monotonic_usec_now() {
             msgs.push(m);
         }
         let status = format!("reloading: stopping server pid {old_pid} ({mode})");
@@ -522,10 +523,7 @@ impl Pending {
         self.state.message = msg.clone();
         self.state.write(instance);
         self.client
-            .send(&Message::Failed {
-                code,
-                error: msg,
-            })
+            .send(&Message::Failed { code, error: msg })
             .await;
     }
 }
