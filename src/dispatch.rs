@@ -46,19 +46,19 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Reload(args) => {
             let instance = config::resolve_instance(&args.target)?;
-            crate::reload::command(&instance, args.drain, args.json)
+            crate::reload::command(&instance, args.drain, args.json, None)
         }
         // A running instance restarts in place (its agent runs kept).
         Command::Restart(args) if !args.full => {
             let instance = config::resolve_instance(&args.managed.target)?;
-            if crate::reload::reachable(&instance) {
-                log::info(
-                    "restarting in place (a hot restart): the agent runs are kept; \
-                     `paperclipd restart --full` stops and starts instead, ending them",
-                );
-                crate::reload::command(&instance, false, false)
-            } else {
-                service::dispatch(&rt, Command::Restart(args))
+            let announce = "restarting in place (a hot restart): the agent runs are kept; \
+                            `paperclipd restart --full` stops and starts instead, ending them";
+            match crate::reload::command(&instance, false, false, Some(announce)) {
+                // Not running: a restart is a start, through the manager.
+                Err(e) if e.kind == crate::error::Kind::NotRunning => {
+                    service::dispatch(&rt, Command::Restart(args))
+                }
+                other => other,
             }
         }
         Command::Restart(args) => {

@@ -14,7 +14,8 @@ use crate::log;
 
 /// Runs one reload; returns 0 once the new server passed both probes and
 /// its report was read.
-pub fn command(instance: &Instance, drain: bool, json: bool) -> Result<u8> {
+/// `announce` is printed once the running supervisor answered.
+pub fn command(instance: &Instance, drain: bool, json: bool, announce: Option<&str>) -> Result<u8> {
     let path = wire::socket_path(instance);
     let not_running = |why: String| {
         Error::new(
@@ -43,6 +44,9 @@ pub fn command(instance: &Instance, drain: bool, json: bool) -> Result<u8> {
         }
         _ => Error::os(format!("cannot connect to {}: {e}", path.display())),
     })?;
+    if let Some(text) = announce {
+        log::info(text);
+    }
     let req = Request {
         op: Op::Reload,
         drain,
@@ -88,11 +92,6 @@ pub fn command(instance: &Instance, drain: bool, json: bool) -> Result<u8> {
             instance.id.as_str()
         ),
     ))
-}
-
-/// Does a `run` of this instance answer on its control socket?
-pub fn reachable(instance: &Instance) -> bool {
-    UnixStream::connect(wire::socket_path(instance)).is_ok()
 }
 
 /// How many agent runs the instance's supervisor has now: processes in

@@ -272,3 +272,22 @@ fn restart_of_a_running_instance_is_a_hot_restart_and_full_says_what_it_ends() {
     assert_eq!(run.code(), 0);
     assert!(!pid_alive(agent));
 }
+
+/// Regression: a connection that sends nothing (a client probing the
+/// socket, or a stuck one) made a real reload right after it fail with
+/// 75 "already in progress" (seen in the full suite: `restart` probed the
+/// socket before reloading).
+#[test]
+fn a_silent_connection_does_not_hold_up_a_reload() {
+    let w = World::new();
+    let mut notify = w.notify_socket("n");
+    let (mut run, agent) = start(&w, &mut notify, "30s", &[]);
+    let silent = std::os::unix::net::UnixStream::connect(instance_file(&w, "paperclipd.sock"))
+        .expect("connect");
+    let out = reload(&w, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(pid_alive(agent));
+    drop(silent);
+    signal(run.pid(), libc::SIGTERM);
+    assert_eq!(run.code(), 0);
+}

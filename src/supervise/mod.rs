@@ -396,6 +396,7 @@ impl Supervisor {
         let mut view = Some(StartingView::new(started, self.interactive));
         let mut prepare_fut: Option<BoxFuture<'_, Option<reload::Prepared>>> = None;
         let mut finish_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
+        let (requests_tx, mut requests_rx) = tokio::sync::mpsc::channel::<reload::Incoming>(4);
         let instance = self.settings.probe.instance.clone();
         if already_ready {
             (view, extend, tick) = (None, None, None);
@@ -452,10 +453,13 @@ impl Supervisor {
                 _ = &mut adopted_fut => {}
                 // --- reload (hot restart): a request, its preparation, its end
                 conn = reload::accept(control) => {
+                    tokio::spawn(reload::read_request(conn, requests_tx.clone()));
+                }
+                Some((conn, req)) = requests_rx.recv() => {
                     let ready = matches!(phase, Phase::Ready { .. });
                     if ready && prepare_fut.is_none() && pending.is_none() {
                         let (instance, prober) = (instance.clone(), prober.clone());
-                        prepare_fut = Some(Box::pin(reload::prepare(conn, instance, prober)));
+                        prepare_fut = Some(Box::pin(reload::prepare((conn, req), instance, prober)));
                     } else {
                         let why = if ready {
                             "a reload of this instance is already in progress; wait for it to finish"

@@ -156,28 +156,45 @@ pub struct Prepared {
     version: Option<String>,
 }
 
-/// Step 1, while the server keeps serving: read the request, take the
-/// lock, ask the version. `None` when refused (the client was told).
-pub async fn prepare(conn: UnixStream, instance: Instance, prober: Prober) -> Option<Prepared> {
-    let mut client = Client { conn };
+/// A request as it arrived, with the connection to answer on.
+pub type Incoming = (UnixStream, Request);
+
+/// Reads one request from a new connection (as a task of its own, so a
+/// client that sends nothing, or only probes the socket, holds nothing
+/// up) and hands it to the loop; a request not understood is answered.
+pub async fn read_request(mut conn: UnixStream, to: tokio::sync::mpsc::Sender<Incoming>) {
     let mut line = String::new();
     let read = {
-        let mut r = BufReader::new(&mut client.conn);
+        let mut r = BufReader::new(&mut conn);
         tokio::time::timeout(REQUEST_WAIT, r.read_line(&mut line)).await
     };
-    let req = match read {
-        Ok(Ok(_)) => serde_json::from_str::<Request>(&line).ok(),
-        _ => None,
-    };
-    let Some(req) = req else {
-        client
-            .send(&Message::Failed {
-                code: 2,
-                error: "the control request was not understood (expected one JSON line)".into(),
-            })
-            .await;
-        return None;
-    };
+    match read {
+        // Connected and closed without a word: nothing to answer.
+        Ok(Ok(0)) => {}
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+            Ok(req) => {
+                let _ = to.send((conn, req)).await;
+            }
+            Err(e) => {
+                let mut c = Client { conn };
+                c.send(&Message::Failed {
+                    code: 2,
+                    error: format!(
+                        "the control request was not understood ({e}); expected one JSON line"
+                    ),
+                })
+                .await;
+            }
+        },
+        _ => {}
+    }
+}
+
+/// Step 1, while the server keeps serving: take the lock, ask the
+/// version. `None` when refused (the client was told).
+pub async fn prepare(incoming: Incoming, instance: Instance, prober: Prober) -> Option<Prepared> {
+    let (conn, req) = incoming;
+    let mut client = Client { conn };
     match req.op {
         Op::Reload => {}
     }
