@@ -13,6 +13,7 @@
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
 //! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
+//! | `hot_restart/`, `reload` | upstream's hot-restart files and locks; `paperclipd reload`, the client of `run`'s control socket |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
 //! | `regular_file`, `untrusted` | files that must be regular (opened without blocking; FIFOs refused); text from outside shown escaped |
@@ -30,6 +31,7 @@ mod deadline;
 mod disk;
 mod dispatch;
 pub mod error;
+mod hot_restart;
 mod installed;
 mod instance;
 mod invoker;
@@ -46,6 +48,7 @@ mod probe;
 mod procfs;
 mod program;
 mod regular_file;
+mod reload;
 mod runtime;
 mod size;
 mod status;

@@ -386,7 +386,7 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
         }
         Command::Uninstall(a) => uninstall(&env, &config::resolve_instance(&a.target)?),
         Command::Start(a) => start(&env, &probe_settings(&a)?, false),
-        Command::Restart(a) => start(&env, &probe_settings(&a)?, true),
+        Command::Restart(r) => start(&env, &probe_settings(&r.managed)?, true),
         Command::Stop(a) => stop(&env, &config::resolve_instance(&a.target)?),
         Command::Logs(a) => {
             use std::os::unix::process::CommandExt;

@@ -57,9 +57,8 @@ const FOREIGN_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
     let (target, system) = match &command {
         Command::Install(a) => (&a.managed.target, a.managed.system),
-        Command::Uninstall(a) | Command::Start(a) | Command::Stop(a) | Command::Restart(a) => {
-            (&a.target, a.system)
-        }
+        Command::Uninstall(a) | Command::Start(a) | Command::Stop(a) => (&a.target, a.system),
+        Command::Restart(r) => (&r.managed.target, r.managed.system),
         Command::Logs(a) => (&a.managed.target, a.managed.system),
         _ => return Err(Error::os("not a lifecycle command".to_string())),
     };
