@@ -14,6 +14,7 @@
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
+//! | `service_exe` | the paperclipd path units and plists name: our own, or a pinned copy of an npm install |
 //! | `disk`, `adopted`, `size` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar |
 //! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
 //!
@@ -42,6 +43,7 @@ mod probe;
 mod procfs;
 mod program;
 mod runtime;
+mod service_exe;
 mod size;
 mod status;
 mod supervise;

@@ -34,8 +34,11 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
     }
     let plan = match &command {
         Command::Install(a) => {
+            if !a.dry_run {
+                crate::service_exe::pin(scope == Scope::System)?;
+            }
             if scope == Scope::System {
-                if let Err(e) = super::reach::check_system_unit(&crate::program::own_path()?) {
+                if let Err(e) = super::reach::check_system_unit(&crate::service_exe::path(true)?) {
                     if !a.dry_run {
                         return Err(e);
                     }
@@ -94,7 +97,7 @@ fn rendered_unit(
     opts: &InstallOptions,
     node: Option<&Path>,
 ) -> Result<String> {
-    let exe = crate::program::own_path()?;
+    let exe = crate::service_exe::path(scope == Scope::System)?;
     // The Node.js the user's shell runs, checked and pinned (PATH, shim, node).
     let mut env = runtime::pin::systemd_environment(scope, instance, node)?;
     if scope == Scope::User && opts.explicit_home {
