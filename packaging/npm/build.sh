@@ -4,6 +4,7 @@
 #   bin/paperclipd-<target>                    the four binaries
 #   dist/paperclipd-<version>-<target>.tar.gz  release archives (binary, man
 #                                              page, completions, README)
+#   dist/paperclipd.rb                         the Homebrew formula for them
 #   npm/paperclipd-<version>.tgz               the main npm package (launcher)
 #   npm/paperclipd-<os>-<cpu>-<version>.tgz    one package per platform
 #   SHA256SUMS                                 of all of the above
@@ -16,7 +17,7 @@
 # README).
 # The toolchain is installed here and cached under $PAPERCLIPD_DIST_CACHE
 # (default /var/cache/paperclipd-dist): venv/ (ziglang and cargo-zigbuild
-# from PyPI, pinned), target/ (CARGO_TARGET_DIR); the rustup targets are
+# from PyPI, pinned), target/ (CARGO_TARGET_DIR), zig-cache/; the rustup targets are
 # added to the active toolchain. Needs python3 with venv, rustup, npm, and
 # PyPI/crates.io/the Rust dist server on a cold cache.
 # Env: PAPERCLIPD_TARGETS (default: all four), PAPERCLIPD_COMMIT (else git).
@@ -83,6 +84,8 @@ export SOURCE_DATE_EPOCH
 # Zig's default minimum macOS is its newest; 11.0 is the first arm64 macOS.
 export MACOSX_DEPLOYMENT_TARGET=11.0
 export CARGO_TARGET_DIR=$CACHE/target
+# Zig's libc builds (musl, the macOS stubs) are cached here too.
+export ZIG_GLOBAL_CACHE_DIR=$CACHE/zig-cache ZIG_LOCAL_CACHE_DIR=$CACHE/zig-cache
 rm -rf "$OUT/bin" "$OUT/dist" "$OUT/npm" "$OUT/SHA256SUMS"
 mkdir -p "$OUT/bin" "$OUT/dist" "$OUT/npm"
 for tg in "${TARGETS[@]}"; do
@@ -105,7 +108,6 @@ v=$("$OUT/bin/paperclipd-$host" --version)
 [ "$v" = "paperclipd $VERSION ($host, commit $PAPERCLIPD_COMMIT)" ] || die "unexpected --version: $v" 1
 echo "npm/build: $v"
 packaging/build-assets.sh "$OUT/bin/paperclipd-$host" 2>/dev/null
-cp target/assets/paperclipd.1.gz "$OUT/dist/"
 
 # ------------------------------------------------------------------ archives
 t=$SECONDS
@@ -121,6 +123,19 @@ for tg in "${TARGETS[@]}"; do
     -cf - "$name" | gzip -9n >"$OUT/dist/$name.tar.gz"
   rm -rf "$stage"
 done
+# The Homebrew formula with these archives' sha256.
+grep -q "version \"$VERSION\"" packaging/homebrew/paperclipd.rb \
+  || die "packaging/homebrew/paperclipd.rb is not at version $VERSION" 1
+formula=$(cat packaging/homebrew/paperclipd.rb)
+for tg in "${TARGETS[@]}"; do
+  sum=$(sha256sum "$OUT/dist/paperclipd-$VERSION-$tg.tar.gz" | cut -d' ' -f1)
+  formula=${formula//@SHA256_$tg@/$sum}
+done
+if grep -q '@SHA256_' <<<"$formula"; then
+  echo "npm/build: not all targets built: no Homebrew formula" >&2
+else
+  printf '%s\n' "$formula" >"$OUT/dist/paperclipd.rb"
+fi
 timing "archives" "$((SECONDS - t))"
 
 # ------------------------------------------------------------------ npm

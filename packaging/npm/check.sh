@@ -62,6 +62,16 @@ check "binaries: Mach-O CPU type and minos 11.0, static ELF per CPU" python3 pac
   "$OUT/bin/paperclipd-x86_64-apple-darwin" x86_64-apple-darwin \
   "$OUT/bin/paperclipd-aarch64-unknown-linux-musl" aarch64-unknown-linux-musl \
   "$OUT/bin/paperclipd-x86_64-unknown-linux-musl" x86_64-unknown-linux-musl
+formula_check() {
+  local a sum
+  ruby -c "$OUT/dist/paperclipd.rb" || return 1
+  for a in "$OUT"/dist/paperclipd-*.tar.gz; do
+    sum=$(sha256sum "$a" | cut -d' ' -f1)
+    grep -qF "/${a##*/}\"" "$OUT/dist/paperclipd.rb" && grep -qF "sha256 \"$sum\"" "$OUT/dist/paperclipd.rb" \
+      || { echo "${a##*/} ($sum) is not in the formula"; return 1; }
+  done
+}
+check "Homebrew formula: valid Ruby, each archive's url and sha256" formula_check
 check "packages: no install scripts; os/cpu/libc set; versions $VERSION" python3 - "$OUT/npm" "$VERSION" <<'PY'
 import json, sys, tarfile, glob
 d, version = sys.argv[1], sys.argv[2]
