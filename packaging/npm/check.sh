@@ -11,7 +11,8 @@
 #
 #   sudo packaging/npm/check.sh [OUT]     (OUT: where build.sh puts its
 #                                          output; default a temp dir)
-# Env: NPM_CHECK_E2E=0 skips the e2e run. Caches: /var/cache/paperclipd-dist
+# Env: NPM_CHECK_E2E=0 skips the e2e run; NPM_CHECK_BUILD=0 tests an OUT
+# that build.sh filled before. Caches: /var/cache/paperclipd-dist
 # (toolchain, target dir, verdaccio), /var/cache/paperclipd-e2e (Node 24,
 # Paperclip). Prints PASS/FAIL per check, then "N passed, M failed".
 set -uo pipefail
@@ -49,7 +50,11 @@ check() {
 }
 
 t=$SECONDS
-packaging/npm/build.sh "$OUT" || die "packaging/npm/build.sh failed"
+if [ "${NPM_CHECK_BUILD:-1}" = 0 ] && [ -f "$OUT/SHA256SUMS" ]; then
+  echo "npm/check: NPM_CHECK_BUILD=0: testing what is in $OUT"
+else
+  packaging/npm/build.sh "$OUT" || die "packaging/npm/build.sh failed"
+fi
 echo "== npm/check: build: $((SECONDS - t))s"
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 HOST=$(uname -m)-unknown-linux-musl
@@ -189,12 +194,19 @@ check "npm install -g paperclipd (Node 24, user without cargo): only @paperclipd
 HOLD=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $HOLD)); s.listen(16); time.sleep(120)" &
 HOLD_PID=$!
+for _ in $(seq 100); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $HOLD), 1).close()" 2>/dev/null && break
+  sleep 0.1
+done
 launcher() { # NODE_DIR MODE: execve (one process) or spawn (node + child)
   local node_dir=$1 mode=$2 pid exe i rc
   as_user "$node_dir" node --version
-  as_user "$node_dir" paperclipd probe --url "http://127.0.0.1:$HOLD/" &
+  # The subshell execs setpriv, which execs env, which execs the launcher:
+  # $pid is the launcher's process.
+  (exec setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
+    env -i HOME="$U_HOME" PATH="$PREFIX/bin:$node_dir:/usr/bin:/bin" \
+    paperclipd probe --url "http://127.0.0.1:$HOLD/") &
   pid=$!
-  # as_user's setpriv and env exec, so $pid is the launcher's process.
   for i in $(seq 200); do
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null)
     case "$mode:$exe" in
