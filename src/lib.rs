@@ -15,6 +15,7 @@
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
 //! | `service_exe` | the paperclipd path units and plists name: our own, or a pinned copy of an npm install |
+//! | `regular_file`, `untrusted` | files that must be regular (opened without blocking; FIFOs refused); text from outside shown escaped |
 //! | `disk`, `adopted`, `size` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar |
 //! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
 //!
@@ -42,6 +43,7 @@ mod paperclip;
 mod probe;
 mod procfs;
 mod program;
+mod regular_file;
 mod runtime;
 mod service_exe;
 mod size;
@@ -51,6 +53,7 @@ mod sys;
 // Portable; on macOS nothing dispatches to it (launchd instead).
 #[cfg_attr(target_os = "macos", allow(dead_code))]
 mod systemd;
+mod untrusted;
 
 pub use dispatch::{dispatch, print_error};
 

@@ -76,7 +76,7 @@ pub fn path(instance: &Instance) -> PathBuf {
 
 /// The instance's guard state; nothing recorded (or unreadable) is empty.
 pub fn load(instance: &Instance) -> GuardState {
-    std::fs::read_to_string(path(instance))
+    crate::regular_file::read_to_string(&path(instance))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()

@@ -274,7 +274,7 @@ fn service_environment(
     let home = std::env::var("HOME").unwrap_or_default();
     candidates.into_iter().flatten().find_map(|dir| {
         let file = dir.join(TEMPLATE_NAME);
-        let text = std::fs::read_to_string(&file).ok()?;
+        let text = crate::regular_file::read_to_string(&file).ok()?;
         Some((file, unit::environment(&text, &home)))
     })
 }
@@ -287,6 +287,6 @@ fn service_environment(
 ) -> Option<(PathBuf, Vec<(String, String)>)> {
     let home = PathBuf::from(std::env::var_os("HOME")?);
     let file = crate::launchd::plist_path(&home, &instance.id);
-    let text = std::fs::read_to_string(&file).ok()?;
+    let text = crate::regular_file::read_to_string(&file).ok()?;
     Some((file, crate::launchd::plist::environment(&text)))
 }

@@ -30,6 +30,9 @@ pub struct Status {
     pub settings: SettingsView,
     pub manager: ManagerView,
     pub lock: Option<Holder>,
+    /// Why the lock file could not be read (a FIFO at its path, …): the
+    /// holder is unknown.
+    pub lock_error: Option<String>,
     /// The record of a holder killed before it could clear it.
     pub left_behind: Option<Record>,
     pub port: PortView,
@@ -124,6 +127,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     let seen = lock::observe(&instance);
     let (settings, from) = choose_settings(&own, &seen).await;
     let holder = seen.holder;
+    let lock_error = seen.problem;
     let left_behind = seen.left_behind.filter(|_| from == SettingsFrom::LastRun);
     let m = manager_view(&instance, system).await;
     let paused = crate::launchd::guard::load(&instance).paused;
@@ -177,6 +181,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         },
         manager: m.view(),
         lock: holder,
+        lock_error,
         left_behind,
         port: PortView::new(&settings, listening, &owner_pids),
         probes: ProbesView {

@@ -256,7 +256,7 @@ impl Supervisor {
             ));
             for l in lines {
                 msg.push_str("\n  | ");
-                msg.push_str(&l);
+                msg.push_str(&crate::untrusted::escape(&l));
             }
         }
     }

@@ -36,10 +36,14 @@ impl ServerCommand {
         })
     }
 
-    /// The command line, for messages.
+    /// The command line, for messages (control characters escaped).
     pub fn display(&self) -> String {
-        std::iter::once(self.program.display().to_string())
-            .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
+        std::iter::once(crate::untrusted::path(&self.program))
+            .chain(
+                self.args
+                    .iter()
+                    .map(|a| crate::untrusted::escape(&a.to_string_lossy()).into_owned()),
+            )
             .collect::<Vec<_>>()
             .join(" ")
     }

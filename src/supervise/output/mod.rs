@@ -79,7 +79,7 @@ impl Relay {
                     Error::config(format!(
                         "cannot open the log file {}: {e}; expected a path where paperclipd may create \
                          and append to a regular file (not a symbolic link). Fix it, or choose another --log-file",
-                        settings.path.display()
+                        crate::untrusted::path(&settings.path)
                     ))
                 })?;
                 let sink = start(file)?;
