@@ -7,6 +7,7 @@
 //! | [`cli`], `dispatch` | the flags (clap); which part runs each subcommand |
 //! | `config` | flags + `paperclipd.toml` + `config.json` + defaults → validated settings |
 //! | `instance`, `lock` | the instance id and its paths; the per-instance `flock` (taken by `run` only), its record, who holds it |
+//! | `installed` | what `run` started from (its own file, Paperclip's package and Node.js) vs what is installed now |
 //! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
 //! | `runtime/` | which Node.js runs Paperclip: shim → `#!` → node → version vs `engines.node`; pinned by `install` |
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
@@ -16,7 +17,7 @@
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
 //! | `service_exe` | the paperclipd path units and plists name: our own, or a pinned copy of an npm install |
 //! | `regular_file`, `untrusted` | files that must be regular (opened without blocking; FIFOs refused); text from outside shown escaped |
-//! | `disk`, `adopted`, `size` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar |
+//! | `disk`, `adopted`, `size`, `deadline` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar; deadlines that never overflow |
 //! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
 //!
 //! The binary (`src/main.rs`) only parses, dispatches, prints an error once
@@ -26,9 +27,11 @@
 mod adopted;
 pub mod cli;
 mod config;
+mod deadline;
 mod disk;
 mod dispatch;
 pub mod error;
+mod installed;
 mod instance;
 mod invoker;
 // Portable and unit-tested on Linux; only dispatched to on macOS.

@@ -47,6 +47,12 @@ pub struct Record {
     /// and finds a server a killed holder left behind.
     #[serde(default)]
     pub probe: Option<ProbeSpec>,
+    /// paperclipd's own file at the start, and what the server was started
+    /// from: `status` tells an upgrade under the running instance by them.
+    #[serde(default)]
+    pub exe: Option<crate::installed::FileId>,
+    #[serde(default)]
+    pub server: Option<crate::installed::ServerOrigin>,
 }
 
 impl Record {
@@ -67,6 +73,8 @@ impl Record {
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             ready_at: None,
             probe: Some(probe.spec()),
+            exe: crate::installed::this_exe(),
+            server: None,
         }
     }
 
@@ -289,6 +297,8 @@ mod tests {
             started_at: "now".into(),
             ready_at: None,
             probe: None,
+            exe: None,
+            server: None,
         }
     }
 
@@ -323,7 +333,10 @@ mod tests {
         // Records of alternating lengths (shorter and longer rewrites), at
         // least 20,000 of them and until the reader has read 1,000 times:
         // on a loaded machine the reader may get little time.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = crate::deadline::Later::later(
+            std::time::Instant::now(),
+            std::time::Duration::from_secs(60),
+        );
         let mut i = 0u32;
         while i < 20_000
             || (reads.load(Ordering::Relaxed) < 1000 && std::time::Instant::now() < deadline)

@@ -20,6 +20,8 @@ pub const REMOVED_ENV: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
+    // paperclipd's own: `run` has already put it before PATH.
+    "PAPERCLIPD_PATH_PREPEND",
 ];
 
 /// The variables we set for the server (see [`server_env`]).

@@ -44,6 +44,23 @@ pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// Why a process may not be dying: its state letter (`/proc/PID/stat`:
+/// `D` is an uninterruptible sleep, which even SIGKILL waits out) and
+/// where in the kernel it waits (`wchan`), e.g. `state D, waiting in
+/// __refrigerator` (a frozen cgroup) or `state D, waiting in nfs_wait_bit`.
+pub fn kernel_wait(pid: i32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = text
+        .rfind(')')
+        .and_then(|i| text[i + 1..].split_whitespace().next())
+        .unwrap_or("unknown");
+    let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    match wchan.trim() {
+        "" | "0" => format!("state {state}"),
+        w => format!("state {state}, waiting in {w}"),
+    }
+}
+
 /// The command line, arguments joined by spaces (NULs in /proc).
 pub fn cmdline(pid: i32) -> Option<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -454,6 +471,15 @@ pub fn uptime_secs() -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(not(target_os = "macos"))]
+/// Whether a process runs an executable that was deleted or replaced since
+/// it started (the kernel marks the link `… (deleted)`); `None` when not
+/// readable (another user's process, gone).
+pub fn exe_deleted(pid: i32) -> Option<bool> {
+    let target = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(target.to_string_lossy().ends_with(" (deleted)"))
 }
 
 #[cfg(test)]

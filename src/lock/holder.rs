@@ -91,7 +91,7 @@ pub fn probe_holder(instance: &Instance) -> Option<Holder> {
 /// the file holds something that is not a whole record, the reader looks
 /// again for a moment ([`RECORD_WAIT`]).
 pub(super) fn observe_file(file: &File) -> Observation {
-    let deadline = Instant::now() + RECORD_WAIT;
+    let deadline = crate::deadline::Later::later(Instant::now(), RECORD_WAIT);
     loop {
         let (record, written) = read_record(file);
         let kernel = kernel_holder(file, record.as_ref());

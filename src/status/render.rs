@@ -36,6 +36,9 @@ pub fn render_text(s: &Status) -> String {
         (None, Some(e)) => out.push_str(&format!("  unit:   unknown ({})\n", escape(e))),
         (None, None) => out.push_str(&format!("  unit:   {} not installed\n", m.unit)),
     }
+    if let Some(w) = &s.waiting {
+        out.push_str(&format!("  launchd: {}\n", w.describe()));
+    }
     if let Some(up) = &m.upstream {
         out.push_str(&format!(
             "  upstream unit: {} {}\n",
@@ -45,6 +48,9 @@ pub fn render_text(s: &Status) -> String {
     }
     if let Some(rt) = &s.runtime {
         out.push_str(&runtime_lines(rt));
+    }
+    for w in &s.upgrade.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
     }
     out.push_str(&format!(
         "  port:   {} {}{}\n",
@@ -96,9 +102,13 @@ fn runtime_lines(rt: &crate::runtime::pin::View) -> String {
         },
     };
     let mut out = match (&rt.service, &rt.service_file) {
-        (Some(svc), Some(file)) => {
-            format!("  runtime: {} (service, {})\n", side(svc), escape(file))
-        }
+        (Some(svc), Some(file)) => format!(
+            "  runtime: {} (service, {}; {})
+",
+            side(svc),
+            escape(file),
+            escape(svc.source.as_deref().unwrap_or("source unknown"))
+        ),
         _ => format!(
             "  runtime: {} (this shell; no service installed)\n",
             side(&rt.shell)

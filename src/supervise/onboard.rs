@@ -72,6 +72,7 @@ pub fn spawn(program: &Path, settings: &RunSettings) -> Result<Spawned> {
         extra_env: &settings.env,
         interactive: true,
         group: child::Group::Own,
+        grace: settings.stop_timeout,
     })
 }
 

@@ -117,7 +117,7 @@ impl Relay {
             }
         }
         log::set_route(None);
-        let deadline = Instant::now() + FLUSH_WAIT;
+        let deadline = crate::deadline::Later::later(Instant::now(), FLUSH_WAIT);
         let left = || deadline.saturating_duration_since(Instant::now());
         self.out.close(left());
         self.err.close(left());
