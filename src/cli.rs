@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "paperclipd",
-    version,
+    version = VERSION,
     about = "Run a Paperclip instance as a trustworthy service: one server per instance, ready only when it truly is",
     long_about = None,
     propagate_version = true,
@@ -20,6 +20,17 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--version`: the package version, the target it was built for and the
+/// commit (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PAPERCLIPD_TARGET"),
+    ", commit ",
+    env!("PAPERCLIPD_COMMIT"),
+    ")"
+);
 
 /// The exit codes, in `--help` and the man page.
 const EXIT_CODES: &str = "Exit codes of `run`:

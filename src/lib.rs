@@ -16,6 +16,7 @@
 //! | `hot_restart/`, `reload` | upstream's hot-restart files and locks; `paperclipd reload`, the client of `run`'s control socket |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
+//! | `service_exe` | the paperclipd path units and plists name: our own, or a pinned copy of an npm install |
 //! | `regular_file`, `untrusted` | files that must be regular (opened without blocking; FIFOs refused); text from outside shown escaped |
 //! | `disk`, `adopted`, `size`, `deadline` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar; deadlines that never overflow |
 //! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
@@ -50,6 +51,7 @@ mod program;
 mod regular_file;
 mod reload;
 mod runtime;
+mod service_exe;
 mod size;
 mod status;
 mod supervise;

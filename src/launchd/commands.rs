@@ -347,7 +347,12 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
         .ok_or_else(|| {
             Error::config("HOME is not set; launchd agents live in ~/Library/LaunchAgents")
         })?;
-    let exe = crate::program::own_path()?;
+    if let Command::Install(a) = &cmd {
+        if !a.dry_run {
+            crate::service_exe::pin(false)?;
+        }
+    }
+    let exe = crate::service_exe::path(false)?;
     let l = SystemLaunchctl;
     let env = Env {
         home: &home,
