@@ -55,7 +55,12 @@ restart them for ever); 75 because another run holds the lock waits for it.
 `reload`: 0 the new server passed both probes and its report was read; 1 the reload failed
 (the supervisor stopped meanwhile); 3 the instance does not run; 75 another restart is in
 progress or the server is not ready yet; 69, 70 or the server's code: the new server did not
-become ready, and the instance (with the runs carried over) was stopped.";
+become ready, and the instance (with the runs carried over) was stopped.
+`upgrade`: 0 installed, hot-restarted, and the new server reports the new version; 78 the new
+package's engines.node does not accept the server's Node.js (nothing installed or restarted), or
+the instance runs its own command; 3 the instance does not run; 1 npm failed (nothing restarted)
+or the new server reports another version; 69, 70 or the server's code: the new server did not
+become ready (the message gives the command that reinstalls the previous version).";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -80,6 +85,15 @@ pub enum Command {
     /// (upstream's protocol): returns once the new server passed both
     /// probes, and prints its report. The units' ExecReload=.
     Reload(ReloadArgs),
+    /// Install another paperclipai (default: latest) with the npm of the
+    /// server's Node.js into the prefix of its shim, and hot-restart to it
+    /// (the agent runs are kept). The package is fetched first (`npm pack`,
+    /// no scripts run) and its engines.node checked against that Node.js:
+    /// a mismatch exits 78 before anything is installed or restarted. A new
+    /// server that does not become ready is reported with the command that
+    /// reinstalls the previous version; paperclipd never downgrades on its
+    /// own (database migrations only go forward).
+    Upgrade(UpgradeArgs),
     /// One view from every source: lock, unit, port owner, probes.
     /// Exit 0 ready, 1 running but not ready (or conflict), 3 stopped.
     Status(StatusArgs),
@@ -112,6 +126,16 @@ pub struct RestartArgs {
     /// agent run (it says how many first).
     #[arg(long)]
     pub full: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// A version or tag of paperclipai (`2026.916.1`, `latest`), or a
+    /// package file or directory (`./paperclipai-2026.916.1.tgz`).
+    #[arg(value_name = "VERSION")]
+    pub package: Option<String>,
 }
 
 #[derive(Debug, Args)]

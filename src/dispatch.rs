@@ -48,6 +48,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let instance = config::resolve_instance(&args.target)?;
             crate::reload::command(&instance, args.drain, args.json, None)
         }
+        Command::Upgrade(args) => {
+            let instance = config::resolve_instance(&args.target)?;
+            crate::upgrade::command(&rt, &instance, args.package.as_deref())
+        }
         // A running instance restarts in place (its agent runs kept).
         Command::Restart(args) if !args.full => {
             let instance = config::resolve_instance(&args.managed.target)?;

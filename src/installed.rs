@@ -52,7 +52,7 @@ pub fn this_exe() -> Option<FileId> {
 }
 
 /// The `version` of a package.json.
-fn package_version(package: &Path) -> Option<String> {
+pub fn package_version(package: &Path) -> Option<String> {
     let text = std::fs::read_to_string(package).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v.get("version")?.as_str().map(str::to_string)

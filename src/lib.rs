@@ -60,6 +60,7 @@ mod sys;
 #[cfg_attr(target_os = "macos", allow(dead_code))]
 mod systemd;
 mod untrusted;
+mod upgrade;
 
 pub use dispatch::{dispatch, print_error};
 
