@@ -291,3 +291,46 @@ fn a_silent_connection_does_not_hold_up_a_reload() {
     signal(run.pid(), libc::SIGTERM);
     assert_eq!(run.code(), 0);
 }
+
+#[test]
+fn reap_adopted_after_spares_the_runs_a_reload_carried_over_and_status_does_not_count_them() {
+    let w = World::new();
+    let mut notify = w.notify_socket("n");
+    let mut cmd = w.run_cmd(
+        &["--ready-timeout", "30s", "--reap-adopted-after", "1s"],
+        &[
+            "--hot-restart",
+            "--agent",
+            "--api-ok-after",
+            "0.8",
+            "--leak",
+            "1",
+        ],
+    );
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let mut run = w.spawn(cmd, "run");
+    let agent = agent(&w);
+    notify.wait_for("READY=1", DEADLINE);
+    let first_leak = || w.leaked().first().copied().unwrap_or(0);
+    wait_until(DEADLINE, "the first leak", || first_leak() > 0);
+    let leak1 = first_leak();
+
+    let out = reload(&w, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The control: the new server's leak is adopted and reaped after 1 s.
+    wait_until(DEADLINE, "the new server's leak to be reaped", || {
+        let l = first_leak();
+        l > 0 && l != leak1 && !pid_alive(l)
+    });
+    assert!(
+        pid_alive(agent),
+        "--reap-adopted-after stopped the run the reload carried over:\n{}",
+        run.stderr()
+    );
+    let (_, st, _) = w.status_json();
+    assert_eq!(st["adopted"]["count"], 0, "{st}");
+
+    signal(run.pid(), libc::SIGTERM);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(!pid_alive(agent), "the agent outlived the stop");
+}

@@ -404,6 +404,33 @@ pub enum Phase {
 pub struct CarriedOver {
     pub pid: i32,
     pub command: String,
+    /// Its start time (clock ticks after boot), to tell it from a later
+    /// process with its pid.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+}
+
+/// Drops from `procs` (adopted processes of the `run` with pid
+/// `supervisor`) the runs its reloads carried over to the new server:
+/// they are the server's runs, not leaks, so `--reap-adopted-after`
+/// spares them and `status` does not count them.
+pub fn spare_carried_over(
+    instance: &Instance,
+    supervisor: i32,
+    procs: &mut Vec<crate::adopted::Adopted>,
+) {
+    let Some(state) = State::read(instance) else {
+        return;
+    };
+    if state.supervisor_pid != supervisor || state.phase == Phase::Failed {
+        return;
+    }
+    procs.retain(|p| {
+        !state
+            .carried_over
+            .iter()
+            .any(|c| c.pid == p.pid && c.start_ticks.is_none_or(|t| t == p.start_ticks))
+    });
 }
 
 /// `<instance>/paperclipd-reload.json`: the reload in progress, or the last.

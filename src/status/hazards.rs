@@ -43,7 +43,11 @@ pub async fn gather(settings: &ProbeSettings, holder: Option<&Holder>) -> Hazard
     let adopted = holder.and_then(|h| {
         let pid = h.pid.or(h.record.as_ref().map(|r| r.pid))?;
         let server = h.record.as_ref().and_then(|r| r.child_pid);
-        cfg!(target_os = "linux").then(|| adopted::summarize(&adopted::find(pid, server)))
+        cfg!(target_os = "linux").then(|| {
+            let mut procs = adopted::find(pid, server);
+            crate::hot_restart::spare_carried_over(&settings.instance, pid, &mut procs);
+            adopted::summarize(&procs)
+        })
     });
     Hazards {
         disk,

@@ -9,6 +9,8 @@
 //! timer wheel wakes on its way to a long deadline), or every quarter of
 //! the reap delay when that is shorter (at most 4 a second). How long a
 //! process has been adopted is counted from the scan that first saw it.
+//! The agent runs a reload carried over to the new server are its runs,
+//! not leaks: they are neither counted nor reaped.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +19,8 @@ use tokio::time::Instant;
 
 use crate::adopted::{self, Adopted};
 use crate::deadline::Later;
+use crate::hot_restart;
+use crate::instance::Instance;
 use crate::size::format_size;
 use crate::{log, procfs, sys};
 
@@ -31,11 +35,12 @@ pub const KILL_AFTER: Duration = Duration::from_secs(10);
 
 /// Runs forever (the caller drops it when the run ends). Does nothing
 /// where there is no subreaper (not Linux).
-pub async fn watch(server: i32, reap_after: Option<Duration>) {
+pub async fn watch(server: i32, reap_after: Option<Duration>, instance: Instance) {
     if !cfg!(target_os = "linux") {
         return std::future::pending().await;
     }
     let mut w = Watch::new(server, reap_after);
+    w.instance = Some(instance);
     let mut next = Instant::now().later(w.period());
     loop {
         tokio::time::sleep_until(next).await;
@@ -58,6 +63,8 @@ struct Watch {
     me: i32,
     server: i32,
     reap_after: Option<Duration>,
+    /// Whose reload state names the runs carried over.
+    instance: Option<Instance>,
     /// Keyed by (pid, start time): a reused pid is another process.
     tracked: HashMap<(i32, u64), Tracked>,
     /// The last scan was over a threshold.
@@ -70,6 +77,7 @@ impl Watch {
             me: sys::pid(),
             server,
             reap_after,
+            instance: None,
             tracked: HashMap::new(),
             over: false,
         }
@@ -82,7 +90,10 @@ impl Watch {
 
     /// One scan: track, report, reap. Returns when the next one is due.
     fn scan(&mut self, now: Instant) -> Instant {
-        let procs = adopted::find(self.me, Some(self.server));
+        let mut procs = adopted::find(self.me, Some(self.server));
+        if let Some(instance) = &self.instance {
+            hot_restart::spare_carried_over(instance, self.me, &mut procs);
+        }
         self.tracked
             .retain(|k, _| procs.iter().any(|p| (p.pid, p.start_ticks) == *k));
         for p in &procs {

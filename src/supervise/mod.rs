@@ -405,6 +405,7 @@ impl Supervisor {
         let mut adopted_fut: BoxFuture<'_, ()> = Box::pin(adopted::watch(
             self.server.pid,
             self.settings.reap_adopted_after,
+            self.settings.probe.instance.clone(),
         ));
         let mut extend = Some(tokio::time::interval(EXTEND_EVERY));
         let mut tick = Some(tokio::time::interval(PROGRESS_EVERY));

@@ -307,6 +307,7 @@ impl Supervisor {
             .map(|pid| CarriedOver {
                 pid: *pid,
                 command: procfs::cmdline(*pid).unwrap_or_else(|| procfs::describe(*pid)),
+                start_ticks: procfs::proc_info(*pid).map(|p| p.start_ticks),
             })
             .collect();
         let ended = match exit {
