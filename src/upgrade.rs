@@ -355,14 +355,15 @@ pub fn command(
         .as_deref()
         .map(|v| npm.install_line(&format!("paperclipai@{v}")))
         .unwrap_or_else(|| npm.install_line("paperclipai@PREVIOUS_VERSION"));
-    let failed = |kind: Kind, what: String| {
+    // Said first, plainly; what went wrong (the probes' diagnostics) after.
+    let failed = |kind: Kind, what: String, detail: String| {
         Error::new(
             kind,
             format!(
                 "{what}. paperclipai {new} stays installed in {prefix_text}: paperclipd does not \
                  downgrade on its own, because the new server may have migrated the database \
                  (migrations only go forward). To go back to {old_text} anyway: `{back}`, then \
-                 `paperclipd start --instance {}`",
+                 `paperclipd restart --instance {}`.\n{detail}",
                 instance.id.as_str()
             ),
         )
@@ -374,10 +375,8 @@ pub fn command(
     if let Err(e) = crate::reload::command(instance, false, false, Some(&announce)) {
         return Err(failed(
             e.kind,
-            format!(
-                "the new server (paperclipai {new}) did not become ready: {}",
-                e.message
-            ),
+            format!("the new server (paperclipai {new}) did not become ready"),
+            format!("What the reload said: {}", e.message),
         ));
     }
     let settings = crate::config::probe_settings(instance.clone(), &probe)?;
@@ -394,6 +393,7 @@ pub fn command(
                     other.unwrap_or("(none)"),
                     shim.display()
                 ),
+                String::new(),
             ));
         }
     }
