@@ -231,3 +231,36 @@ fn a_new_version_that_never_gets_ready_is_reported_with_the_command_that_reinsta
     assert_ne!(run.code(), 0, "{}", run.stderr());
     assert!(!pid_alive(agent));
 }
+
+#[test]
+fn a_new_server_that_reports_another_version_fails_the_upgrade() {
+    let w = World::new();
+    let old = package(&w, "1.0.0", ">=18", &[]);
+    // Its bin starts a server that still says 1.0.0 (argparse: the last wins).
+    let new = package(&w, "2.0.0", ">=18", &["--server-version", "1.0.0"]);
+    let (run, agent) = start(&w, &old, "30s");
+    let out = upgrade(&w, &new);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the restarted server reports version 1.0.0, not 2.0.0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("paperclipai@1.0.0"), "{stderr}");
+    assert!(pid_alive(agent));
+    stop(run, agent);
+}
+
+#[test]
+fn upgrade_of_an_instance_that_does_not_run_exits_3_and_installs_nothing() {
+    let w = World::new();
+    let new = package(&w, "2.0.0", ">=18", &[]);
+    let out = upgrade(&w, &new);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("is not running under paperclipd"),
+        "{stderr}"
+    );
+    assert!(!prefix(&w).exists());
+}
