@@ -101,6 +101,7 @@ else
             # What an image does not need: apt's package lists, caches, docs.
             rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
                 "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
+            chmod 755 "$root"   # mktemp made it 0700: it becomes the image's /
             tar -C "$root" --numeric-owner -cf "$rootfs_tar.tmp" .
             mv "$rootfs_tar.tmp" "$rootfs_tar"
             rm -rf "$root"
