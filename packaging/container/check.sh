@@ -9,8 +9,8 @@
 #      pid (PIDs restart from 1) is moved aside and the start is healthy
 #   5. the manifest passes `kubernetes-validate --strict` and the restricted
 #      Pod Security rules, and runs with `podman kube play`: probe passes,
-#      reachable through the pod's address and port, `podman kube down`
-#      stops it in order
+#      reachable through the pod's address and port, `podman pod stop -t 60`
+#      + `podman kube down` stop it in order
 # Prints one line per step with its time, and a closing line with the
 # total; exits non-zero at the first failure, with the container's log.
 #
@@ -186,6 +186,10 @@ pod_ip=$(podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{e
 curl -fsS --max-time 5 -H 'Host: localhost:3100' "http://$pod_ip:3100/api/health" | grep -q '"status":"ok"' ||
     fail "http://$pod_ip:3100/api/health (the pod's port) did not say ok"
 t0=$SECONDS
+# podman 4.3's `kube down` stops with no grace (SIGKILL right after SIGTERM:
+# no stop in the log, postmaster.pid left behind; seen here), and ignores
+# terminationGracePeriodSeconds: stop the pod with the grace first.
+podman pod stop -t 60 "${kc%-paperclip}" >/dev/null || fail "podman pod stop"
 podman kube down "$MANIFEST" >/dev/null || fail "podman kube down"
 on_volume paperclip-data 'test ! -e instances/default/db/postmaster.pid' ||
     fail "kube down left postmaster.pid: PostgreSQL did not stop in order"
@@ -193,6 +197,6 @@ grep -q 'received SIGTERM; stopping the server' "$klog" || { tail -5 "$klog" >&2
 ! grep -q 'killed with SIGKILL' "$klog" || fail "kube down: the server was SIGKILLed"
 kstop=$(grep -o 'the server exited with code 0 after [0-9.]*s; stopped' "$klog") || { tail -5 "$klog" >&2; fail "kube down: paperclipd did not report the server stopped"; }
 rm -f "$klog"
-step "5. manifest valid (1.37, strict) and restricted; kube play: probe passes after ${kready}s, ok via the pod's port $pod_ip:3100; kube down in $((SECONDS - t0))s: $kstop, postmaster.pid gone"
+step "5. manifest valid (1.37, strict) and restricted; kube play: probe passes after ${kready}s, ok via the pod's port $pod_ip:3100; pod stop + kube down in $((SECONDS - t0))s: $kstop, postmaster.pid gone"
 
 echo "container stage: all passed in $((SECONDS - started))s"
