@@ -23,7 +23,8 @@ check() {
 }
 
 check "shell scripts parse" bash -c 'bash -n packaging/build-assets.sh && sh -n packaging/deb/postinst &&
-  sh -n packaging/deb/postrm && sh -n packaging/rpm/post-install.sh && bash -n packaging/arch/paperclipd.install'
+  sh -n packaging/deb/postrm && sh -n packaging/deb/prerm && sh -n packaging/rpm/post-install.sh &&
+  sh -n packaging/rpm/pre-uninstall.sh && sh -n packaging/rpm/post-uninstall.sh && bash -n packaging/arch/paperclipd.install'
 
 check "PKGBUILD sources, version $version, all functions" bash -c "set -e; cd packaging/arch; source ./PKGBUILD;
   [[ \$pkgname == paperclipd && \$pkgver == $version ]]; declare -F prepare build check package >/dev/null;
@@ -81,16 +82,23 @@ check ".deb builds with the units, man page and completions" bash -c 'cargo deb 
     ./usr/share/man/man1/paperclipd.1.gz ./usr/share/bash-completion/completions/paperclipd; do
     grep -qF "$f" <<<"$c" || { echo "missing $f"; exit 1; }; done'
 
-check ".rpm builds with the units and the user-creating scriptlet" bash -c 'cargo generate-rpm >/dev/null &&
+check ".rpm builds with the units, the user-creating %post, the stopping %preun and the restarting %postun" bash -c 'cargo generate-rpm >/dev/null &&
   rpm=$(ls -t target/generate-rpm/paperclipd-*.rpm | head -1) && l=$(rpm -qpl "$rpm") &&
   grep -qx /usr/lib/systemd/system/paperclip@.service <<<"$l" && grep -qx /usr/bin/paperclipd <<<"$l" &&
-  rpm -qp --scripts "$rpm" | grep -q useradd'
+  s=$(rpm -qp --scripts "$rpm") && grep -q useradd <<<"$s" &&
+  grep -q "^preuninstall scriptlet" <<<"$s" && grep -q "^postuninstall scriptlet" <<<"$s" &&
+  grep -q "systemctl stop" <<<"$s" && grep -q "try-restart" <<<"$s" && ! grep -q userdel <<<"$s"'
 
 check "dpkg -i, then a systemd lifecycle on the installed user unit" bash -c 'set -e
   deb=$(ls -t target/debian/paperclipd_*.deb | head -1)
+  had_user=$(getent passwd paperclip || true)
+  # Purge keeps the user and its home (Debian practice); this check removes
+  # them again when it was the one that made them.
+  trap "dpkg -P paperclipd >/dev/null 2>&1; [ -n \"$had_user\" ] || { deluser --system paperclip >/dev/null 2>&1; delgroup --system paperclip >/dev/null 2>&1; rm -rf --one-file-system /var/lib/paperclip; }" EXIT
   dpkg -i "$deb" >/dev/null
-  trap "dpkg -P paperclipd >/dev/null 2>&1" EXIT
   getent passwd paperclip >/dev/null
+  [ -n "$had_user" ] || [[ $(stat -c %U:%G:%a /var/lib/paperclip) == paperclip:paperclip:700 ]] ||
+    { echo "after dpkg -i: /var/lib/paperclip is $(stat -c %U:%G:%a /var/lib/paperclip 2>&1), want paperclip:paperclip:700"; exit 1; }
   PAPERCLIPD=/usr/bin/paperclipd FIXTURE=$PWD/tests/fixture/server.py PYTHON3=$(command -v python3 | xargs readlink -f) \
     PORT=$(python3 -c "import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])") \
     tests/support/with-user-manager -- bash tests/systemd/packaged-unit.sh'

@@ -72,7 +72,8 @@ pub fn find(supervisor: i32, server: Option<i32>) -> Vec<Adopted> {
 }
 
 /// The pids below `supervisor` that are not `server` or below it, nor its
-/// terminal witness, given a process table (pure: unit-tested).
+/// terminal witness or group guard, given a process table (pure:
+/// unit-tested).
 pub fn outside_server_tree(procs: &[ProcInfo], supervisor: i32, server: Option<i32>) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in procs {
@@ -84,7 +85,9 @@ pub fn outside_server_tree(procs: &[ProcInfo], supervisor: i32, server: Option<i
     let comm: HashMap<i32, &str> = procs.iter().map(|p| (p.pid, p.comm.as_str())).collect();
     let own_helper = |pid: i32| {
         children.get(&supervisor).is_some_and(|c| c.contains(&pid))
-            && comm.get(&pid) == Some(&crate::sys::WITNESS_COMM)
+            && comm
+                .get(&pid)
+                .is_some_and(|c| [crate::sys::WITNESS_COMM, crate::sys::GUARD_COMM].contains(c))
     };
     while let Some(pid) = stack.pop() {
         if Some(pid) == server || own_helper(pid) || !seen.insert(pid) {

@@ -35,8 +35,9 @@ const EXIT_CODES: &str = "Exit codes of `run`:
            left running on the instance's data directory
   78       configuration error (also: the Node.js for Paperclip is missing or too old)
   126/127  server command not executable / not found
-Run as our launchd job, 73/75/78/126/127 and the 5th failure within 60 s exit 0
-instead and pause the instance (launchd would restart them for ever).
+Run as our launchd job, 73/75/78/126/127 and the 5th failure within 300 s exit 0
+instead and pause the instance until `start` or the next boot (launchd would
+restart them for ever); 75 because another run holds the lock waits for it.
 `probe`: 0 ready, 1 not ready. `status`: 0 ready, 1 running but not ready or conflict, 3 stopped or paused;
 `status --all`: 0 when every instance is ready, else 1.
 `install`, `start`, `stop`, `restart`, `uninstall`: 0 done, 1 the manager reported a failure.";
@@ -172,10 +173,10 @@ pub struct Selection {
 pub struct RunArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// Give up (exit 69) when the server is not ready after this long [default: 300s].
+    /// Give up (exit 69) when the server is not ready after this long (at most 24h) [default: 300s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub ready_timeout: Option<Duration>,
-    /// After a stop signal, wait this long for the server before killing it [default: 30s].
+    /// After a stop signal, wait this long for the server before killing it (at most 1h) [default: 30s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stop_timeout: Option<Duration>,
     /// Write the server's output and paperclipd's own lines to this file,
@@ -196,12 +197,12 @@ pub struct RunArgs {
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
     /// Refuse to start (exit 73) with less free space than this on the
-    /// instance's filesystem; 0 disables the check [default: 1GiB].
+    /// instance's filesystem; 0 disables the check; at most 1EiB [default: 1GiB].
     #[arg(long, value_name = "SIZE", value_parser = crate::size::parse_size)]
     pub min_free: Option<u64>,
     /// Stop processes this wrapper adopted (orphans outside the server's
     /// tree, e.g. leaked agents) once adopted this long: SIGTERM, then
-    /// SIGKILL after 10s [default: only report them].
+    /// SIGKILL after 10s; 1s to 365d [default: only report them].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub reap_adopted_after: Option<Duration>,
     /// Set up a new instance without questions and without a terminal

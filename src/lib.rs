@@ -7,6 +7,7 @@
 //! | [`cli`], `dispatch` | the flags (clap); which part runs each subcommand |
 //! | `config` | flags + `paperclipd.toml` + `config.json` + defaults → validated settings |
 //! | `instance`, `lock` | the instance id and its paths; the per-instance `flock` (taken by `run` only), its record, who holds it |
+//! | `installed` | what `run` started from (its own file, Paperclip's package and Node.js) vs what is installed now |
 //! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
 //! | `runtime/` | which Node.js runs Paperclip: shim → `#!` → node → version vs `engines.node`; pinned by `install` |
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
@@ -14,7 +15,8 @@
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
-//! | `disk`, `adopted`, `size` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar |
+//! | `regular_file`, `untrusted` | files that must be regular (opened without blocking; FIFOs refused); text from outside shown escaped |
+//! | `disk`, `adopted`, `size`, `deadline` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar; deadlines that never overflow |
 //! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
 //!
 //! The binary (`src/main.rs`) only parses, dispatches, prints an error once
@@ -24,9 +26,11 @@
 mod adopted;
 pub mod cli;
 mod config;
+mod deadline;
 mod disk;
 mod dispatch;
 pub mod error;
+mod installed;
 mod instance;
 mod invoker;
 // Portable and unit-tested on Linux; only dispatched to on macOS.
@@ -41,6 +45,7 @@ mod paperclip;
 mod probe;
 mod procfs;
 mod program;
+mod regular_file;
 mod runtime;
 mod size;
 mod status;
@@ -49,6 +54,7 @@ mod sys;
 // Portable; on macOS nothing dispatches to it (launchd instead).
 #[cfg_attr(target_os = "macos", allow(dead_code))]
 mod systemd;
+mod untrusted;
 
 pub use dispatch::{dispatch, print_error};
 

@@ -11,9 +11,8 @@
 mod holder;
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +47,12 @@ pub struct Record {
     /// and finds a server a killed holder left behind.
     #[serde(default)]
     pub probe: Option<ProbeSpec>,
+    /// paperclipd's own file at the start, and what the server was started
+    /// from: `status` tells an upgrade under the running instance by them.
+    #[serde(default)]
+    pub exe: Option<crate::installed::FileId>,
+    #[serde(default)]
+    pub server: Option<crate::installed::ServerOrigin>,
 }
 
 impl Record {
@@ -68,6 +73,8 @@ impl Record {
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             ready_at: None,
             probe: Some(probe.spec()),
+            exe: crate::installed::this_exe(),
+            server: None,
         }
     }
 
@@ -121,7 +128,7 @@ pub fn refuse_foreign_as_root(path: &Path, what: &str) -> Result<()> {
         "paperclipd runs as root, but {what} {} belongs to {owner}: its server command and [env] \
          would run with root's privileges, so paperclipd does not run another user's instance as root. \
          Run it as that user (`sudo -u {name} paperclipd run …`, or `User={name}` in a system unit)",
-        path.display()
+        crate::untrusted::path(path)
     )))
 }
 
@@ -137,35 +144,35 @@ pub fn prepare_root(instance: &Instance) -> Result<PathBuf> {
     if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(&root) {
         return Err(Error::config(format!(
             "cannot create the instance directory {}: {e}; expected a writable Paperclip home (set --home or PAPERCLIP_HOME)",
-            root.display()
+            crate::untrusted::path(&root)
         )));
     }
     let meta = std::fs::symlink_metadata(&root).map_err(|e| {
         Error::config(format!(
             "cannot inspect the instance directory {}: {e}",
-            root.display()
+            crate::untrusted::path(&root)
         ))
     })?;
     if !meta.is_dir() {
         return Err(Error::config(format!(
             "the instance directory {} is not a directory; expected Paperclip's instance directory; move it aside",
-            root.display()
+            crate::untrusted::path(&root)
         )));
     }
     let euid = crate::sys::euid();
     if meta.uid() != euid && euid != 0 {
         return Err(Error::config(format!(
             "the instance directory {} belongs to uid {}, not to you (uid {euid}); run paperclipd as that user, or fix the owner",
-            root.display(),
+            crate::untrusted::path(&root),
             meta.uid()
         )));
     }
     if meta.mode() & 0o002 != 0 {
         return Err(Error::config(format!(
             "the instance directory {} is writable by everyone (mode {:o}); anyone could replace its lock or config. Fix it with `chmod o-w {}`",
-            root.display(),
+            crate::untrusted::path(&root),
             meta.mode() & 0o7777,
-            root.display()
+            crate::untrusted::path(&root)
         )));
     }
     Ok(root)
@@ -175,55 +182,51 @@ pub fn prepare_root(instance: &Instance) -> Result<PathBuf> {
 pub fn try_acquire(instance: &Instance, record: Record) -> Result<Acquire> {
     prepare_root(instance)?;
     let path = instance.lock_path();
-    let mut file = open_lock_file(&path)?;
+    let file = open_lock_file(&path)?;
     match sys::try_flock_exclusive(file.as_raw_fd()) {
         Ok(true) => {}
         Ok(false) => {
-            let holder = holder::observe_file(&mut file).holder;
+            let holder = holder::observe_file(&file).holder;
             // The holder left between our attempt and the look: unknown.
             return Ok(Acquire::Held(holder.unwrap_or(Holder {
                 pid: None,
                 record: None,
             })));
         }
-        Err(err) => return Err(Error::os(format!("cannot lock {}: {err}", path.display()))),
+        Err(err) => {
+            return Err(Error::os(format!(
+                "cannot lock {}: {err}",
+                crate::untrusted::path(&path)
+            )));
+        }
     }
     let mut lock = InstanceLock { file, path, record };
     lock.write_record()?;
     Ok(Acquire::Acquired(lock))
 }
 
+/// Opens (creating) the lock file without blocking: a FIFO or another
+/// kind of file at its path is refused, naming what it is.
 fn open_lock_file(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
+    let mut options = OpenOptions::new();
+    options
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| {
-            let why = match e.raw_os_error() {
-                Some(libc::ELOOP) => "it is a symbolic link, which paperclipd refuses to follow".to_string(),
-                Some(libc::EISDIR) => "it is a directory".to_string(),
-                Some(libc::EROFS) => "the file system is read-only".to_string(),
-                _ => e.to_string(),
-            };
-            Error::config(format!(
-                "cannot open the instance lock {}: {why}; expected a regular file that paperclipd may create and write. Remove or fix it and retry",
-                path.display()
-            ))
-        })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::os(format!("cannot inspect {}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(Error::config(format!(
-            "the instance lock {} is not a regular file; remove it and retry",
-            path.display()
-        )));
-    }
-    Ok(file)
+        .mode(0o600);
+    crate::regular_file::open(path, &mut options, libc::O_NOFOLLOW).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::ELOOP) => "it is a symbolic link, which paperclipd refuses to follow".to_string(),
+            Some(libc::EISDIR) => "it is a directory".to_string(),
+            Some(libc::EROFS) => "the file system is read-only".to_string(),
+            _ => e.to_string(),
+        };
+        Error::config(format!(
+            "cannot open the instance lock {}: {why}; expected a regular file that paperclipd may create and write. Remove or fix it and retry",
+            crate::untrusted::path(path)
+        ))
+    })
 }
 
 impl InstanceLock {
@@ -248,15 +251,22 @@ impl InstanceLock {
         self.write_record()
     }
 
+    /// Readers never see a torn record: the whole record goes in one write
+    /// at offset 0, over the old one, and only then is the file cut to its
+    /// length. A reader in between sees the new record and the old one's
+    /// tail, and reads only the first JSON value; a reader that meets a
+    /// growing write half done, or the file before the first write, sees
+    /// no whole record while the kernel names a holder, and looks again
+    /// (`holder::observe_file`). Truncating first, then writing, showed
+    /// readers an empty record.
     fn write_record(&mut self) -> Result<()> {
         let mut json = serde_json::to_string_pretty(&self.record)
             .map_err(|e| Error::os(format!("cannot encode the lock record: {e}")))?;
         json.push('\n');
-        let path = self.path.display().to_string();
+        let path = crate::untrusted::path(&self.path);
         self.file
-            .set_len(0)
-            .and_then(|_| self.file.seek(SeekFrom::Start(0)))
-            .and_then(|_| self.file.write_all(json.as_bytes()))
+            .write_all_at(json.as_bytes(), 0)
+            .and_then(|_| self.file.set_len(json.len() as u64))
             .map_err(|e| Error::os(format!("cannot write the lock record to {path}: {e}")))
     }
 }
@@ -287,7 +297,64 @@ mod tests {
             started_at: "now".into(),
             ready_at: None,
             probe: None,
+            exe: None,
+            server: None,
         }
+    }
+
+    /// A reader never sees a torn record while the holder rewrites it (as
+    /// `run` does at each child and readiness change): each read of a held
+    /// lock gives the holder's whole record. Before the fix the holder
+    /// truncated the file, then wrote: readers saw empty records.
+    #[test]
+    fn readers_never_see_a_torn_record() {
+        let d = tempfile::tempdir().unwrap();
+        let inst = Instance::new(InstanceId::parse("x").unwrap(), d.path().into());
+        let Acquire::Acquired(mut lock) = try_acquire(&inst, record()).unwrap() else {
+            panic!("the lock is free");
+        };
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let reads = std::sync::Arc::new(AtomicU32::new(0));
+        let reader = {
+            let (inst, stop, reads) = (inst.clone(), stop.clone(), reads.clone());
+            std::thread::spawn(move || {
+                let mut torn = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let seen = observe(&inst);
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    if seen.holder.as_ref().is_none_or(|h| h.record.is_none()) {
+                        torn.push(format!("{seen:?}"));
+                    }
+                }
+                torn
+            })
+        };
+        // Records of alternating lengths (shorter and longer rewrites), at
+        // least 20,000 of them and until the reader has read 1,000 times:
+        // on a loaded machine the reader may get little time.
+        let deadline = crate::deadline::Later::later(
+            std::time::Instant::now(),
+            std::time::Duration::from_secs(60),
+        );
+        let mut i = 0u32;
+        while i < 20_000
+            || (reads.load(Ordering::Relaxed) < 1000 && std::time::Instant::now() < deadline)
+        {
+            lock.set_child(Some(if i % 2 == 0 { 7 } else { 1_234_567_890 }))
+                .unwrap();
+            i += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let torn = reader.join().unwrap();
+        let reads = reads.load(Ordering::Relaxed);
+        assert!(reads >= 1000, "only {reads} reads in 60 s");
+        assert!(
+            torn.is_empty(),
+            "{} torn reads of {reads}, e.g. {:?}",
+            torn.len(),
+            torn.first()
+        );
     }
 
     /// Only `run` may take the lock: a reader looking for the holder (as

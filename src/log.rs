@@ -98,6 +98,9 @@ pub fn format_line(level: Level, msg: &str, to_file: bool) -> Vec<u8> {
         .then(|| humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     for (i, line) in msg.lines().enumerate() {
         let label = if i == 0 { level.label() } else { "  " };
+        // Our messages are split into lines here; any other control
+        // character in them came from outside and is escaped.
+        let line = crate::untrusted::escape(line);
         let _ = match &stamp {
             Some(t) => writeln!(out, "{t} paperclipd: {label}{line}"),
             None if journal() => writeln!(out, "<{}>paperclipd: {label}{line}", level.priority()),

@@ -37,14 +37,17 @@ pub fn resolve(
     };
     let path = match (&args.log_file, &file.log_file) {
         (Some(p), _) => std::path::absolute(p).map_err(|e| {
-            Error::config(format!("cannot resolve --log-file {}: {e}", p.display()))
+            Error::config(format!(
+                "cannot resolve --log-file {}: {e}",
+                crate::untrusted::path(p)
+            ))
         })?,
         (None, Some(p)) if p.is_absolute() => p.clone(),
         (None, Some(p)) => {
             return Err(Error::config(format!(
                 "{} is {}, a relative path: expected an absolute path such as /var/log/paperclipd.log",
                 in_file("log_file"),
-                p.display()
+                crate::untrusted::path(p)
             )));
         }
         (None, None) if max_size.is_some() || keep.is_some() => {

@@ -38,7 +38,7 @@ pub fn write(path: &Path, content: &str) -> Result<bool> {
                     m.uid()
                 )));
             }
-            let old = fs::read_to_string(path).unwrap_or_default();
+            let old = crate::regular_file::read_to_string(path).unwrap_or_default();
             if old == content {
                 return Ok(false);
             }
@@ -97,7 +97,7 @@ pub fn check_rendered_value(what: &str, value: &str) -> Result<()> {
 
 /// Removes `path` if paperclipd wrote it. Returns whether it was removed.
 pub fn remove(path: &Path) -> Result<bool> {
-    match fs::read_to_string(path) {
+    match crate::regular_file::read_to_string(path) {
         Ok(text) if text.contains(MARKER) => {
             fs::remove_file(path)
                 .map_err(|e| Error::config(format!("cannot remove {}: {e}", path.display())))?;

@@ -21,6 +21,8 @@ pub const REMOVED_ENV: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
+    // paperclipd's own: `run` has already put it before PATH.
+    "PAPERCLIPD_PATH_PREPEND",
 ];
 
 /// The variables we set for the server (see [`server_env`]).
@@ -131,7 +133,7 @@ pub fn engines(shim: &Path) -> Engines {
         .and_then(Path::parent)
         .map(|prefix| prefix.join("lib/node_modules/paperclipai/package.json"));
     for candidate in above_target.chain(beside_prefix) {
-        let Ok(text) = std::fs::read_to_string(&candidate) else {
+        let Ok(text) = crate::regular_file::read_to_string(&candidate) else {
             continue;
         };
         let v: serde_json::Value = match serde_json::from_str(&text) {
@@ -200,20 +202,20 @@ pub struct PaperclipConfig {
 /// fresh instance); a malformed one is, because guessing would probe the
 /// wrong server.
 pub fn load_config(path: &Path) -> Result<Option<PaperclipConfig>> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::regular_file::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(Error::config(format!(
                 "cannot read Paperclip's config {}: {e}; fix its permissions or pass --url",
-                path.display()
+                crate::untrusted::path(path)
             )));
         }
     };
     parse_config(&text).map(Some).map_err(|e| {
         Error::config(format!(
             "Paperclip's config {} is not valid: {e}; expected the JSON that `paperclipai onboard` writes; fix it, or pass --url and --mode",
-            path.display()
+            crate::untrusted::path(path)
         ))
     })
 }
@@ -302,7 +304,7 @@ impl UpstreamService {
 /// An unreadable `config.json` is reported by `config`, not here.
 pub fn embedded_postgres_dir(instance: &Instance) -> Option<PathBuf> {
     let default = instance.root().join("db");
-    let Ok(text) = std::fs::read_to_string(instance.paperclip_config()) else {
+    let Ok(text) = crate::regular_file::read_to_string(&instance.paperclip_config()) else {
         return Some(default);
     };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {

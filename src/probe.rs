@@ -59,7 +59,7 @@ impl std::fmt::Display for ProbeResult {
         if let Some(code) = self.http_status {
             write!(f, "{code}")?;
             if let Some(ct) = &self.content_type {
-                write!(f, " {ct}")?;
+                write!(f, " {}", crate::untrusted::escape(ct))?;
             }
             if let Some(s) = &self.health_status {
                 write!(f, " status={s:?}")?;
@@ -70,7 +70,7 @@ impl std::fmt::Display for ProbeResult {
             f,
             "{} ({}; {:.0} ms)",
             if self.ready { "ready" } else { "not ready" },
-            self.detail,
+            crate::untrusted::escape(&self.detail),
             self.latency_ms
         )
     }

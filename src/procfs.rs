@@ -44,6 +44,23 @@ pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// Why a process may not be dying: its state letter (`/proc/PID/stat`:
+/// `D` is an uninterruptible sleep, which even SIGKILL waits out) and
+/// where in the kernel it waits (`wchan`), e.g. `state D, waiting in
+/// __refrigerator` (a frozen cgroup) or `state D, waiting in nfs_wait_bit`.
+pub fn kernel_wait(pid: i32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = text
+        .rfind(')')
+        .and_then(|i| text[i + 1..].split_whitespace().next())
+        .unwrap_or("unknown");
+    let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    match wchan.trim() {
+        "" | "0" => format!("state {state}"),
+        w => format!("state {state}, waiting in {w}"),
+    }
+}
+
 /// The command line, arguments joined by spaces (NULs in /proc).
 pub fn cmdline(pid: i32) -> Option<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -276,42 +293,111 @@ pub fn port_owners(port: u16) -> Vec<i32> {
     socket_owners(&listening_inodes(port))
 }
 
-/// The pid holding an exclusive `flock` on the file with this device and
-/// inode, from `/proc/locks`: `Ok(None)` when nobody holds one, an error
-/// when the table cannot be read (no /proc, macOS). In a PID namespace the
-/// kernel lists only holders visible in it.
-pub fn flock_holder(dev: u64, ino: u64) -> std::io::Result<Option<i32>> {
-    let text = fs::read_to_string("/proc/locks")?;
-    Ok(parse_flock_holder(&text, dev, ino))
+/// One exclusive `flock` in the kernel's lock table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlockEntry {
+    pub pid: i32,
+    /// The device the table names (major, minor): on btrfs the
+    /// superblock's, which is not the subvolume's that `stat` gives.
+    pub major: u32,
+    pub minor: u32,
 }
 
-pub fn parse_flock_holder(text: &str, dev: u64, ino: u64) -> Option<i32> {
+impl FlockEntry {
+    /// Is this the device `stat` gave?
+    pub fn on_device(&self, dev: u64) -> bool {
+        let dev = dev as libc::dev_t;
+        i64::from(self.major) == i64::from(libc::major(dev))
+            && i64::from(self.minor) == i64::from(libc::minor(dev))
+    }
+}
+
+/// Every exclusive `flock` on a file with inode `ino`, whatever its device,
+/// from `/proc/locks`; an error when the table cannot be read (no /proc,
+/// macOS). The inode alone, because the table's device may not be the one
+/// `stat` gives (btrfs subvolumes): callers confirm a candidate with
+/// [`holds_open`]. In a PID namespace the kernel lists only holders
+/// visible in it.
+pub fn flock_candidates(ino: u64) -> std::io::Result<Vec<FlockEntry>> {
+    Ok(parse_flock_candidates(&read_table("/proc/locks")?, ino))
+}
+
+/// A /proc table read in reads as large as the kernel gives (a page
+/// each). Each read() of a seq_file restarts at an index into a list that
+/// may have changed since: `read_to_string`, whose first read is a 32-byte
+/// probe, let a lock vanish from the table when another was released
+/// meanwhile. A table within a page comes from one read, whole.
+fn read_table(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+pub fn parse_flock_candidates(text: &str, ino: u64) -> Vec<FlockEntry> {
     // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor in hex,
     // the inode in decimal). Waiters are listed as "1: -> FLOCK …" and
     // shared (READ) flocks are not the holder's exclusive one.
-    let (major, minor) = (
-        libc::major(dev as libc::dev_t),
-        libc::minor(dev as libc::dev_t),
-    );
-    text.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (kind, _, mode, pid, id) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?, f.get(5)?);
-        if *kind != "FLOCK" || *mode != "WRITE" {
-            return None;
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (kind, _, mode, pid, id) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?, f.get(5)?);
+            if *kind != "FLOCK" || *mode != "WRITE" {
+                return None;
+            }
+            let mut parts = id.split(':');
+            let major = u32::from_str_radix(parts.next()?, 16).ok()?;
+            let minor = u32::from_str_radix(parts.next()?, 16).ok()?;
+            let i: u64 = parts.next()?.parse().ok()?;
+            (i == ino).then_some(FlockEntry {
+                pid: pid.parse().ok()?,
+                major,
+                minor,
+            })
+        })
+        .collect()
+}
+
+/// Does `pid` hold the file with this device and inode open? `stat` of
+/// `/proc/PID/fd/N` gives the open file's own device, the subvolume's on
+/// btrfs, as our `stat` of its path does. `None` when its descriptors
+/// cannot be read (another user's process, no /proc).
+pub fn holds_open(pid: i32, dev: u64, ino: u64) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut readable = false;
+    for fd in fds.filter_map(|e| e.ok()) {
+        if let Ok(m) = fs::metadata(fd.path()) {
+            readable = true;
+            if m.dev() == dev && m.ino() == ino {
+                return Some(true);
+            }
         }
-        let mut parts = id.split(':');
-        let ma = u32::from_str_radix(parts.next()?, 16).ok()?;
-        let mi = u32::from_str_radix(parts.next()?, 16).ok()?;
-        let i: u64 = parts.next()?.parse().ok()?;
-        (i64::from(ma) == i64::from(major) && i64::from(mi) == i64::from(minor) && i == ino)
-            .then(|| pid.parse().ok())?
-    })
+    }
+    // An empty list is also what a process we may not inspect shows.
+    readable.then_some(false)
 }
 
 /// Describes a process for an error message: `pid 123 (node server.js)`.
 pub fn describe(pid: i32) -> String {
     match cmdline(pid) {
-        Some(c) => format!("pid {pid} ({})", truncate(&c, 160)),
+        Some(c) => format!(
+            "pid {pid} ({})",
+            truncate(&crate::untrusted::escape(&c), 160)
+        ),
         None => format!("pid {pid}"),
     }
 }
@@ -387,6 +473,15 @@ pub fn uptime_secs() -> Option<f64> {
         .ok()
 }
 
+#[cfg(not(target_os = "macos"))]
+/// Whether a process runs an executable that was deleted or replaced since
+/// it started (the kernel marks the link `… (deleted)`); `None` when not
+/// readable (another user's process, gone).
+pub fn exe_deleted(pid: i32) -> Option<bool> {
+    let target = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(target.to_string_lossy().ends_with(" (deleted)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,15 +550,36 @@ mod tests {
 
     #[test]
     fn locks_table() {
-        let dev = libc::makedev(0xfd, 0x01) as u64;
         let t = "1: POSIX  ADVISORY  WRITE 99 fd:01:777 0 EOF\n2: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF\n\
-                 2: -> FLOCK  ADVISORY  WRITE 4321 fd:01:5678 0 EOF\n3: FLOCK  ADVISORY  READ 55 fd:01:999 0 EOF\n";
-        assert_eq!(parse_flock_holder(t, dev, 5678), Some(1234));
-        assert_eq!(parse_flock_holder(t, dev, 777), None);
+                 2: -> FLOCK  ADVISORY  WRITE 4321 fd:01:5678 0 EOF\n3: FLOCK  ADVISORY  READ 55 fd:01:999 0 EOF\n\
+                 4: FLOCK  ADVISORY  WRITE 77 00:28:5678 0 EOF\n";
+        let e = |pid, major, minor| FlockEntry { pid, major, minor };
         assert_eq!(
-            parse_flock_holder(t, dev, 999),
-            None,
+            parse_flock_candidates(t, 5678),
+            [e(1234, 0xfd, 1), e(77, 0, 0x28)],
+            "by inode alone, whatever the device; no waiter"
+        );
+        assert!(e(1234, 0xfd, 1).on_device(libc::makedev(0xfd, 0x01) as u64));
+        assert!(!e(77, 0, 0x28).on_device(libc::makedev(0, 0x2a) as u64));
+        assert_eq!(
+            parse_flock_candidates(t, 777),
+            [],
+            "a POSIX lock is no flock"
+        );
+        assert_eq!(
+            parse_flock_candidates(t, 999),
+            [],
             "a shared flock is no holder"
         );
+    }
+
+    #[test]
+    fn own_open_file_is_found_by_its_descriptor() {
+        use std::os::unix::fs::MetadataExt;
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let m = f.as_file().metadata().unwrap();
+        let me = std::process::id() as i32;
+        assert_eq!(holds_open(me, m.dev(), m.ino()), Some(true));
+        assert_eq!(holds_open(me, m.dev(), m.ino() + 1_000_000), Some(false));
     }
 }

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Kind, Result};
 
 /// Resolves the program of a given command: a path is checked as is, a
-/// bare name is searched in `PATH`.
-pub fn resolve(program: &OsStr) -> Result<PathBuf> {
+/// bare name is searched in `path` (the server's PATH).
+pub fn resolve_in(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf> {
     let p = Path::new(program);
     if p.components().count() > 1 || program.as_encoded_bytes().contains(&b'/') {
         check_executable(p, "the command").map(|_| p.to_path_buf())
     } else {
-        match search_path(program) {
+        match path.and_then(|path| search_in(program, path)) {
             Some(found) => check_executable(&found, "PATH").map(|_| found),
             None => Err(Error::new(
                 Kind::NotFound,
@@ -26,11 +26,6 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf> {
             )),
         }
     }
-}
-
-/// The first executable file called `name` in `PATH`.
-pub fn search_path(name: &OsStr) -> Option<PathBuf> {
-    search_in(name, &std::env::var_os("PATH")?)
 }
 
 /// The first executable file called `name` in a PATH-style list, as

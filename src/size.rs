@@ -32,8 +32,12 @@ pub fn parse_size(raw: &str) -> std::result::Result<u64, String> {
     }
     let value: f64 = num.parse().map_err(|_| bad())?;
     let bytes = value * mult as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > (1u64 << 60) as f64 {
-        return Err(format!("invalid size {raw:?}: out of range (at most 1EiB)"));
+    // Only what a u64 cannot hold is refused here; each setting checks its
+    // own range where it is resolved (exit 78, naming the range).
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        return Err(format!(
+            "invalid size {raw:?}: too large (a size is at most 16EiB)"
+        ));
     }
     Ok(bytes.round() as u64)
 }

@@ -285,7 +285,8 @@ fn help_and_version_exit_0() {
 
 #[test]
 fn install_dry_run_prints_the_units_and_writes_nothing() {
-    let w = World::new();
+    // Not under /tmp: `install` refuses to pin a paperclipai there.
+    let w = World::new_in(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli"));
     let cfg = w.dir.path().join("xdg");
     // `install` needs Paperclip installed (tests/runtime.rs checks how it
     // pins the runtime); a wrapper script is not a Node.js script, so it is

@@ -81,3 +81,22 @@ fn our_line_never_continues_a_line_the_server_left_open() {
         "{out}"
     );
 }
+
+/// Issue 19 item 4: exit 0 on its own after ready is not a stop anybody
+/// asked for; `Restart=on-failure` and launchd's KeepAlive ignore exit 0,
+/// so paperclipd exits 70 and says why.
+#[test]
+fn a_server_exiting_0_after_it_was_ready_exits_70() {
+    let w = World::new();
+    // Ready at once; exits 0 on its own 3 s later. Ready well before on a
+    // loaded machine; the message below tells the two paths apart.
+    let cmd = w.run_cmd(&[], &["--exit-after", "3", "--exit-code", "0"]);
+    let mut r = w.spawn(cmd, "run");
+    assert_eq!(r.code(), 70, "{}", r.stderr());
+    let err = r.stderr();
+    assert!(err.contains("ready after"), "{err}");
+    assert!(err.contains("exited with code 0 after"), "{err}");
+    assert!(err.contains("of service"), "{err}");
+    assert!(err.contains("on its own after it was ready"), "{err}");
+    assert!(err.contains("exit 70 (EX_SOFTWARE)"), "{err}");
+}

@@ -92,11 +92,13 @@ fn a_non_utf8_home_is_shown_lossily_in_the_lock_record() {
 
 #[test]
 fn a_control_character_in_a_unit_value_is_refused_not_rendered() {
-    let w = World::new();
+    // Not under /tmp: `install` refuses to pin a paperclipai there.
+    let w = World::new_in(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("inputs"));
     let home = w.dir.path().join("h\nExecStartPre=/bin/touch /tmp/pwned");
     let o = paperclipd(&w)
         .args(["install", "--dry-run", "--home"])
         .arg(&home)
+        .env("XDG_RUNTIME_DIR", w.dir.path().join("run"))
         .env("PAPERCLIP_SHIM_PATH", wrapper_shim(&w))
         .output()
         .expect("run paperclipd install");
@@ -117,7 +119,8 @@ fn a_control_character_in_a_unit_value_is_refused_not_rendered() {
 
 #[test]
 fn a_dollar_in_paperclipds_path_is_escaped_in_exec_start() {
-    let w = World::new();
+    // Not under /tmp: `install` refuses to pin a paperclipai there.
+    let w = World::new_in(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("inputs"));
     let dir = w.dir.path().join("a$HOME b");
     fs::create_dir_all(&dir).unwrap();
     let exe = dir.join("paperclipd");

@@ -141,7 +141,7 @@ fn api_only_mode_from_paperclip_config_serve_ui_false() {
 fn readiness_timeout_exits_69_with_each_probes_last_result_and_output() {
     let w = World::new();
     let cmd = w.run_cmd(
-        &["--ready-timeout", "1500ms"],
+        &["--ready-timeout", "3s"],
         &["--ui-mode", "404", "--print-lines", "30"],
     );
     let mut r = w.spawn(cmd, "run");

@@ -33,7 +33,8 @@ fn executable(path: &Path, text: &str) {
 
 impl Machine {
     fn new() -> Machine {
-        let w = World::new();
+        // Not under /tmp, which `install` refuses to pin (wiped at boot).
+        let w = World::new_in(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime"));
         let root = w.dir.path();
         let pkg = root.join("npm/lib/node_modules/paperclipai");
         fs::create_dir_all(pkg.join("dist")).unwrap();
@@ -101,7 +102,7 @@ impl Machine {
             .env("PATH", path)
             .env("HOME", self.w.dir.path())
             .env("XDG_CONFIG_HOME", self.w.dir.path().join("xdg"))
-            .env("XDG_RUNTIME_DIR", self.w.dir.path())
+            .env("XDG_RUNTIME_DIR", self.w.dir.path().join("run"))
             .env(
                 "DBUS_SESSION_BUS_ADDRESS",
                 format!("unix:path={}/nobus", self.w.dir.path().display()),
@@ -256,8 +257,9 @@ fn install_pins_the_shells_node_and_refuses_an_old_one() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     let home = m.w.dir.path().display().to_string();
     for line in [
+        // Before the manager's PATH, which is kept (`run` prepends).
         format!(
-            "Environment=PATH={}:{}:{home}/.local/bin:/usr/local/bin:/usr/bin:/bin",
+            "Environment=PAPERCLIPD_PATH_PREPEND={}:{}:{home}/.local/bin",
             new_bin.display(),
             npm_bin.display()
         ),
@@ -268,16 +270,19 @@ fn install_pins_the_shells_node_and_refuses_an_old_one() {
     }
     assert!(err.contains("runtime: Node.js v24.11.1"), "{err}");
 
+    // The system unit, with the shim and node named explicitly (it does
+    // not look in the caller's PATH): the `paperclip` user's ~/.local/bin
+    // (where agent CLIs install) follows the pinned directories.
     let sys = m
-        .cmd(&["install", "--system", "--dry-run"], &path)
+        .cmd(&["install", "--system", "--dry-run", "--node"], &path)
+        .arg(&m.new)
+        .env("PAPERCLIP_SHIM_PATH", &m.shim)
         .output()
         .unwrap();
     let (out, err) = text(&sys);
     assert_eq!(sys.status.code(), Some(0), "{err}");
-    // The system unit's own PATH (with the `paperclip` user's
-    // ~/.local/bin, where agent CLIs install) follows the pinned directories.
     let want = format!(
-        "Environment=PATH={}:{}:/var/lib/paperclip/.local/bin:/usr/local/bin:/usr/bin:/bin",
+        "Environment=PAPERCLIPD_PATH_PREPEND={}:{}:/var/lib/paperclip/.local/bin",
         new_bin.display(),
         npm_bin.display()
     );

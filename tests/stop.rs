@@ -210,3 +210,98 @@ fn a_failed_lock_record_write_after_the_spawn_is_a_warning() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(w.state_file("stopped").as_deref(), Some("1"));
 }
+
+/// A cgroup v1 freezer group of this test's own: a process frozen there
+/// sleeps uninterruptibly (state D) and outlives SIGKILL until thawed, as
+/// on a hung NFS or FUSE mount. Thawed and removed when dropped, whatever
+/// the test did.
+struct Freezer {
+    dir: std::path::PathBuf,
+}
+
+impl Freezer {
+    fn new() -> Self {
+        let root = std::path::Path::new("/sys/fs/cgroup/freezer");
+        assert!(
+            root.join("cgroup.procs").exists(),
+            "this test needs the cgroup v1 freezer at {} (cgroup v2's cgroup.freeze lets SIGKILL \
+             through, so it cannot stand in for an uninterruptible sleep)",
+            root.display()
+        );
+        let dir = root.join(format!("paperclipd-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("create a freezer cgroup");
+        Freezer { dir }
+    }
+
+    fn freeze(&self, pid: i32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).expect("join the cgroup");
+        std::fs::write(self.dir.join("freezer.state"), "FROZEN").expect("freeze");
+        wait_until(DEADLINE, "the cgroup to freeze", || {
+            read(&self.dir.join("freezer.state")).trim() == "FROZEN"
+        });
+    }
+
+    fn thaw(&self) {
+        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
+    }
+}
+
+impl Drop for Freezer {
+    fn drop(&mut self) {
+        self.thaw();
+        // Whatever is still in it (a failed test) dies, then the group goes.
+        for pid in read(&self.dir.join("cgroup.procs")).split_whitespace() {
+            if let Ok(p) = pid.parse::<i32>() {
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        let start = Instant::now();
+        while std::fs::remove_dir(&self.dir).is_err() && start.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Regression (issue 18, defect 10): a server that outlived SIGKILL (a
+/// frozen cgroup here) was given up on after 5 s: `run` exited 0 and freed
+/// the lock while the server still existed. Now it names the stuck pid and
+/// its kernel state, keeps the lock, and exits once the process is gone.
+#[test]
+fn a_server_that_outlives_sigkill_keeps_the_run_and_its_lock() {
+    require_root("a cgroup freezer");
+    let freezer = Freezer::new();
+    let w = World::new();
+    let mut n = NotifySocket::bind(w.dir.path());
+    let mut cmd = w.run_cmd(&["--stop-timeout", "1s"], &[]);
+    cmd.env("NOTIFY_SOCKET", &n.path);
+    let mut r = w.spawn(cmd, "run");
+    n.wait_for("READY=1", DEADLINE);
+    let server = w.fixture_pid().unwrap();
+    freezer.freeze(server);
+    signal(r.pid(), libc::SIGTERM);
+    // 1 s of grace, 5 s for SIGKILL to take, 1 s for leftovers, 5 s more.
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the stuck server to be reported",
+        || r.stderr().contains("outlived SIGKILL") || r.child.try_wait().ok().flatten().is_some(),
+    );
+    let err = r.stderr();
+    assert!(
+        r.child.try_wait().unwrap().is_none(),
+        "run ended while its server (pid {server}) was still there:\n{err}"
+    );
+    assert!(err.contains(&format!("pid {server}")), "{err}");
+    assert!(err.contains("in state D, waiting in "), "{err}");
+    let (_, v, _) = w.status_json();
+    assert_eq!(
+        v["lock"]["pid"],
+        r.pid(),
+        "status does not see the run holding the lock: {v}"
+    );
+    assert!(!read(&w.lock_path("default")).is_empty());
+    freezer.thaw();
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(!pid_alive(server));
+    assert!(read(&w.lock_path("default")).is_empty());
+    assert!(r.stderr().contains("are gone now"), "{}", r.stderr());
+}

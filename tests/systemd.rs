@@ -119,6 +119,12 @@ impl Outcome {
 
 /// Runs `tests/systemd/<name>.sh` inside one with-user-manager invocation.
 fn scenario(name: &str) -> Outcome {
+    scenario_in(name, None)
+}
+
+/// [`scenario`], with the harness's temp dir (and so the user's HOME)
+/// under `tmpdir` when given.
+fn scenario_in(name: &str, tmpdir: Option<&Path>) -> Outcome {
     require_root_and_systemd();
     let script = repo().join("tests/systemd").join(format!("{name}.sh"));
     assert!(script.exists(), "{} is missing", script.display());
@@ -145,6 +151,9 @@ fn scenario(name: &str) -> Outcome {
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path).expect("create stdout"))
         .stderr(fs::File::create(&err_path).expect("create stderr"));
+    if let Some(dir) = tmpdir {
+        cmd.env("TMPDIR", dir);
+    }
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn with-user-manager");
     let status = loop {
@@ -236,6 +245,17 @@ fn failing_health_trips_the_watchdog_and_restarts() {
     assert!(o.result_f64("fixture_starts") >= 2.0, "{}", o.transcript());
 }
 
+/// Issue 19 item 4: a server that exits 0 on its own after it was ready
+/// makes paperclipd exit 70 (not 0), so Restart=on-failure restarts it.
+#[test]
+fn server_exiting_zero_after_ready_is_restarted() {
+    let o = scenario("exit-zero-after-ready-restarts");
+    o.assert_passed();
+    assert!(o.result_f64("nrestarts") >= 1.0, "{}", o.transcript());
+    assert_eq!(o.result("first_exit"), "70", "{}", o.transcript());
+    assert!(o.result("why").contains("exit 70"), "{}", o.transcript());
+}
+
 /// 5. `systemctl --user stop`: inactive (not failed), SIGTERM first, nothing left.
 #[test]
 fn systemctl_stop_is_clean() {
@@ -321,4 +341,42 @@ fn run_racing_systemctl_start_yields_one_server() {
     let o = scenario("race-run-vs-start");
     o.assert_passed();
     assert_eq!(o.result("rounds"), "5", "{}", o.transcript());
+}
+
+/// Like [`scenario`], with the harness's temp dir (and so HOME) outside
+/// /tmp: `install` never pins a runtime under /tmp, which is wiped at boot.
+fn scenario_with_stable_home(name: &str) -> Outcome {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wum");
+    fs::create_dir_all(&base).expect("create the stable temp dir");
+    scenario_in(name, Some(&base))
+}
+
+/// Issue 19, items 1, 2, 6: two instances keep their own home and node
+/// across a daemon-reload and a restart of both; fnm's per-shell link is
+/// never pinned; the server's PATH is the pinned dirs, then the manager's.
+#[test]
+fn two_instances_keep_their_own_settings() {
+    let o = scenario_with_stable_home("two-instances-own-settings");
+    o.assert_passed();
+}
+
+/// Issue 19, item 5: the packaged unit with no pin starts on the runtime
+/// the first terminal `run` recorded.
+#[test]
+fn packaged_unit_uses_the_runtime_the_terminal_run_recorded() {
+    let o = scenario_with_stable_home("packaged-unit-recorded-runtime");
+    o.assert_passed();
+    assert!(
+        o.result("status").contains("recorded by the run at"),
+        "{}",
+        o.transcript()
+    );
+}
+
+/// Issue 19, item 7: no XDG_RUNTIME_DIR and no bus: /run/user/$UID.
+#[test]
+fn without_xdg_runtime_dir_the_fallback_finds_run_user_uid() {
+    let o = scenario("no-runtime-dir-fallback");
+    o.assert_passed();
+    assert_eq!(o.result("start_exit"), "0", "{}", o.transcript());
 }

@@ -148,6 +148,48 @@ fn first_run_no_then_paperclipai_run_starts() {
     assert_nothing_left(&w, server);
 }
 
+/// Regression (issue 18, defect 2): after onboarding, a lock record that
+/// could not be written (ENOSPC, injected with strace into every record
+/// write after the first) made `run` exit 71 with the lock free, while the
+/// `paperclipai run` it had just spawned kept running. It is a warning
+/// now, as on the main path.
+#[test]
+fn a_failed_lock_record_write_after_onboarding_is_a_warning() {
+    assert!(
+        std::process::Command::new("strace")
+            .arg("-V")
+            .output()
+            .is_ok(),
+        "this test needs strace (apt install strace)"
+    );
+    let w = World::new();
+    let mut n = w.notify_socket("n");
+    let t = terminal(&w, &n, "", &[]);
+    t.type_line(&format!(
+        "strace -qq -o /dev/null -e trace=ftruncate -e inject=ftruncate:error=ENOSPC:when=2+ {}",
+        run_default(&w, "")
+    ));
+    t.wait_for("Choose setup path");
+    t.keys(&["Enter"]);
+    t.wait_for("Start Paperclip now?");
+    t.keys(&["n"]);
+    wait_until(DEADLINE, "READY=1 or the end of the run", || {
+        n.drain();
+        n.count("READY=1") > 0 || t.statuses().len() > 1
+    });
+    let server = w.fixture_pid();
+    assert_eq!(n.count("READY=1"), 1, "{}", t.screen());
+    let server = server.unwrap();
+    assert!(
+        t.screen().contains("cannot write the lock record"),
+        "{}",
+        t.screen()
+    );
+    t.keys(&["C-c"]);
+    assert_eq!(t.status_of(1), 0, "{}", t.screen());
+    assert!(!pid_alive(server), "the server {server} is still there");
+}
+
 #[test]
 fn ctrl_c_at_the_first_question_leaves_nothing() {
     let w = World::new();
@@ -306,11 +348,27 @@ fn a_server_exiting_0_before_ready_in_a_terminal_exits_70() {
     assert_eq!(t.status_of(1), 70, "{}", t.screen());
 }
 
+/// paperclipd's child named `comm` (its helpers name themselves).
+fn helper(children: &str, comm: &str) -> i32 {
+    let found: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{comm} among the children of paperclipd: {children}"
+    );
+    found[0]
+}
+
 #[test]
 fn the_terminal_witness_holds_nothing_of_ours() {
-    // The fork that watches the server's group keeps only the terminal and
-    // its two pipes: not the instance lock, nor any other descriptor; and
-    // `status` does not count it as adopted.
+    // The forks that watch the server's group (the terminal witness and the
+    // group guard) keep only the terminal and their pipes: not the instance
+    // lock, nor any other descriptor; and `status` does not count them as
+    // adopted.
     let w = World::new();
     let mut n = w.notify_socket("n");
     let t = terminal(&w, &n, "", &[]);
@@ -319,13 +377,32 @@ fn the_terminal_witness_holds_nothing_of_ours() {
     let (wrapper, _) = lock_pids(&w);
     let server = w.fixture_pid().unwrap();
     let children = fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).unwrap();
-    let witness: Vec<i32> = children
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|&p| p != server)
+    assert_eq!(
+        children.split_whitespace().count(),
+        3,
+        "children of paperclipd (server, witness, guard): {children}"
+    );
+    let witness = helper(&children, "paperclipd-tty");
+    let guard = helper(&children, "paperclipd-grd");
+    assert_eq!(
+        pgid_of(guard),
+        pgid_of(server),
+        "the guard is in the server's group"
+    );
+    let guard_fds: Vec<String> = fs::read_dir(format!("/proc/{guard}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            fs::read_link(e.path())
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    assert_eq!(witness.len(), 1, "children of paperclipd: {children}");
-    let witness = witness[0];
+    assert!(
+        guard_fds.len() == 1 && guard_fds[0].starts_with("pipe:"),
+        "the guard's descriptors: {guard_fds:?}"
+    );
     assert_eq!(
         pgid_of(witness),
         pgid_of(server),
@@ -356,4 +433,5 @@ fn the_terminal_witness_holds_nothing_of_ours() {
     t.keys(&["C-c"]);
     assert_eq!(t.status_of(1), 0, "{}", t.screen());
     assert!(!pid_alive(witness), "the witness outlived paperclipd");
+    assert!(!pid_alive(guard), "the guard outlived paperclipd");
 }

@@ -81,7 +81,7 @@ pub fn load_file_config(
         Some(p) => (p.clone(), true),
         None => (instance.wrapper_config(), false),
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::regular_file::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
             return Ok((FileConfig::default(), None));
@@ -89,14 +89,14 @@ pub fn load_file_config(
         Err(e) => {
             return Err(Error::config(format!(
                 "cannot read config file {}: {e}; expected a readable TOML file (see `paperclipd run --help`)",
-                path.display()
+                crate::untrusted::path(&path)
             )));
         }
     };
     let cfg = parse_file_config(&text).map_err(|e| {
         Error::config(format!(
             "config file {}: {e}fix the file, or move it aside to use the defaults",
-            path.display()
+            crate::untrusted::path(&path)
         ))
     })?;
     Ok((cfg, Some(path)))

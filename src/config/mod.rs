@@ -33,9 +33,24 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// to 5 s to reap it, gives leftovers 0.1 s + 5 s, drains output up to 1 s
 /// (see `supervise::stop`): 11.1 s at most, rounded up.
 pub const STOP_MARGIN: Duration = Duration::from_secs(15);
+/// The start limit, the same under every manager: this many failed
+/// starts within [`START_LIMIT_INTERVAL_SECS`] and the instance stays down.
+/// The systemd units' `StartLimitBurst=`/`StartLimitIntervalSec=` are
+/// rendered from these (`@START_LIMIT_BURST@`, `@START_LIMIT_INTERVAL@`),
+/// and launchd's crash-loop guard (`launchd::guard`) counts with them.
+pub const START_LIMIT_BURST: u32 = 5;
+pub const START_LIMIT_INTERVAL_SECS: u64 = 300;
+pub const START_LIMIT_INTERVAL: Duration = Duration::from_secs(START_LIMIT_INTERVAL_SECS);
 /// Longest timeouts we accept: beyond these a typo is likelier than intent.
 const MAX_READY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// `reap_adopted_after`: from 1 s to a year.
+const REAP_ADOPTED_AFTER_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(365 * 24 * 3600);
+/// `min_free`: 0 (off) to 1 EiB, more than any filesystem holds.
+pub const MAX_MIN_FREE: u64 = 1 << 60;
+/// `start_limit_burst`: failed runs before launchd's guard pauses.
+const START_LIMIT_BURST_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 
 /// What `probe`, `status` and `run` need to find and judge a server.
 #[derive(Debug, Clone)]
@@ -300,8 +315,35 @@ pub fn stop_budget(stop_timeout: Duration) -> Duration {
 /// The instance's stop timeout as its `run` will see it (its
 /// `paperclipd.toml`, else the default), for the manager's own timeout.
 pub fn instance_stop_timeout(instance: &Instance) -> Result<Duration> {
+    let (file, path) = load_file_config(&Selection::default(), instance)?;
+    let stop_timeout = file.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT);
+    check_stop_timeout(stop_timeout, &from_file("stop_timeout", path.as_deref()))?;
+    Ok(stop_timeout)
+}
+
+/// `KEY in FILE`, for messages about a key of the config file.
+fn from_file(key: &str, path: Option<&std::path::Path>) -> String {
+    match path {
+        Some(p) => format!("{key} in {}", crate::untrusted::path(p)),
+        None => key.to_string(),
+    }
+}
+
+fn check_stop_timeout(stop_timeout: Duration, from: &str) -> Result<()> {
+    if stop_timeout > MAX_STOP_TIMEOUT {
+        return Err(Error::config(format!(
+            "{from} is {}, out of range: expected at most 1h",
+            humantime::format_duration(stop_timeout)
+        )));
+    }
+    Ok(())
+}
+
+/// The instance's ready timeout as its `run` will see it (its
+/// `paperclipd.toml`, else the default), for how long a start job may take.
+pub fn instance_ready_timeout(instance: &Instance) -> Result<Duration> {
     let (file, _) = load_file_config(&Selection::default(), instance)?;
-    Ok(file.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT))
+    Ok(file.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT))
 }
 
 pub fn resolve_probe_settings(sel: &Selection) -> Result<ProbeSettings> {
@@ -315,10 +357,15 @@ fn check_start_limits(file: &FileConfig, where_: &str) -> Result<()> {
     let interval_bad = file
         .start_limit_interval
         .is_some_and(|i| i.is_zero() || i > MAX_READY_TIMEOUT);
-    if file.start_limit_burst == Some(0) || interval_bad {
+    let burst_bad = file
+        .start_limit_burst
+        .is_some_and(|b| !START_LIMIT_BURST_RANGE.contains(&b));
+    if burst_bad || interval_bad {
         return Err(Error::config(format!(
-            "{where_} / start_limit_interval is out of range: expected a burst of at least 1 and an \
-             interval above 0 and at most 24h (defaults: 5 in 60s)"
+            "{where_} / start_limit_interval is out of range: expected a burst of {} to {} and an \
+             interval above 0 and at most 24h (defaults: 5 in 60s)",
+            START_LIMIT_BURST_RANGE.start(),
+            START_LIMIT_BURST_RANGE.end()
         )));
     }
     Ok(())
@@ -339,14 +386,28 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
     if let Some(m) = args.min_free {
         probe.min_free = m;
     }
+    if probe.min_free > MAX_MIN_FREE {
+        let from = match args.min_free {
+            Some(_) => "--min-free".to_string(),
+            None => in_file("min_free"),
+        };
+        return Err(Error::config(format!(
+            "{from} is {} bytes, out of range: expected 0 (no check) to 1EiB, e.g. 1GiB",
+            probe.min_free
+        )));
+    }
 
     let ready_timeout = args
         .ready_timeout
         .or(file.ready_timeout)
         .unwrap_or(DEFAULT_READY_TIMEOUT);
     if ready_timeout.is_zero() || ready_timeout > MAX_READY_TIMEOUT {
+        let from = match args.ready_timeout {
+            Some(_) => "--ready-timeout".to_string(),
+            None => in_file("ready_timeout"),
+        };
         return Err(Error::config(format!(
-            "ready timeout {} is out of range: expected more than 0 and at most 24h",
+            "ready timeout ({from}) {} is out of range: expected more than 0 and at most 24h",
             humantime::format_duration(ready_timeout)
         )));
     }
@@ -354,12 +415,11 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         .stop_timeout
         .or(file.stop_timeout)
         .unwrap_or(DEFAULT_STOP_TIMEOUT);
-    if stop_timeout > MAX_STOP_TIMEOUT {
-        return Err(Error::config(format!(
-            "stop timeout {} is out of range: expected at most 1h",
-            humantime::format_duration(stop_timeout)
-        )));
-    }
+    let from = match args.stop_timeout {
+        Some(_) => "stop timeout (--stop-timeout)".to_string(),
+        None => format!("stop timeout ({})", in_file("stop_timeout")),
+    };
+    check_stop_timeout(stop_timeout, &from)?;
 
     check_start_limits(&file, &in_file("start_limit_burst"))?;
     // A broken file is reported even when a flag overrides the key: the
@@ -372,7 +432,15 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
             )));
         }
     }
+    if let Some(cmd) = &file.command {
+        check_no_nul(cmd.iter().map(|a| a.as_bytes()), &in_file("command"))?;
+    }
     let command = if !args.command.is_empty() {
+        use std::os::unix::ffi::OsStrExt;
+        check_no_nul(
+            args.command.iter().map(|a| a.as_bytes()),
+            "the server command after --",
+        )?;
         Some(args.command.clone())
     } else {
         file.command
@@ -380,8 +448,9 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
             .map(|cmd| cmd.iter().map(OsString::from).collect())
     };
 
-    let env = file.env.clone().unwrap_or_default();
+    let mut env = file.env.clone().unwrap_or_default();
     check_env_keys(&env, &in_file("env"))?;
+    prepend_path(&mut env);
     let reap_adopted_after = reap_adopted_after(args, &file, file_path.as_deref())?;
     let log = crate::log_file::resolve(args, &file, &in_file)?;
     Ok(RunSettings {
@@ -395,6 +464,33 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         node: args.node.clone().filter(|p| !p.as_os_str().is_empty()),
         onboard_bind: args.onboard_bind,
     })
+}
+
+/// A unit's `PAPERCLIPD_PATH_PREPEND` (the pinned Node.js and paperclipai
+/// directories) goes before the PATH the server would get (`[env]`'s, else
+/// the manager's), which is kept: agents need `/snap/bin`, `~/.cargo/bin`
+/// and whatever else the user's manager provides.
+fn prepend_path(env: &mut BTreeMap<String, String>) {
+    let Some(pre) = std::env::var_os(crate::runtime::pin::PREPEND_VAR).filter(|p| !p.is_empty())
+    else {
+        return;
+    };
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let base = env
+        .get("PATH")
+        .cloned()
+        .or_else(|| inherited.to_str().map(str::to_string));
+    match (pre.to_str(), base) {
+        (Some(pre), Some(base)) => {
+            let path =
+                crate::runtime::pin::join_dirs(pre.split(':').map(str::to_string).collect(), &base);
+            env.insert("PATH".to_string(), path);
+        }
+        _ => crate::log::warn(&format!(
+            "PAPERCLIPD_PATH_PREPEND or PATH is not valid UTF-8 ({:?}, {:?}); PATH is left as it is",
+            pre, inherited
+        )),
+    }
 }
 
 /// The `[env]` table's names: none that paperclipd sets or removes itself,
@@ -412,23 +508,50 @@ fn check_env_keys(env: &BTreeMap<String, String>, where_: &str) -> Result<()> {
             )));
         }
     }
+    // The environment is a list of C strings: a NUL cannot be passed on.
+    for (key, value) in env {
+        if value.contains('\0') {
+            return Err(Error::config(format!(
+                "{where_} sets {} to a value with a NUL byte, which no program can receive in its \
+                 environment (the value is not shown: it may be a secret); remove the NUL \
+                 (\\u0000) from the value",
+                crate::untrusted::escape(key)
+            )));
+        }
+    }
     Ok(())
 }
 
-/// `--reap-adopted-after` or `reap_adopted_after`: at least 1 s.
+/// The server command's words are C strings at exec: none may hold NUL.
+fn check_no_nul<'a>(words: impl Iterator<Item = &'a [u8]>, where_: &str) -> Result<()> {
+    for (i, word) in words.enumerate() {
+        if word.contains(&0) {
+            return Err(Error::config(format!(
+                "{where_} has a NUL byte in word {} (counting from 1; not shown: it may hold a \
+                 secret), which no program can receive as an argument; remove the NUL (\\u0000)",
+                i + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `--reap-adopted-after` or `reap_adopted_after`: 1 s to a year.
 fn reap_adopted_after(
     args: &crate::cli::RunArgs,
     file: &FileConfig,
     file_path: Option<&std::path::Path>,
 ) -> Result<Option<Duration>> {
     let d = args.reap_adopted_after.or(file.reap_adopted_after);
-    if d.is_some_and(|d| d < Duration::from_secs(1)) {
+    if let Some(d) = d.filter(|d| !REAP_ADOPTED_AFTER_RANGE.contains(d)) {
         let from = match (&args.reap_adopted_after, file_path) {
             (None, Some(p)) => format!("reap_adopted_after in {}", p.display()),
             _ => "--reap-adopted-after".to_string(),
         };
         return Err(Error::config(format!(
-            "{from} is below 1s: expected how long an adopted process may live, such as 30m or 2h"
+            "{from} is {}, out of range: expected 1s to 365d, how long an adopted process may \
+             live, such as 30m or 2h",
+            humantime::format_duration(d)
         )));
     }
     Ok(d)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::launchctl::{Agent, Launchctl, Loaded};
 use super::print::LastExit;
-use super::{guard, plist, plist_path, upstream};
+use super::{early_errors, guard, plist, plist_path, upstream};
 use crate::config::{self, ProbeSettings};
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
@@ -57,7 +57,8 @@ pub fn install<L: Launchctl>(
     }
     vars.extend(env.iter().cloned());
     let budget = config::stop_budget(config::instance_stop_timeout(instance)?);
-    let xml = plist::render(instance, e.exe, &vars, budget)?;
+    let errors = early_errors::path(e.home, &instance.id);
+    let xml = plist::render(instance, e.exe, &vars, budget, &errors)?;
     if dry_run {
         log::out(&format!("# would write {}:", a.plist.display()));
         log::out(&xml);
@@ -71,39 +72,71 @@ pub fn install<L: Launchctl>(
         return Ok(0);
     }
     upstream::check(e.launchctl, e.home, e.uid, instance, replace_upstream)?;
-    std::fs::create_dir_all(instance.log_dir()).map_err(|err| {
-        Error::config(format!(
-            "cannot create {}: {err}",
-            instance.log_dir().display()
-        ))
-    })?;
+    // launchd opens StandardErrorPath but does not create its directory.
+    for dir in [instance.log_dir(), early_errors::dir(e.home)] {
+        std::fs::create_dir_all(&dir)
+            .map_err(|err| Error::config(format!("cannot create {}: {err}", dir.display())))?;
+    }
     let changed = owned_file::write(&a.plist, &xml)?;
     log::info(&format!(
         "{} {}",
         if changed { "wrote" } else { "unchanged:" },
         a.plist.display()
     ));
-    // A changed plist takes effect only after the job is reloaded.
-    if changed {
-        a.bootout()?;
+    // launchd read the plist when it loaded the job: a changed one takes
+    // effect only after a bootout and a new bootstrap. `bootout` returns
+    // before the job is gone, so wait for that before loading it again.
+    let loaded = if changed { a.loaded_all()? } else { Vec::new() };
+    let was_running = loaded.iter().any(|l| l.job.running());
+    if !loaded.is_empty() {
+        log::info(&format!(
+            "unloading {} (launchctl bootout) so that the new plist applies",
+            a.label()
+        ));
+        a.bootout_and_wait(stop_deadline(instance)?)?;
     }
     // Installing is the user's word too: an old pause would otherwise keep
     // the new job from starting at the next login.
     guard::clear(instance)?;
     match now {
         Some(settings) => start_job(&a, settings, false)?,
-        None => log::out(&format!(
-            "installed {}; it starts at login, or now with `paperclipd start -i {}`",
-            a.plist.display(),
-            instance.id
-        )),
+        // Never leave a running instance down: load it again at once.
+        None if was_running => {
+            let domain = a.bootstrap()?;
+            log::out(&format!(
+                "installed {}; {domain}/{} was running and was loaded again with it \
+                 (`paperclipd status -i {}` shows when it is ready)",
+                a.plist.display(),
+                a.label(),
+                instance.id
+            ));
+        }
+        None => {
+            // A label left disabled would not load at the next login.
+            let domain = a.enable()?;
+            log::out(&format!(
+                "installed {} (enabled in {domain}); it starts at login, or now with \
+                 `paperclipd start -i {}`",
+                a.plist.display(),
+                instance.id
+            ));
+        }
     }
     Ok(0)
 }
 
+/// How long a stop may take: launchd SIGKILLs the job at its `ExitTimeOut`
+/// (the stop budget), then needs a moment to let go of it.
+fn stop_deadline(instance: &Instance) -> Result<Duration> {
+    Ok(
+        config::stop_budget(config::instance_stop_timeout(instance)?)
+            .saturating_add(Duration::from_secs(5)),
+    )
+}
+
 pub fn uninstall<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
     let a = agent(e, instance);
-    a.bootout()?;
+    a.bootout_and_wait(stop_deadline(instance)?)?;
     guard::clear(instance)?;
     if owned_file::remove(&a.plist)? {
         log::info(&format!("removed {}", a.plist.display()));
@@ -173,22 +206,34 @@ fn start_failed<L: Launchctl>(a: &Agent<'_, L>, runs_before: u32) -> Result<Opti
         LastExit::Never => None,
         LastExit::Code(0) => Some("its paperclipd exited 0 before it was ready".into()),
         LastExit::Code(c) => Some(format!(
-            "its paperclipd exited with code {c} (launchd run {}); launchd starts it again every \
-             10 s until 5 failures within 60 s pause it",
-            l.job.runs
+            "its paperclipd exited with code {c} (launchd run {}); {}",
+            l.job.runs,
+            again()
+        )),
+        LastExit::Signal(s) => Some(format!(
+            "its paperclipd was killed by a signal ({s}; launchd run {}); {}",
+            l.job.runs,
+            again()
         )),
         LastExit::Other(s) => Some(format!("its paperclipd ended: {s}")),
     })
 }
 
+/// What launchd does after a failed run, with the guard's default limits.
+fn again() -> String {
+    format!(
+        "launchd starts it again every 10 s until {} failures within {} pause it",
+        guard::DEFAULT_BURST,
+        humantime::format_duration(guard::DEFAULT_INTERVAL)
+    )
+}
+
+/// Unloads the job from both domains and returns once launchd let go of
+/// it and its paperclipd released the instance lock; fails naming the pid
+/// when it still runs at the deadline.
 pub fn stop<L: Launchctl>(e: &Env<'_, L>, instance: &Instance) -> Result<u8> {
     let a = agent(e, instance);
-    let was = a.bootout()?;
-    // bootout waits for the job to exit; the lock then frees.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while crate::lock::probe_holder(instance).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let was = a.bootout_and_wait(stop_deadline(instance)?)?;
     log::out(&format!(
         "{} {}",
         a.label(),
@@ -346,6 +391,13 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
         Command::Logs(a) => {
             use std::os::unix::process::CommandExt;
             let inst = config::resolve_instance(&a.managed.target)?;
+            // What the job printed before its log was open, first.
+            if let Some(text) = early_errors::show(&home, &inst.id) {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                // exec replaces us: nothing may stay in the buffer.
+                let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+            }
             let mut tail = std::process::Command::new("tail");
             tail.args(["-n", &a.lines.unwrap_or(50).to_string()]);
             if a.follow {

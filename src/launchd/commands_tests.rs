@@ -8,7 +8,7 @@ use super::*;
 use crate::cli::Selection;
 use crate::instance::InstanceId;
 use crate::launchd::guard::{self, GuardState, Pause};
-use crate::launchd::standin::StandIn;
+use crate::launchd::standin::{End, StandIn};
 
 const LABEL: &str = "ai.paperclip.paperclipd.mac";
 
@@ -39,6 +39,43 @@ impl World {
         self.dir
             .path()
             .join(format!("Library/LaunchAgents/{LABEL}.plist"))
+    }
+    /// Writes a plist that differs from what `install` renders.
+    fn old_plist(&self) {
+        std::fs::create_dir_all(self.plist().parent().unwrap()).unwrap();
+        std::fs::write(self.plist(), "<!-- supervised by paperclipd -->").unwrap();
+    }
+    /// Holds the instance's lock as the job's paperclipd would.
+    fn hold_lock(&self) -> crate::lock::InstanceLock {
+        let invoker = crate::invoker::Invoker {
+            kind: crate::invoker::ManagerKind::Launchd,
+            unit: Some(LABEL.into()),
+        };
+        match crate::lock::try_acquire(
+            &self.instance,
+            crate::lock::Record::for_this_process(&invoker, &self.settings()),
+        )
+        .unwrap()
+        {
+            crate::lock::Acquire::Acquired(lock) => lock,
+            crate::lock::Acquire::Held(_) => panic!("lock held"),
+        }
+    }
+    /// A stand-in whose running job holds the instance lock and lets go of
+    /// it `after` the SIGTERM (its ordered stop); every later run fails.
+    fn job_with_lock(&self, after: Duration) -> StandIn {
+        let held = std::cell::RefCell::new(Some(self.hold_lock()));
+        StandIn {
+            on_term: Box::new(move || {
+                let lock = held.borrow_mut().take();
+                std::thread::spawn(move || {
+                    std::thread::sleep(after);
+                    drop(lock);
+                });
+            }),
+            on_spawn: Box::new(|_| Some(End::Code(1))),
+            ..Default::default()
+        }
     }
     /// Probe settings for a port nobody listens on.
     fn settings(&self) -> ProbeSettings {
@@ -106,11 +143,13 @@ fn install_now_fails_fast_when_the_job_pauses_itself() {
                     reason:
                         "exit 78, which a restart cannot fix: instance \"mac\" is not set up yet"
                             .into(),
+                    boot: crate::sys::boot_id(),
                 }),
+                ..Default::default()
             };
             let text = serde_json::to_string(&state).unwrap();
             std::fs::write(guard::path(&inst), text).unwrap();
-            Some(0)
+            Some(End::Code(0))
         }),
         ..Default::default()
     };
@@ -165,7 +204,7 @@ fn start_clears_the_pause_and_fails_fast_on_a_failed_run() {
     let l = StandIn {
         on_spawn: Box::new(move |_| {
             seen.set(guard::path(&inst).exists());
-            Some(1)
+            Some(End::Code(1))
         }),
         ..Default::default()
     };
@@ -225,7 +264,7 @@ fn restart_stops_in_order_waits_for_the_lock_then_starts() {
         }),
         on_spawn: Box::new(move |_| {
             seen.set(crate::lock::probe_holder(&inst).is_none());
-            Some(1)
+            Some(End::Code(1))
         }),
         ..Default::default()
     };
@@ -279,4 +318,185 @@ fn upstreams_agent_on_disk_is_a_conflict_and_replace_disables_it() {
     );
     // Disabled and not loaded: no longer a conflict.
     install(&w.env(&l), &w.instance, &[], None, false, false).unwrap();
+}
+
+/// Issue 20, item 1: `bootout` returns before launchd is done with the job;
+/// a `bootstrap` meanwhile fails with 37 or 5. `install --now` with a
+/// changed plist waits until `print` no longer knows the job and the old
+/// run let go of the lock, then loads the new plist (trying again while
+/// launchd refuses).
+#[test]
+fn install_now_with_a_changed_plist_waits_for_the_bootout_then_loads_it() {
+    let w = World::new();
+    w.old_plist();
+    let l = w.job_with_lock(Duration::from_millis(300));
+    l.load(LABEL, "gui/501", true);
+    let e = install(
+        &w.env(&l),
+        &w.instance,
+        &[],
+        Some(&w.settings()),
+        false,
+        false,
+    )
+    .unwrap_err();
+    // The new run was loaded and started (and failed: the stand-in's run).
+    assert!(
+        e.message.contains("exited with code 1 (launchd run 1)"),
+        "{}",
+        e.message
+    );
+    let calls = l.calls();
+    let bootout = l.position(&format!("bootout gui/501/{LABEL}")).unwrap();
+    let loaded = calls
+        .iter()
+        .rposition(|c| c.starts_with("bootstrap gui/501"))
+        .unwrap();
+    assert!(bootout < loaded, "{calls:?}");
+    assert!(crate::lock::probe_holder(&w.instance).is_none());
+}
+
+/// `paperclipd stop && paperclipd start`: `stop` returns once the job is
+/// gone from launchd and its lock is free, so `start` loads it again.
+#[test]
+fn stop_and_start_back_to_back() {
+    let w = World::new();
+    w.old_plist();
+    let l = w.job_with_lock(Duration::from_millis(300));
+    l.load(LABEL, "gui/501", true);
+    assert_eq!(stop(&w.env(&l), &w.instance).unwrap(), 0);
+    assert!(
+        !l.knows("gui/501", LABEL),
+        "stop returned before launchd let go"
+    );
+    assert!(crate::lock::probe_holder(&w.instance).is_none());
+    let e = start(&w.env(&l), &w.settings(), false).unwrap_err();
+    assert!(
+        e.message.contains("exited with code 1 (launchd run 1)"),
+        "{}",
+        e.message
+    );
+}
+
+/// Plain `install` with a changed plist never leaves a running instance
+/// down: the running job is loaded again with the new plist.
+#[test]
+fn plain_install_with_a_changed_plist_restarts_a_running_job() {
+    let w = World::new();
+    w.old_plist();
+    let l = w.job_with_lock(Duration::from_millis(300));
+    l.load(LABEL, "gui/501", true);
+    install(&w.env(&l), &w.instance, &[], None, false, false).unwrap();
+    assert!(l.knows("gui/501", LABEL), "{:?}", l.calls());
+    let calls = l.calls();
+    let bootout = l.position(&format!("bootout gui/501/{LABEL}")).unwrap();
+    let loaded = calls
+        .iter()
+        .rposition(|c| c.starts_with("bootstrap gui/501"))
+        .unwrap();
+    assert!(bootout < loaded, "{calls:?}");
+}
+
+/// Issue 20, item 5: plain `install` runs `launchctl enable`, so a label
+/// left disabled loads at the next login.
+#[test]
+fn plain_install_enables_the_label() {
+    let w = World::new();
+    let l = StandIn::default();
+    l.disabled.borrow_mut().push(LABEL.into());
+    install(&w.env(&l), &w.instance, &[], None, false, false).unwrap();
+    assert!(
+        l.position(&format!("enable gui/501/{LABEL}")).is_some(),
+        "{:?}",
+        l.calls()
+    );
+    assert!(l.disabled.borrow().is_empty());
+    assert!(l.position("bootstrap").is_none(), "{:?}", l.calls());
+}
+
+/// Issue 20, item 2: an SSH install (`user/UID`) and a GUI login
+/// (`gui/UID`) load two copies; `stop` and `uninstall` unload both.
+#[test]
+fn stop_and_uninstall_unload_both_domains() {
+    let w = World::new();
+    w.old_plist();
+    let l = StandIn {
+        linger: Duration::from_millis(500),
+        ..Default::default()
+    };
+    l.load(LABEL, "gui/501", false);
+    l.load(LABEL, "user/501", true);
+    stop(&w.env(&l), &w.instance).unwrap();
+    assert!(!l.knows("gui/501", LABEL) && !l.knows("user/501", LABEL));
+    assert!(l.position(&format!("bootout user/501/{LABEL}")).is_some());
+    l.load(LABEL, "gui/501", true);
+    l.load(LABEL, "user/501", true);
+    uninstall(&w.env(&l), &w.instance).unwrap();
+    assert!(!l.knows("gui/501", LABEL) && !l.knows("user/501", LABEL));
+}
+
+/// `stop` says "still running (pid N)" and fails when the lock is still
+/// held at its deadline (the stop budget), instead of "stopped".
+#[test]
+fn stop_fails_naming_the_pid_when_the_lock_stays_held() {
+    let w = World::new();
+    std::fs::write(w.instance.wrapper_config(), "stop_timeout = \"1s\"\n").unwrap();
+    let _held = w.hold_lock();
+    let l = StandIn {
+        linger: Duration::from_millis(200),
+        ..Default::default()
+    };
+    l.load(LABEL, "gui/501", true);
+    let started = Instant::now();
+    let e = stop(&w.env(&l), &w.instance).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(40));
+    assert_ne!(e.exit_code(), 0);
+    assert!(
+        e.message
+            .contains(&format!("still running (pid {})", std::process::id())),
+        "{}",
+        e.message
+    );
+}
+
+/// Issue 20, item 5: a run ended by a signal shows as "last terminating
+/// signal" (its exit code line says "never exited"): `start` fails at once
+/// instead of waiting 330 s.
+#[test]
+fn start_fails_fast_after_a_crash_by_signal() {
+    let w = World::new();
+    w.old_plist();
+    let l = StandIn {
+        on_spawn: Box::new(|_| Some(End::Signal(11))),
+        ..Default::default()
+    };
+    l.load(LABEL, "gui/501", false);
+    let started = Instant::now();
+    let e = start(&w.env(&l), &w.settings(), false).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        e.message.contains("Segmentation fault: 11"),
+        "{}",
+        e.message
+    );
+}
+
+/// `KeepAlive` ran the failed job again after `ThrottleInterval` before
+/// `start` looked: the failure is still reported, with its run number.
+#[test]
+fn start_reports_a_failure_that_keepalive_already_retried() {
+    let w = World::new();
+    w.old_plist();
+    let l = StandIn {
+        throttle: Duration::ZERO,
+        on_spawn: Box::new(|run| (run == 1).then_some(End::Code(3))),
+        ..Default::default()
+    };
+    l.load(LABEL, "gui/501", false);
+    let e = start(&w.env(&l), &w.settings(), false).unwrap_err();
+    assert!(e.message.contains("exited with code 3"), "{}", e.message);
 }

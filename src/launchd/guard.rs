@@ -7,13 +7,20 @@
 //! restart) and recording why in `<instance root>/paperclipd-launchd.json`:
 //! * at once for exits a restart cannot fix (73, 75, 78, 126, 127: the unit's
 //!   `RestartPreventExitStatus=`);
-//! * after `start_limit_burst` (5) failed runs within `start_limit_interval`
-//!   (60 s), upstream's own limits (notes/upstream.md, A3).
+//! * after `start_limit_burst` failed runs within `start_limit_interval`
+//!   (5 in 300 s: the systemd units' own start limit, `config::START_LIMIT_*`).
+//!
+//! "Already running" (75 while another run holds the instance lock) is
+//! mostly temporary (a run still stopping after a logout, a run by hand, the
+//! copy in the other launchd domain): the job waits until the lock is free
+//! and runs then, recording the wait for `status`; SIGTERM ends the wait
+//! with exit 0.
 //!
 //! A paused instance's job exits 0 at once, also at the next login, until
-//! `paperclipd start`/`restart`/`install` clears the file. `status`
-//! shows the pause and its reason. The file is portable (tested on Linux
-//! with `XPC_SERVICE_NAME` set); only launchd acts on the exit.
+//! `paperclipd start`/`restart`/`install` clears the file, or the Mac
+//! boots again: each pause records its boot ([`crate::sys::boot_id`]).
+//! `status` shows the pause and its reason. The file is portable (tested on
+//! Linux with `XPC_SERVICE_NAME` set); only launchd acts on the exit.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,8 +35,10 @@ use crate::error::{Error, Result};
 use crate::instance::Instance;
 use crate::log;
 
-pub const DEFAULT_BURST: u32 = 5;
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The systemd units' start limit (`StartLimitBurst=`,
+/// `StartLimitIntervalSec=`): one constant for both managers.
+pub const DEFAULT_BURST: u32 = config::START_LIMIT_BURST;
+pub const DEFAULT_INTERVAL: Duration = config::START_LIMIT_INTERVAL;
 /// Exits a restart cannot fix (`RestartPreventExitStatus=` of the units).
 pub const TERMINAL_CODES: [u8; 5] = [73, 75, 78, 126, 127];
 
@@ -41,6 +50,35 @@ pub struct GuardState {
     pub failures: Vec<f64>,
     #[serde(default)]
     pub paused: Option<Pause>,
+    /// The job waits for another run of the instance to end.
+    #[serde(default)]
+    pub waiting: Option<Waiting>,
+}
+
+/// Our launchd job waits because another run holds the instance's lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// RFC 3339.
+    pub since: String,
+    /// The waiting paperclipd (the job's process).
+    pub pid: i32,
+    /// The lock holder when the wait began, if known.
+    pub holder: Option<i32>,
+}
+
+impl Waiting {
+    /// For `status`.
+    pub fn describe(&self) -> String {
+        format!(
+            "launchd's job (paperclipd pid {}) waits since {} for the run that holds the lock{} to \
+             end, then starts the instance",
+            self.pid,
+            self.since,
+            self.holder
+                .map(|h| format!(" (pid {h})"))
+                .unwrap_or_default()
+        )
+    }
 }
 
 /// Why the instance is paused, for `status` and the job's log.
@@ -51,6 +89,10 @@ pub struct Pause {
     /// The exit code `run` would have had.
     pub code: u8,
     pub reason: String,
+    /// The boot it belongs to ([`crate::sys::boot_id`]); a pause of
+    /// another boot (or of none recorded) is forgotten.
+    #[serde(default)]
+    pub boot: Option<String>,
 }
 
 /// How many failed runs within which interval pause the instance.
@@ -74,12 +116,25 @@ pub fn path(instance: &Instance) -> PathBuf {
     instance.root().join("paperclipd-launchd.json")
 }
 
-/// The instance's guard state; nothing recorded (or unreadable) is empty.
-pub fn load(instance: &Instance) -> GuardState {
-    std::fs::read_to_string(path(instance))
+/// The file as it is; nothing recorded (or unreadable) is empty.
+fn load_raw(instance: &Instance) -> GuardState {
+    crate::regular_file::read_to_string(&path(instance))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
+}
+
+/// The instance's guard state as it holds now: a pause of another boot and
+/// a wait whose process is gone are left out.
+pub fn load(instance: &Instance) -> GuardState {
+    current(load_raw(instance), crate::sys::boot_id().as_deref())
+}
+
+/// `state` for this `boot` (pure).
+pub fn current(mut state: GuardState, boot: Option<&str>) -> GuardState {
+    state.paused = state.paused.filter(|p| p.boot.as_deref() == boot);
+    state.waiting = state.waiting.filter(|w| crate::sys::process_exists(w.pid));
+    state
 }
 
 /// Forgets failures and the pause (`start`, `restart`, `install --now`).
@@ -130,6 +185,7 @@ pub fn decide(state: &mut GuardState, code: u8, what: &str, now: f64, limits: Li
             since,
             code,
             reason: format!("exit {code}, which a restart cannot fix: {what}"),
+            boot: None,
         });
     }
     let window = limits.interval.as_secs_f64();
@@ -148,12 +204,13 @@ pub fn decide(state: &mut GuardState, code: u8, what: &str, now: f64, limits: Li
             state.failures.len(),
             humantime::format_duration(limits.interval)
         ),
+        boot: None,
     })
 }
 
 /// Runs `run` (the whole `paperclipd run`) under the guard when launchd
 /// runs our job ([`super::our_job`]).
-pub fn supervised(sel: &Selection, run: impl FnOnce() -> Result<u8>) -> Result<u8> {
+pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Result<u8> {
     let Some(job) = super::our_job() else {
         return run();
     };
@@ -169,13 +226,48 @@ pub fn supervised(sel: &Selection, run: impl FnOnce() -> Result<u8>) -> Result<u
             return Ok(0);
         }
     };
-    let mut state = load(&instance);
+    super::early_errors::truncate_own_stderr();
+    let boot = crate::sys::boot_id();
+    let raw = load_raw(&instance);
+    let mut state = current(raw.clone(), boot.as_deref());
+    if let (Some(old), None) = (&raw.paused, &state.paused) {
+        log::info(&format!(
+            "forgetting the pause of an earlier boot (since {}: {})",
+            old.since, old.reason
+        ));
+        state.waiting = None;
+        if let Err(e) = save(&instance, &state) {
+            log::warn(&format!("cannot forget the old pause: {}", e.message));
+        }
+    }
     if let Some(p) = &state.paused {
         log::error(&paused_message(&instance, p));
         return Ok(0);
     }
     let limits = limits(sel, &instance);
-    let result = run();
+    let result = loop {
+        let result = run();
+        // `run` reports its own errors and returns their code.
+        let busy = match &result {
+            Ok(c) => *c == 75,
+            Err(e) => e.exit_code() == 75,
+        };
+        match crate::lock::probe_holder(&instance) {
+            Some(holder) if busy => {
+                if let Err(e) = &result {
+                    log::info(e.message.lines().next().unwrap_or(""));
+                }
+                match wait_for_instance(&instance, &holder)? {
+                    Waited::Free => continue,
+                    Waited::Terminated => return Ok(0),
+                }
+            }
+            _ => break result,
+        }
+    };
+    // Only the file's own fields may have changed while waiting.
+    state = current(load_raw(&instance), boot.as_deref());
+    state.waiting = None;
     let (code, what) = match &result {
         Ok(c) => (*c, format!("the server exited with code {c}")),
         Err(e) => (
@@ -186,8 +278,9 @@ pub fn supervised(sel: &Selection, run: impl FnOnce() -> Result<u8>) -> Result<u
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let decision = decide(&mut state, code, &what, now, limits);
-    if let Decision::Pause(p) = &decision {
+    let mut decision = decide(&mut state, code, &what, now, limits);
+    if let Decision::Pause(p) = &mut decision {
+        p.boot = boot;
         state.paused = Some(p.clone());
     }
     if code != 0 {
@@ -208,6 +301,67 @@ pub fn supervised(sel: &Selection, run: impl FnOnce() -> Result<u8>) -> Result<u
             Ok(0)
         }
     }
+}
+
+/// How a wait for the instance ended.
+enum Waited {
+    /// The lock is free: run now.
+    Free,
+    /// SIGTERM or SIGINT (`paperclipd stop`, a logout): exit 0.
+    Terminated,
+}
+
+/// Waits until nobody holds the instance's lock, recording the wait for
+/// `status`; a SIGTERM or SIGINT ends it.
+fn wait_for_instance(instance: &Instance, holder: &crate::lock::Holder) -> Result<Waited> {
+    let holder_pid = holder.pid.or(holder.record.as_ref().map(|r| r.pid));
+    let mut state = load_raw(instance);
+    state.waiting = Some(Waiting {
+        since: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        pid: crate::sys::pid(),
+        holder: holder_pid,
+    });
+    if let Err(e) = save(instance, &state) {
+        log::warn(&format!("cannot record the wait for status: {}", e.message));
+    }
+    log::info(&format!(
+        "instance {:?} already runs{}: waiting until that run ends, then starting it (SIGTERM \
+         stops the wait)",
+        instance.id.as_str(),
+        holder_pid
+            .map(|p| format!(" (lock held by pid {p})"))
+            .unwrap_or_default()
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::os(format!("cannot start the async runtime: {e}")))?;
+    let waited = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| Error::os(format!("cannot watch for SIGTERM: {e}")))?;
+        let mut int = signal(SignalKind::interrupt())
+            .map_err(|e| Error::os(format!("cannot watch for SIGINT: {e}")))?;
+        loop {
+            if crate::lock::probe_holder(instance).is_none() {
+                return Ok(Waited::Free);
+            }
+            tokio::select! {
+                _ = term.recv() => return Ok(Waited::Terminated),
+                _ = int.recv() => return Ok(Waited::Terminated),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    });
+    let mut state = load_raw(instance);
+    state.waiting = None;
+    let _ = save(instance, &state);
+    match &waited {
+        Ok(Waited::Free) => log::info("the other run ended: starting the instance"),
+        Ok(Waited::Terminated) => log::info("stopped while waiting for the other run: exit 0"),
+        Err(_) => {}
+    }
+    waited
 }
 
 /// The guard's limits from the instance's config file (defaults if it
@@ -281,11 +435,60 @@ mod tests {
         }
     }
 
+    /// Issue 20, item 3: a server that crashes 20 s after each start (a
+    /// launchd run every ~70 s with the 10 s throttle) restarted for ever
+    /// with 5 in 60 s; the default is now the systemd unit's 5 in 300 s.
+    #[test]
+    fn the_default_limits_are_the_systemd_units() {
+        let d = Limits {
+            burst: DEFAULT_BURST,
+            interval: DEFAULT_INTERVAL,
+        };
+        assert_eq!((d.burst, d.interval.as_secs()), (5, 300));
+        let mut s = GuardState::default();
+        for i in 0..4 {
+            let t = 1000.0 + 30.0 * i as f64;
+            assert_eq!(decide(&mut s, 1, "x", t, d), Decision::Exit(1));
+        }
+        assert!(matches!(
+            decide(&mut s, 1, "x", 1120.0, d),
+            Decision::Pause(_)
+        ));
+    }
+
+    /// Issue 20, item 2: a pause belongs to its boot; at the next boot it
+    /// is forgotten, and one that recorded no boot is from before this
+    /// rule and forgotten as well.
+    #[test]
+    fn a_pause_of_another_boot_is_forgotten() {
+        let pause = |boot: Option<&str>| GuardState {
+            paused: Some(Pause {
+                since: "x".into(),
+                code: 78,
+                reason: "r".into(),
+                boot: boot.map(str::to_string),
+            }),
+            ..Default::default()
+        };
+        assert!(current(pause(Some("b1")), Some("b1")).paused.is_some());
+        assert!(current(pause(Some("b1")), Some("b2")).paused.is_none());
+        assert!(current(pause(None), Some("b2")).paused.is_none());
+        let gone = GuardState {
+            waiting: Some(Waiting {
+                since: "x".into(),
+                pid: i32::MAX,
+                holder: None,
+            }),
+            ..Default::default()
+        };
+        assert!(current(gone, None).waiting.is_none(), "its process is gone");
+    }
+
     #[test]
     fn failures_outside_the_window_or_in_the_future_are_forgotten() {
         let mut s = GuardState {
             failures: vec![0.0, 10.0, 20.0, 5000.0, f64::NAN],
-            paused: None,
+            ..Default::default()
         };
         assert_eq!(decide(&mut s, 1, "x", 100.0, LIMITS), Decision::Exit(1));
         assert_eq!(s.failures, [100.0]);

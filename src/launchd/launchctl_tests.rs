@@ -82,9 +82,16 @@ fn error_5_is_explained_and_not_hidden_by_a_fallback() {
     // Still loaded in the GUI domain (not seen by `loaded()` in this test's
     // direct call): bootstrap says 5.
     l.load(LABEL, "gui/501", false);
-    let e = agent(&i, &l).bootstrap().unwrap_err();
+    let e = agent(&i, &l)
+        .bootstrap_within(std::time::Duration::from_millis(300))
+        .unwrap_err();
     assert_eq!(e.exit_code(), 1);
-    assert!(e.message.contains("Error 5 means"), "{}", e.message);
+    assert!(e.message.contains("Errors 5 and 37 mean"), "{}", e.message);
+    assert!(
+        l.count("bootstrap gui/501") > 1,
+        "tried again: {:?}",
+        l.calls()
+    );
     assert!(
         e.message.contains("print-disabled gui/501"),
         "{}",
@@ -107,5 +114,29 @@ fn bootout_unloads_where_it_is_loaded() {
     assert_eq!(
         l.calls().last().unwrap(),
         &format!("bootout user/501/{LABEL}")
+    );
+    // Launchd still unloads it (37): a second bootout is no error.
+    assert!(l.knows("user/501", LABEL));
+    assert!(a.bootout().unwrap());
+}
+
+/// Issue 20, item 2: `status` sees both domains: the copy that runs, and
+/// the other one named.
+#[test]
+fn status_sees_the_copy_in_either_domain() {
+    let i = inst();
+    let l = StandIn::default();
+    let a = agent(&i, &l);
+    assert!(status_view(&a.loaded_all().unwrap(), LABEL).is_none());
+    l.load(LABEL, "gui/501", false);
+    l.load(LABEL, "user/501", true);
+    let u = status_view(&a.loaded_all().unwrap(), LABEL).unwrap();
+    assert_eq!((u.active_state.as_str(), u.main_pid), ("active", 4242));
+    assert!(u.status_text.starts_with("user/501/"), "{}", u.status_text);
+    assert!(
+        u.status_text
+            .contains("also loaded in gui/501 (not running)"),
+        "{}",
+        u.status_text
     );
 }

@@ -4,18 +4,20 @@
 //! * [`launchctl`] — the `launchctl` calls over a runner trait;
 //! * [`print`] — what `launchctl print` says, read defensively;
 //! * [`commands`] — install, uninstall, start, stop, restart, logs;
-//! * [`guard`] — `run`'s crash-loop guard and pause under launchd.
+//! * [`guard`] — `run`'s crash-loop guard and pause under launchd;
+//! * [`early_errors`] — the job's `StandardErrorPath`, kept small.
 //!
 //! Everything but the real `launchctl` runner and the dispatch is portable,
 //! so it is compiled and tested on Linux.
 
 pub mod commands;
+pub mod early_errors;
 pub mod guard;
 pub mod launchctl;
 pub mod plist;
 pub mod print;
 #[cfg(test)]
-mod standin;
+pub(crate) mod standin;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};

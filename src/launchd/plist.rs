@@ -30,17 +30,21 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 /// Renders the LaunchAgent for an instance; `exit_timeout` is its stop
-/// budget (`config::stop_budget`), launchd's wait before SIGKILL. A value
-/// with a control character is refused (exit 78), as for unit files, never
-/// replaced.
+/// budget (`config::stop_budget`), launchd's wait before SIGKILL;
+/// `early_errors` its `StandardErrorPath` ([`super::early_errors::path`]).
+/// A value with a control character is refused (exit 78), as for unit
+/// files, never replaced.
 pub fn render(
     instance: &Instance,
     paperclipd: &Path,
     env: &[(&str, String)],
     exit_timeout: Duration,
+    early_errors: &Path,
 ) -> Result<String> {
     let exe = paperclipd.to_string_lossy();
     check_rendered_value("paperclipd's own path", &exe)?;
+    let errors = early_errors.to_string_lossy();
+    check_rendered_value("the early-error file (StandardErrorPath)", &errors)?;
     check_rendered_value(
         "the Paperclip home (PAPERCLIP_HOME)",
         &instance.home.to_string_lossy(),
@@ -61,6 +65,7 @@ pub fn render(
         // 0 would mean "never SIGKILL": at least one second.
         .replace("@EXIT_TIMEOUT@", &exit_timeout.as_secs().max(1).to_string())
         .replace("@ENVIRONMENT@", &env_xml)
+        .replace("@ERRORS@", &xml_escape(&errors))
         .replace(
             "@LOGFILE@",
             &xml_escape(&super::log_file(instance).to_string_lossy()),
@@ -99,6 +104,17 @@ pub fn environment(xml: &str) -> Vec<(String, String)> {
         rest = &after[v0 + v1..];
     }
     out
+}
+
+/// The environment the instance's LaunchAgent in `home` sets, and its
+/// file (what `status` checks the pinned runtime against).
+pub fn service_environment(
+    home: &Path,
+    instance: &Instance,
+) -> Option<(std::path::PathBuf, Vec<(String, String)>)> {
+    let file = super::plist_path(home, &instance.id);
+    let text = crate::regular_file::read_to_string(&file).ok()?;
+    Some((file, environment(&text)))
 }
 
 /// The inverse of [`xml_escape`].
@@ -143,6 +159,7 @@ mod tests {
             Path::new("/Applications/My Tools/paperclipd"),
             &env,
             Duration::from_secs(135),
+            &super::super::early_errors::path(Path::new("/Users/a&b"), &i.id),
         )
         .unwrap();
         let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
@@ -192,27 +209,48 @@ mod tests {
             "paperclipd writes and rotates the log itself"
         );
         assert!(
-            !d.contains_key("StandardOutPath") && !d.contains_key("StandardErrorPath"),
+            !d.contains_key("StandardOutPath"),
             "launchd's own log files are never rotated"
+        );
+        assert_eq!(
+            d["StandardErrorPath"].as_string(),
+            Some("/Users/a&b/Library/Logs/paperclipd/ai.paperclip.paperclipd.dev.err"),
+            "early errors (before paperclipd's log is open) are kept, in a file paperclipd empties"
         );
     }
 
     const T: Duration = Duration::from_secs(45);
+    const E: &str = "/Users/a/Library/Logs/paperclipd/x.err";
 
     #[test]
     fn control_characters_are_refused_like_in_unit_files() {
         let exe = Path::new("/usr/local/bin/paperclipd");
-        let e = render(&inst("dev", "/Users/a\nb/.paperclip"), exe, &[], T).unwrap_err();
+        let e = render(
+            &inst("dev", "/Users/a\nb/.paperclip"),
+            exe,
+            &[],
+            T,
+            Path::new(E),
+        )
+        .unwrap_err();
         assert_eq!(e.exit_code(), 78);
         assert!(e.message.contains("control character"), "{}", e.message);
         let env = [("PAPERCLIP_SHIM_PATH", "/opt/x\u{7}/paperclipai".to_string())];
-        let e = render(&inst("dev", "/Users/a/.paperclip"), exe, &env, T).unwrap_err();
+        let e = render(
+            &inst("dev", "/Users/a/.paperclip"),
+            exe,
+            &env,
+            T,
+            Path::new(E),
+        )
+        .unwrap_err();
         assert!(e.message.contains("PAPERCLIP_SHIM_PATH"), "{}", e.message);
         let e = render(
             &inst("dev", "/Users/a"),
             Path::new("/opt/\t/paperclipd"),
             &[],
             T,
+            Path::new(E),
         )
         .unwrap_err();
         assert!(e.message.contains("paperclipd's own path"), "{}", e.message);
@@ -224,7 +262,14 @@ mod tests {
             ("PATH", "/Users/a&b/n <1>/bin:/usr/bin".to_string()),
             ("PAPERCLIP_NODE", "/x/\"q\" &amp;/node".to_string()),
         ];
-        let xml = render(&inst("e", "/Users/x/.paperclip"), Path::new("/p"), &env, T).unwrap();
+        let xml = render(
+            &inst("e", "/Users/x/.paperclip"),
+            Path::new("/p"),
+            &env,
+            T,
+            Path::new(E),
+        )
+        .unwrap();
         let got = environment(&xml);
         let want: Vec<(String, String)> = env
             .iter()

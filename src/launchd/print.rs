@@ -19,7 +19,10 @@ pub enum LastExit {
     Never,
     /// `0`, `78: EX_CONFIG`.
     Code(i32),
-    /// Anything else (a signal, a format we do not know).
+    /// `last terminating signal = Segmentation fault: 11`: killed by a
+    /// signal (its `last exit code` line then says `(never exited)`).
+    Signal(String),
+    /// Anything else (a format we do not know).
     Other(String),
 }
 
@@ -88,7 +91,12 @@ pub fn parse_print(text: &str) -> JobInfo {
             }
             "pid" => info.pid = info.pid.or_else(|| value.parse().ok()),
             "runs" => info.runs = value.parse().unwrap_or(info.runs),
-            "last exit code" => info.last_exit = parse_exit(value),
+            "last exit code" if !matches!(info.last_exit, LastExit::Signal(_)) => {
+                info.last_exit = parse_exit(value)
+            }
+            "last terminating signal" if !matches!(info.last_exit, LastExit::Code(_)) => {
+                info.last_exit = LastExit::Signal(value.to_string())
+            }
             _ => {}
         }
     }
@@ -166,6 +174,17 @@ mod tests {
         let fresh = "x = {\n\tstate = not running\n\tlast exit code = (never exited)\n}\n";
         assert_eq!(parse_print(fresh).last_exit, LastExit::Never);
         assert_eq!(parse_exit("Killed: 9"), LastExit::Other("Killed: 9".into()));
+        // Killed by a signal: the signal line wins over "never exited",
+        // in either order.
+        for text in [
+            "x = {\n\tlast exit code = (never exited)\n\tlast terminating signal = Killed: 9\n}\n",
+            "x = {\n\tlast terminating signal = Killed: 9\n\tlast exit code = (never exited)\n}\n",
+        ] {
+            assert_eq!(
+                parse_print(text).last_exit,
+                LastExit::Signal("Killed: 9".into())
+            );
+        }
     }
 
     #[test]

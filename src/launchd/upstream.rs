@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 use crate::instance::Instance;
 use crate::{log, paperclip};
 
+/// How long upstream's booted-out job may take to go (launchd's default
+/// `ExitTimeOut` is 20 s; its server stops PostgreSQL in order).
+const UPSTREAM_STOP: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Upstream's plist: `~/Library/LaunchAgents/<label>.plist`.
 pub fn plist_path(home: &Path, instance: &Instance) -> PathBuf {
     home.join("Library/LaunchAgents")
@@ -72,6 +76,33 @@ pub fn check<L: Launchctl>(
             ));
         }
         log::info(&format!("booted out upstream's {domain}/{label}"));
+    }
+    // `bootout` returns before launchd let go of the job (its server still
+    // stops): wait for that, so that ours does not start beside it.
+    let start = std::time::Instant::now();
+    while !loaded.is_empty() {
+        let mut left = Vec::new();
+        for domain in &loaded {
+            if call(l, Op::Print, domain, &label, &plist)?.0 {
+                left.push(domain.clone());
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+        if start.elapsed() > UPSTREAM_STOP {
+            return Err(Error::new(
+                crate::error::Kind::Failed,
+                format!(
+                    "upstream's {label} is still loaded in {} {} after `launchctl bootout`; \
+                     expected it gone. Check `launchctl print {}/{label}`, then try again",
+                    left.join(" and "),
+                    humantime::format_duration(UPSTREAM_STOP),
+                    left[0]
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // Disabled in the login domain, where it would load again; the override
     // persists across reboots.

@@ -35,7 +35,7 @@ fn is_node(name: &str) -> bool {
 /// Reads and parses the `#!` line of `shim` (symlinks followed).
 pub fn of_shim(shim: &Path) -> Result<Interpreter, String> {
     let mut buf = Vec::with_capacity(SHEBANG_MAX);
-    std::fs::File::open(shim)
+    crate::regular_file::open(shim, std::fs::OpenOptions::new().read(true), 0)
         .and_then(|f| f.take(SHEBANG_MAX as u64).read_to_end(&mut buf))
         .map_err(|e| format!("cannot read {}: {e}", shim.display()))?;
     Ok(parse_shebang(&buf))

@@ -10,11 +10,12 @@
 pub mod interpreter;
 pub mod pin;
 pub mod range;
+pub mod record;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::paperclip::{self, Engines};
@@ -22,7 +23,7 @@ use interpreter::Interpreter;
 use range::{Range, Version};
 
 /// How a Node.js was chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Choice {
     /// `--node` or `PAPERCLIP_NODE` (which `install` pins in the service).

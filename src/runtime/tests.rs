@@ -211,22 +211,22 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
     let node = fake_node(&d.path().join("n 24/bin"), "v24.11.1");
     let rt = resolve(&shim, Some(node.parent().unwrap().as_os_str()), None);
     let home = Path::new("/Users/u");
-    let plist_env = pin::environment(&rt, &crate::launchd::plist::default_path(home));
-    let unit_env = pin::environment(&rt, "/home/u/.local/bin:/usr/bin:/bin");
+    let pin = pin::Pin {
+        shim: rt.shim.clone(),
+        node: rt.node_path().map(Path::to_path_buf),
+    };
+    let plist_env = pin.path_environment(&crate::launchd::plist::default_path(home));
+    let unit_env = pin.unit_environment("/home/u/.local/bin");
     let pinned = format!(
         "{}:{}:",
         node.parent().unwrap().display(),
         shim.parent().unwrap().display()
     );
 
-    // Render both, then read them back: the unit as systemd would (the
-    // last Environment=PATH wins), the plist with a real plist parser.
-    let unit = crate::systemd::unit::render(
-        crate::systemd::unit::USER_UNIT,
-        Path::new("/usr/bin/paperclipd"),
-        &unit_env,
-    )
-    .unwrap();
+    // Render both, then read them back: the drop-in as systemd would (the
+    // last assignment wins), the plist with a real plist parser.
+    let unit =
+        crate::systemd::unit::render_dropin(std::time::Duration::from_secs(30), &unit_env).unwrap();
     let from_unit = crate::systemd::unit::environment(&unit, "/home/u");
     let last = |k: &str| {
         from_unit
@@ -235,11 +235,9 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.clone())
     };
-    let unit_path = last("PATH").unwrap();
-    assert_eq!(
-        unit_path,
-        format!("{pinned}/home/u/.local/bin:/usr/bin:/bin")
-    );
+    let unit_path = last("PAPERCLIPD_PATH_PREPEND").unwrap();
+    assert_eq!(unit_path, format!("{pinned}/home/u/.local/bin"));
+    assert_eq!(last("PATH"), None, "the manager's PATH is kept");
     assert_eq!(last("PAPERCLIP_NODE"), Some(node.display().to_string()));
     assert_eq!(
         last("PAPERCLIP_SHIM_PATH"),
@@ -255,6 +253,7 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
         Path::new("/usr/local/bin/paperclipd"),
         &plist_env,
         std::time::Duration::from_secs(45),
+        &crate::launchd::early_errors::path(home, &inst.id),
     )
     .unwrap();
     let v: plist::Value = plist::from_bytes(xml.as_bytes()).expect("a valid plist");
@@ -276,4 +275,116 @@ fn the_pin_puts_node_and_shim_first_and_unit_and_plist_agree() {
         plist_path.split(':').take(2).collect::<Vec<_>>(),
         unit_path.split(':').take(2).collect::<Vec<_>>()
     );
+}
+
+/// Issue 19 item 2: version managers' directories are recognized (a
+/// cleanup removes them); nothing under a runtime or temporary directory
+/// is accepted; the directory is resolved, the file name kept.
+#[test]
+fn version_managers_volatile_roots_and_stable_paths() {
+    for (p, want) in [
+        (
+            "/home/u/.nvm/versions/node/v24.11.1/bin/node",
+            Some(("nvm", "v24.11.1")),
+        ),
+        (
+            "/home/u/.local/share/fnm/node-versions/v24.12.0/installation/bin/node",
+            Some(("fnm", "v24.12.0")),
+        ),
+        (
+            "/home/u/.volta/tools/image/node/24.11.1/bin/node",
+            Some(("Volta", "24.11.1")),
+        ),
+        (
+            "/home/u/.asdf/installs/nodejs/24.11.1/bin/node",
+            Some(("asdf", "24.11.1")),
+        ),
+        (
+            "/home/u/.local/share/mise/installs/node/24.11.1/bin/node",
+            Some(("mise", "24.11.1")),
+        ),
+        (
+            "/usr/local/n/versions/node/24.11.1/bin/node",
+            Some(("n", "24.11.1")),
+        ),
+        ("/home/u/.volta/bin/node", None),
+        ("/usr/bin/node", None),
+    ] {
+        let got = pin::version_manager(Path::new(p));
+        assert_eq!(got.as_ref().map(|(m, v)| (*m, v.as_str())), want, "{p}");
+    }
+    for p in [
+        "/tmp/x/node",
+        "/run/user/1000/fnm_multishells/1_2/bin/node",
+        "/dev/shm/node",
+    ] {
+        assert!(pin::volatile_root(Path::new(p)).is_some(), "{p}");
+    }
+    assert!(pin::volatile_root(Path::new("/usr/bin/node")).is_none());
+    let d = tempfile::tempdir().unwrap();
+    let real = d.path().join("versions/v24/bin");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(d.path().join("versions/v24"), d.path().join("shell")).unwrap();
+    assert_eq!(
+        pin::stable(&d.path().join("shell/bin/node")),
+        real.canonicalize().unwrap().join("node")
+    );
+}
+
+/// Issue 20, item 5: `status` on macOS warns before the next start when
+/// the Node.js pinned in the LaunchAgent is gone or too old, as on Linux.
+/// The plist is written by `install` (against the launchctl stand-in) and
+/// read back by status's own LaunchAgent path.
+#[test]
+fn status_warns_when_the_node_pinned_in_the_plist_is_gone_or_too_old() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    let shim = npm_prefix(&home.join("npm"), Some(">=24.11.0"), "#!/usr/bin/env node");
+    let node = fake_node(&home.join("n24/bin"), "v24.11.1");
+    let rt = resolve(&shim, Some(node.parent().unwrap().as_os_str()), None);
+    let env = pin::Pin {
+        shim: rt.shim.clone(),
+        node: rt.node_path().map(Path::to_path_buf),
+    }
+    .path_environment(&crate::launchd::plist::default_path(home));
+    let inst = crate::instance::Instance::new(
+        crate::instance::InstanceId::parse("default").unwrap(),
+        home.join(".paperclip"),
+    );
+    let l = crate::launchd::standin::StandIn::default();
+    let e = crate::launchd::commands::Env {
+        home,
+        uid: 501,
+        launchctl: &l,
+        exe: Path::new("/opt/homebrew/opt/paperclipd/bin/paperclipd"),
+    };
+    crate::launchd::commands::install(&e, &inst, &env, None, false, false).unwrap();
+    let view = || {
+        pin::status_view_with(
+            &inst,
+            false,
+            crate::launchd::plist::service_environment(home, &inst),
+        )
+        .unwrap()
+    };
+    let v = view();
+    assert!(
+        v.service_file
+            .unwrap()
+            .ends_with("ai.paperclip.paperclipd.default.plist")
+    );
+    assert!(
+        !v.warnings.iter().any(|w| w.contains("will not start")),
+        "{:?}",
+        v.warnings
+    );
+
+    fake_node(&home.join("n24/bin"), "v22.1.0");
+    let w = view().warnings.join("\n");
+    assert!(w.contains("the service will not start"), "{w}");
+    assert!(w.contains("Node.js v22.1.0") || w.contains("22.1.0"), "{w}");
+
+    fs::remove_file(&node).unwrap();
+    let w = view().warnings.join("\n");
+    assert!(w.contains("the pinned runtime no longer exists"), "{w}");
 }

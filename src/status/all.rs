@@ -110,7 +110,7 @@ async fn row(id: &InstanceId, sel: &Selection, system: bool) -> Row {
                 server_pid: record.and_then(|r| r.child_pid),
                 since,
                 reason: s.reason.clone(),
-                error: None,
+                error: s.lock_error.clone(),
             }
         }
         Err(e) => Row {
@@ -132,14 +132,15 @@ pub fn render(rows: &[Row]) -> String {
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
+            let cell = |s: &str| crate::untrusted::escape(s).into_owned();
             [
                 r.instance.clone(),
                 r.state
                     .map_or("error".to_string(), |s| s.as_str().to_string()),
                 r.port.map_or_else(dash, |p| p.to_string()),
                 r.pid.map_or_else(dash, |p| p.to_string()),
-                r.since.clone().unwrap_or_else(dash),
-                r.error.clone().unwrap_or_else(|| r.reason.clone()),
+                r.since.as_deref().map_or_else(dash, cell),
+                cell(r.error.as_deref().unwrap_or(&r.reason)),
             ]
         })
         .collect();

@@ -68,13 +68,13 @@ pub fn render(h: &Hazards, out: &mut String) {
         if d.low {
             out.push_str(&format!(
                 "  disk:   warning: only {free} free on {}, below the minimum of {}: `run` refuses to start (exit 73); free some space\n",
-                d.space.describe_fs(),
+                crate::untrusted::escape(&d.space.describe_fs()),
                 format_size(d.min_free_bytes)
             ));
         } else {
             out.push_str(&format!(
                 "  disk:   {free} free on {} ({})\n",
-                d.space.describe_fs(),
+                crate::untrusted::escape(&d.space.describe_fs()),
                 if d.min_free_bytes == 0 {
                     "minimum check off".to_string()
                 } else {

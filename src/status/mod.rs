@@ -30,6 +30,9 @@ pub struct Status {
     pub settings: SettingsView,
     pub manager: ManagerView,
     pub lock: Option<Holder>,
+    /// Why the lock file could not be read (a FIFO at its path, …): the
+    /// holder is unknown.
+    pub lock_error: Option<String>,
     /// The record of a holder killed before it could clear it.
     pub left_behind: Option<Record>,
     pub port: PortView,
@@ -39,9 +42,14 @@ pub struct Status {
     pub hazards: hazards::Hazards,
     /// Why launchd no longer starts the instance (crash-loop guard).
     pub paused: Option<crate::launchd::guard::Pause>,
+    /// launchd's job waits for another run of the instance to end.
+    pub waiting: Option<crate::launchd::guard::Waiting>,
     /// The Node.js the service runs and the one this shell runs (`None`
     /// when the instance runs a command of its own).
     pub runtime: Option<crate::runtime::pin::View>,
+    /// Whether the running paperclipd and server are still what is
+    /// installed, and whether the next start would fail.
+    pub upgrade: crate::installed::View,
 }
 
 /// Whose probe settings `status` used.
@@ -124,9 +132,11 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     let seen = lock::observe(&instance);
     let (settings, from) = choose_settings(&own, &seen).await;
     let holder = seen.holder;
+    let lock_error = seen.problem;
     let left_behind = seen.left_behind.filter(|_| from == SettingsFrom::LastRun);
     let m = manager_view(&instance, system).await;
-    let paused = crate::launchd::guard::load(&instance).paused;
+    let guard = crate::launchd::guard::load(&instance);
+    let (paused, waiting) = (guard.paused, guard.waiting);
     let prober = Prober::new(settings.clone(), crate::probe::REQUEST_TIMEOUT)?;
     let snap = prober.snapshot().await;
     let (listening, probes_ready) = (snap.listening(), snap.ready());
@@ -160,6 +170,14 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     let (state, why) = state::decide(&facts);
     let hazards = hazards::gather(&settings, holder.as_ref()).await;
     let runtime = crate::runtime::pin::status_view(&instance, system);
+    let upgrade = match holder.as_ref().and_then(|h| h.record.as_ref()) {
+        Some(r) => crate::installed::view(
+            r,
+            &restart_hint(r, system),
+            runtime.as_ref().map_or(&[][..], |rt| &rt.warnings[..]),
+        ),
+        None => crate::installed::View::default(),
+    };
     Ok(Status {
         instance: instance.id.to_string(),
         state,
@@ -177,6 +195,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         },
         manager: m.view(),
         lock: holder,
+        lock_error,
         left_behind,
         port: PortView::new(&settings, listening, &owner_pids),
         probes: ProbesView {
@@ -187,8 +206,22 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         },
         hazards,
         paused,
+        waiting,
         runtime,
+        upgrade,
     })
+}
+
+/// How to restart the holder's instance, for the upgrade warnings.
+fn restart_hint(r: &Record, system: bool) -> String {
+    match (r.manager.as_str(), r.unit.as_deref()) {
+        ("systemd", Some(unit)) => {
+            let user = if system { "" } else { " --user" };
+            format!("restart it (`systemctl{user} restart {unit}`)")
+        }
+        ("launchd", _) => "restart it (`paperclipd restart`)".to_string(),
+        _ => "restart it (stop it and run it again)".to_string(),
+    }
 }
 
 impl PortView {
@@ -392,20 +425,9 @@ async fn manager_view(instance: &Instance, _system: bool) -> ManagerState {
         uid: crate::sys::uid(),
         launchctl: &l,
     };
-    match a.loaded() {
-        Ok(Some(loaded)) => {
-            let job = &loaded.job;
-            m.unit = Some(UnitInfo {
-                unit: label,
-                load_state: "loaded".into(),
-                active_state: if job.running() { "active" } else { "inactive" }.into(),
-                sub_state: job.state_text().to_string(),
-                main_pid: job.pid.unwrap_or(0),
-                n_restarts: job.runs.saturating_sub(1),
-                ..Default::default()
-            });
-        }
-        Ok(None) => {}
+    // Both domains: an SSH install and a GUI login load two copies.
+    match a.loaded_all() {
+        Ok(all) => m.unit = launchd::launchctl::status_view(&all, &label),
         Err(e) => m.error = Some(e.message),
     }
     m

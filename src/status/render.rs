@@ -1,47 +1,56 @@
 //! `status` as text for a person (`--json` is the serialized [`Status`]).
 
 use super::{Status, describe_owners};
+use crate::untrusted::escape;
 
 pub fn render_text(s: &Status) -> String {
     let mut out = format!(
         "paperclip instance {}: {} ({})\n",
         s.instance,
         s.state.as_str(),
-        s.reason
+        escape(&s.reason)
     );
     if let Some(note) = &s.settings.note {
-        out.push_str(&format!("  settings: {note}\n"));
+        out.push_str(&format!("  settings: {}\n", escape(note)));
     }
-    match &s.lock {
-        Some(h) => out.push_str(&format!("  lock:   held by {}\n", h.describe())),
-        None => out.push_str("  lock:   free\n"),
+    match (&s.lock, &s.lock_error) {
+        (Some(h), _) => out.push_str(&format!("  lock:   held by {}\n", h.describe())),
+        (None, Some(e)) => out.push_str(&format!("  lock:   unknown: {}\n", escape(e))),
+        (None, None) => out.push_str("  lock:   free\n"),
     }
     let m = &s.manager;
     match (&m.active_state, &m.error) {
         (Some(a), _) => out.push_str(&format!(
             "  unit:   {} {} ({}), main pid {}, {} restart(s){}\n",
             m.unit,
-            a,
-            m.sub_state.as_deref().unwrap_or(""),
+            escape(a),
+            escape(m.sub_state.as_deref().unwrap_or("")),
             m.main_pid.unwrap_or(0),
             m.n_restarts.unwrap_or(0),
             m.status_text
                 .as_deref()
                 .filter(|t| !t.is_empty())
-                .map(|t| format!(": {t}"))
+                .map(|t| format!(": {}", escape(t)))
                 .unwrap_or_default()
         )),
-        (None, Some(e)) => out.push_str(&format!("  unit:   unknown ({e})\n")),
+        (None, Some(e)) => out.push_str(&format!("  unit:   unknown ({})\n", escape(e))),
         (None, None) => out.push_str(&format!("  unit:   {} not installed\n", m.unit)),
+    }
+    if let Some(w) = &s.waiting {
+        out.push_str(&format!("  launchd: {}\n", w.describe()));
     }
     if let Some(up) = &m.upstream {
         out.push_str(&format!(
             "  upstream unit: {} {}\n",
-            up.unit, up.active_state
+            escape(&up.unit),
+            escape(&up.active_state)
         ));
     }
     if let Some(rt) = &s.runtime {
         out.push_str(&runtime_lines(rt));
+    }
+    for w in &s.upgrade.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
     }
     out.push_str(&format!(
         "  port:   {} {}{}\n",
@@ -78,27 +87,35 @@ pub fn render_text(s: &Status) -> String {
 fn runtime_lines(rt: &crate::runtime::pin::View) -> String {
     let side = |s: &crate::runtime::pin::Side| match (&s.node, &s.version) {
         (Some(n), Some(v)) => format!(
-            "Node.js {v} at {n}{}",
+            "Node.js {} at {}{}",
+            escape(v),
+            escape(n),
             s.required
                 .as_ref()
-                .map(|r| format!(" (Paperclip needs {r})"))
+                .map(|r| format!(" (Paperclip needs {})", escape(r)))
                 .unwrap_or_default()
         ),
-        (Some(n), None) => format!("Node.js at {n} (version unknown)"),
+        (Some(n), None) => format!("Node.js at {} (version unknown)", escape(n)),
         (None, _) => match &s.shim {
-            Some(shim) => format!("not checked ({shim} is not a Node.js script)"),
+            Some(shim) => format!("not checked ({} is not a Node.js script)", escape(shim)),
             None => "paperclipai not found".to_string(),
         },
     };
     let mut out = match (&rt.service, &rt.service_file) {
-        (Some(svc), Some(file)) => format!("  runtime: {} (service, {file})\n", side(svc)),
+        (Some(svc), Some(file)) => format!(
+            "  runtime: {} (service, {}; {})
+",
+            side(svc),
+            escape(file),
+            escape(svc.source.as_deref().unwrap_or("source unknown"))
+        ),
         _ => format!(
             "  runtime: {} (this shell; no service installed)\n",
             side(&rt.shell)
         ),
     };
     for w in &rt.warnings {
-        out.push_str(&format!("  warning: {w}\n"));
+        out.push_str(&format!("  warning: {}\n", escape(w)));
     }
     out
 }

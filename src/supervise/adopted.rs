@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::adopted::{self, Adopted};
+use crate::deadline::Later;
 use crate::size::format_size;
 use crate::{log, procfs, sys};
 
@@ -35,7 +36,7 @@ pub async fn watch(server: i32, reap_after: Option<Duration>) {
         return std::future::pending().await;
     }
     let mut w = Watch::new(server, reap_after);
-    let mut next = Instant::now() + w.period();
+    let mut next = Instant::now().later(w.period());
     loop {
         tokio::time::sleep_until(next).await;
         next = w.scan(Instant::now());
@@ -90,10 +91,10 @@ impl Watch {
                 .or_insert(Tracked::Adopted { since: now });
         }
         self.report(&procs);
-        let mut next = now + self.period();
+        let mut next = now.later(self.period());
         if let Some(after) = self.reap_after {
             if let Some(due) = self.reap(now, after) {
-                next = next.min(due.max(now + Duration::from_millis(50)));
+                next = next.min(due.max(now.later(Duration::from_millis(50))));
             }
         }
         next
@@ -145,12 +146,12 @@ impl Watch {
                 continue;
             }
             match *t {
-                Tracked::Adopted { since } if now >= since + after => {
+                Tracked::Adopted { since } if now >= since.later(after) => {
                     termed.push(procfs::describe(*pid));
                     let _ = sys::kill(*pid, libc::SIGTERM);
                     *t = Tracked::Termed { at: now };
                 }
-                Tracked::Termed { at } if now >= at + KILL_AFTER => {
+                Tracked::Termed { at } if now >= at.later(KILL_AFTER) => {
                     killed.push(procfs::describe(*pid));
                     let _ = sys::kill(*pid, libc::SIGKILL);
                     *t = Tracked::Killed;
@@ -177,8 +178,8 @@ impl Watch {
         self.tracked
             .values()
             .filter_map(|t| match *t {
-                Tracked::Adopted { since } => Some(since + after),
-                Tracked::Termed { at } => Some(at + KILL_AFTER),
+                Tracked::Adopted { since } => Some(since.later(after)),
+                Tracked::Termed { at } => Some(at.later(KILL_AFTER)),
                 Tracked::Killed => None,
             })
             .min()

@@ -43,20 +43,6 @@ impl From<sys::Ended> for ExitKind {
 }
 
 impl ExitKind {
-    /// From a raw `waitpid` status: exited or killed; `None` for a stop or
-    /// a continue.
-    pub fn from_wait_status(status: libc::c_int) -> Option<Self> {
-        if libc::WIFEXITED(status) {
-            Some(ExitKind::Code(libc::WEXITSTATUS(status)))
-        } else if libc::WIFSIGNALED(status) {
-            Some(ExitKind::Signal(libc::WTERMSIG(status)))
-        } else {
-            None
-        }
-    }
-}
-
-impl ExitKind {
     /// The shell convention: the code itself, or 128+N for signal N.
     pub fn shell_code(self) -> u8 {
         match self {
@@ -122,6 +108,16 @@ pub struct Spawned {
     /// The server has been reaped: its pid and group id may name someone
     /// else now, so nothing is signalled by them any more.
     released: Cell<bool>,
+    /// Stops the server's group if we die ([`Group::Own`] only: launchd
+    /// stops our own group). `None` if it could not be started.
+    guard: Option<sys::Guard>,
+}
+
+impl Spawned {
+    /// The guard's pid: our child, but none of the server's.
+    fn guard_pid(&self) -> Option<i32> {
+        self.guard.as_ref().map(sys::Guard::pid)
+    }
 }
 
 /// What to start and how.
@@ -135,6 +131,8 @@ pub struct SpawnSpec<'a> {
     pub interactive: bool,
     /// [`Group::Own`] whenever `interactive`.
     pub group: Group,
+    /// How long the server gets after SIGTERM if we die (the guard's wait).
+    pub grace: std::time::Duration,
 }
 
 /// Applies the server's environment: the manager's protocol variables
@@ -176,11 +174,30 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
     }
     let parent = std::process::id() as i32;
     let interactive = spec.interactive;
+    // The guard exists before the server execs, so a paperclipd killed at
+    // any moment after leaves no unguarded server ([`Group::Own`] only:
+    // launchd stops our own group).
+    let guard = match group {
+        Group::Own => match sys::start_guard(spec.grace) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                crate::log::warn(&format!(
+                    "cannot start the guard of the server's process group ({e}); if paperclipd \
+                     is killed, a server whose binary grants privileges (setcap, setuid) \
+                     outlives it"
+                ));
+                None
+            }
+        },
+        Group::Ours => None,
+    };
+    let announce = guard.as_ref().map_or(-1, sys::Guard::announce_fd);
     // SAFETY: between fork and exec the closure runs `before_exec`, which
     // only calls async-signal-safe wrappers (tcsetpgrp with SIGTTOU
-    // blocked, sigaction, prctl, getpid, getppid) and never allocates.
+    // blocked, sigaction, prctl, getpid, getppid, write) and never
+    // allocates.
     unsafe {
-        cmd.pre_exec(move || before_exec(interactive, parent));
+        cmd.pre_exec(move || before_exec(interactive, parent, announce));
     }
     let mut child = cmd.spawn().map_err(|e| {
         let kind = match e.kind() {
@@ -198,6 +215,9 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
     let stderr = child.stderr.take().map(OwnedFd::from);
     // `child` is dropped without waiting: we reap with waitpid(-1) ourselves
     // because, as a subreaper, we also reap what the server leaves behind.
+    if let Some(g) = &guard {
+        g.join(pid);
+    }
     Ok(Spawned {
         pid,
         pgid: match group {
@@ -208,6 +228,7 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
         stdout,
         stderr,
         released: Cell::new(false),
+        guard,
     })
 }
 
@@ -221,7 +242,9 @@ const NO_SUBREAPER_ENV: &str = "PAPERCLIPD_NO_SUBREAPER";
 /// async-signal-safe functions: tcsetpgrp with SIGTTOU blocked, prctl,
 /// getpid, getppid. Errors are errno values (`io::Error` without a
 /// payload), which std hands to the parent through its exec pipe.
-fn before_exec(interactive: bool, parent: i32) -> std::io::Result<()> {
+fn before_exec(interactive: bool, parent: i32, guard: std::os::fd::RawFd) -> std::io::Result<()> {
+    // Our group is set (std does it first): the guard may join it now.
+    sys::announce_to_guard(guard);
     if interactive {
         // Take the terminal (as tini does).
         sys::give_terminal_to(0, sys::pid())?;
@@ -335,7 +358,8 @@ pub fn leftovers(server: &Spawned) -> Vec<i32> {
             .map(|p| p.pid)
             .collect()
     };
-    found.retain(|p| *p != server.pid && *p != me);
+    let guard = server.guard_pid();
+    found.retain(|p| *p != server.pid && *p != me && Some(*p) != guard);
     found.sort_unstable();
     found.dedup();
     found
@@ -397,8 +421,10 @@ pub fn signal_everything(server: &Spawned, sig: i32) {
             }
         }
     }
+    // The guard stays until the end (a group SIGKILL above ends it).
+    let guard = server.guard_pid();
     for pid in own_children() {
-        if pid != server.pid {
+        if pid != server.pid && Some(pid) != guard {
             let _ = sys::kill(pid, sig);
         }
     }

@@ -40,6 +40,7 @@ use tokio::task::JoinSet;
 
 use crate::cli::{Mode, Selection};
 use crate::config::RunSettings;
+use crate::deadline::Later;
 use crate::error::{Error, Result};
 use crate::lock::{self, Acquire, InstanceLock, Record};
 use crate::notify::{Notifier, NotifyState};
@@ -83,14 +84,19 @@ async fn run_relayed(
     let invoker = invoker::detect();
     let notifier = Notifier::from_env();
     let interactive = signals::interactive();
-    let command = ServerCommand::resolve(&settings)?;
-    preflight::check_runtime(&command, &mut settings)?;
+    let recorded = preflight::recorded_runtime(&settings, &invoker);
+    let command = ServerCommand::resolve(&settings, recorded.as_ref())?;
+    let checked = preflight::check_runtime(&command, &mut settings, recorded.as_ref())?;
+    let origin = checked.as_ref().map(crate::installed::ServerOrigin::of);
     let instance = settings.probe.instance.clone();
     let onboarding = command.is_default && !instance.paperclip_config().exists();
 
     preflight::refuse_running_units(&instance, &invoker).await?;
     crate::disk::require_free(&instance.root(), settings.probe.min_free)?;
-    let record = Record::for_this_process(&invoker, &settings.probe);
+    let record = Record {
+        server: origin,
+        ..Record::for_this_process(&invoker, &settings.probe)
+    };
     let mut lock = match lock::try_acquire(&instance, record)? {
         Acquire::Acquired(l) => l,
         Acquire::Held(holder) => {
@@ -104,6 +110,7 @@ async fn run_relayed(
             )));
         }
     };
+    preflight::record_runtime(checked.as_ref(), &settings, &invoker);
     let mut prober = None;
     if onboarding {
         onboard::require_terminal(
@@ -130,11 +137,7 @@ async fn run_relayed(
     } else {
         spawn_server(&command, &settings, interactive)?
     };
-    // The server runs now: a record we cannot write (a full disk) must not
-    // abandon it. The flock, not the record, is the truth.
-    if let Err(e) = lock.set_child(Some(server.pid)) {
-        log::warn(&e.message);
-    }
+    record_server(&mut lock, server.pid);
     let mut sup = Supervisor {
         settings,
         notifier: Rc::new(notifier),
@@ -159,6 +162,15 @@ async fn run_relayed(
     result
 }
 
+/// Names the running server in the lock record. The server runs now: a
+/// record we cannot write (a full disk) must not abandon it, so this is a
+/// warning on every path. The flock, not the record, is the truth.
+fn record_server(lock: &mut InstanceLock, pid: i32) {
+    if let Err(e) = lock.set_child(Some(pid)) {
+        log::warn(&e.message);
+    }
+}
+
 fn spawn_server(
     command: &ServerCommand,
     settings: &RunSettings,
@@ -171,6 +183,7 @@ fn spawn_server(
         extra_env: &settings.env,
         interactive,
         group: child::Group::for_server(&settings.probe.instance, interactive),
+        grace: settings.stop_timeout,
     })
 }
 
@@ -235,7 +248,9 @@ impl Supervisor {
         let prober = Prober::new(self.settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
         preflight::refuse_taken_port(&prober).await?;
         self.server = spawn_server(&self.command, &self.settings, self.interactive)?;
-        self.lock.set_child(Some(self.server.pid))?;
+        // From here on nothing returns an error: `supervise` stops what
+        // was spawned before the run ends, whatever happens.
+        record_server(&mut self.lock, self.server.pid);
         self.watch_terminal();
         self.log_started(&format!("started {}", self.command.display()), &prober);
         Ok(prober)
@@ -312,7 +327,7 @@ impl Supervisor {
         }
         let terminal = self.terminal.as_mut()?;
         match sys::child_change(self.server.pid)? {
-            ChildChange::Ended(status) => ExitKind::from_wait_status(status),
+            ChildChange::Ended(ended) => Some(ended.into()),
             ChildChange::Stopped(sig) => {
                 terminal.suspend(self.server.pgid, sig);
                 None
@@ -348,7 +363,7 @@ impl Supervisor {
     async fn supervise(&mut self, prober: Prober) -> Result<u8> {
         self.start_forwarders();
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.settings.ready_timeout;
+        let deadline = crate::deadline::after(self.settings.ready_timeout);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let mut phase = Phase::Starting { since: started };
         let mut ready_fut: BoxFuture<'_, Outcome> =
@@ -365,7 +380,8 @@ impl Supervisor {
         let stop_reason = loop {
             let starting = view.is_some();
             // Time spent suspended (Ctrl-Z) does not count.
-            let deadline = deadline + self.terminal.as_ref().map_or(Duration::ZERO, |t| t.paused);
+            let deadline =
+                deadline.later(self.terminal.as_ref().map_or(Duration::ZERO, |t| t.paused));
             tokio::select! {
                 outcome = &mut ready_fut, if starting => match outcome {
                     Outcome::Ready { elapsed } => {

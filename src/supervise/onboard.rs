@@ -84,6 +84,7 @@ pub fn spawn(program: &Path, settings: &RunSettings, interactive: bool) -> Resul
         extra_env: &settings.env,
         interactive,
         group: child::Group::Own,
+        grace: settings.stop_timeout,
     })
 }
 

@@ -97,7 +97,7 @@ impl Supervisor {
             return Ok(0);
         }
         match phase {
-            Phase::Ready { since } => Ok(self.exited_after_service(exit, since.elapsed())),
+            Phase::Ready { since } => self.exited_after_service(exit, since.elapsed()),
             Phase::Starting { since } => {
                 let mut msg = format!(
                     "the server (pid {}) {} {:.1}s after start, before it became ready.",
@@ -122,7 +122,11 @@ impl Supervisor {
         }
     }
 
-    fn exited_after_service(&self, exit: ExitKind, up: Duration) -> u8 {
+    /// The server ended on its own after it was ready. Exit 0 becomes 70:
+    /// nobody asked it to stop, so a service manager must see a failure
+    /// (`Restart=on-failure` and launchd's `KeepAlive{SuccessfulExit=false}`
+    /// ignore exit 0, and the instance would stay down).
+    fn exited_after_service(&self, exit: ExitKind, up: Duration) -> Result<u8> {
         let code = exit.shell_code();
         let served = if up < Duration::from_secs(60) {
             format!("{:.1}s", up.as_secs_f64())
@@ -130,16 +134,21 @@ impl Supervisor {
             humantime::format_duration(Duration::from_secs(up.as_secs())).to_string()
         };
         let msg = format!(
-            "the server (pid {}) {} after {served} of service; exiting with {code}",
+            "the server (pid {}) {} after {served} of service",
             self.server.pid,
             exit.describe(),
         );
         if code == 0 {
-            log::info(&msg)
-        } else {
-            log::error(&msg)
+            return Err(Error::new(
+                Kind::Software,
+                format!(
+                    "{msg}, on its own after it was ready: no stop was requested, so this is a failure; \
+                     exit 70 (EX_SOFTWARE), which the service manager restarts (it ignores exit 0)"
+                ),
+            ));
         }
-        code
+        log::error(&format!("{msg}; exiting with {code}"));
+        Ok(code)
     }
 
     /// Stops the server in order and decides the exit code.
@@ -277,7 +286,7 @@ impl Supervisor {
             ));
             for l in lines {
                 msg.push_str("\n  | ");
-                msg.push_str(&l);
+                msg.push_str(&crate::untrusted::escape(&l));
             }
         }
     }

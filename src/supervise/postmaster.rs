@@ -29,6 +29,9 @@ pub enum Verdict {
     /// It could not be told (the process may not be inspected); the file
     /// is left alone and PostgreSQL decides.
     Unknown { why: String },
+    /// It is not a regular file (a FIFO, a directory): PostgreSQL cannot
+    /// use it, and reading a FIFO would hang.
+    NotAFile { why: String },
 }
 
 /// `run`'s step: judge the instance's `postmaster.pid` and act on it.
@@ -43,7 +46,7 @@ pub fn check(instance: &Instance) -> Result<()> {
             let aside = move_aside(&file)?;
             log::info(&format!(
                 "moved the stale {} aside to {}: {why} (Paperclip would refuse to start with it)",
-                file.display(),
+                crate::untrusted::path(&file),
                 aside.file_name().unwrap_or_default().to_string_lossy()
             ));
             Ok(())
@@ -55,13 +58,19 @@ pub fn check(instance: &Instance) -> Result<()> {
              (PostgreSQL's fast shutdown), then start again",
             instance.id.as_str(),
             procfs::describe(pid),
-            dir.display(),
-            file.display()
+            crate::untrusted::path(&dir),
+            crate::untrusted::path(&file)
+        ))),
+        Verdict::NotAFile { why } => Err(Error::config(format!(
+            "instance {:?}: PostgreSQL's lock file {} cannot be checked: {why}; \
+             expected the file PostgreSQL writes, or none. Move it aside and retry",
+            instance.id.as_str(),
+            crate::untrusted::path(&file)
         ))),
         Verdict::Unknown { why } => {
             log::warn(&format!(
                 "cannot tell whether {} is stale ({why}); leaving it for PostgreSQL to judge",
-                file.display()
+                crate::untrusted::path(&file)
             ));
             Ok(())
         }
@@ -71,9 +80,12 @@ pub fn check(instance: &Instance) -> Result<()> {
 /// Reads and judges `<dir>/postmaster.pid` (its first line is the pid).
 pub fn judge(dir: &Path) -> Verdict {
     let file = dir.join("postmaster.pid");
-    let text = match std::fs::read(&file) {
+    let text = match crate::regular_file::read(&file) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Absent,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Verdict::NotAFile { why: e.to_string() };
+        }
         Err(e) => return Verdict::Unknown { why: e.to_string() },
     };
     let first = text.lines().next().unwrap_or("").trim();
@@ -104,7 +116,7 @@ fn judge_pid(dir: &Path, pid: i32) -> Verdict {
     }
     let Ok(meta) = std::fs::metadata(dir) else {
         return Verdict::Unknown {
-            why: format!("cannot read {}", dir.display()),
+            why: format!("cannot read {}", crate::untrusted::path(dir)),
         };
     };
     let Some(p) = inspect(pid) else {
@@ -224,10 +236,10 @@ fn move_aside(file: &Path) -> Result<PathBuf> {
         Error::config(format!(
             "cannot move the stale {} aside to {}: {e}; Paperclip would refuse to start with it. \
              Move it yourself (`mv {} {}`) and start again",
-            file.display(),
-            target.display(),
-            file.display(),
-            target.display()
+            crate::untrusted::path(file),
+            crate::untrusted::path(&target),
+            crate::untrusted::path(file),
+            crate::untrusted::path(&target)
         ))
     })?;
     Ok(target)

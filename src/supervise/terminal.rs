@@ -218,7 +218,7 @@ impl Witness {
         if self.gone || self.requests.write_all(b"?").is_err() {
             return seen;
         }
-        let deadline = tokio::time::Instant::now() + SYNC_WAIT;
+        let deadline = crate::deadline::after(SYNC_WAIT);
         loop {
             match tokio::time::timeout_at(deadline, self.next_byte()).await {
                 Ok(Some(sys::WITNESS_SYNCED)) | Ok(None) | Err(_) => return seen,

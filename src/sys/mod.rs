@@ -1,17 +1,20 @@
 //! Safe wrappers over every libc call paperclipd makes, one SAFETY note each
-//! (filesystem space in [`fs`], the terminal witness in [`witness`]).
+//! (filesystem space in [`fs`], the terminal witness in [`witness`], the
+//! group guard in [`guard`]).
 //!
 //! Only the `pre_exec` closure in `supervise::child` calls into the OS
 //! outside this module, and it calls the async-signal-safe wrappers marked
 //! below. Callers get `io::Result`s or plain values, never raw `-1`s.
 
 mod fs;
+mod guard;
 mod witness;
 
 use std::io;
 use std::os::fd::RawFd;
 
 pub use fs::*;
+pub use guard::*;
 pub use witness::*;
 
 /// Maps a libc return value of `-1` to the current `errno`.
@@ -381,28 +384,43 @@ fn set_signal_handler(sig: i32, handler: libc::sighandler_t) -> io::Result<()> {
     }
 }
 
-/// What `waitpid(pid, WNOHANG | WUNTRACED)` saw.
+/// What [`child_change`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildChange {
-    /// It ended and is reaped: the raw wait status.
-    Ended(libc::c_int),
+    /// It ended; it is left unreaped (its zombie keeps its pid).
+    Ended(Ended),
     /// It was stopped by this signal (Ctrl-Z, SIGTTOU, SIGSTOP).
     Stopped(i32),
 }
 
-/// Has child `pid` stopped or ended? Does not wait; an ended child is
-/// reaped.
+/// Has child `pid` stopped or ended? Does not wait, and reaps nothing
+/// (`WNOWAIT`): an ended child stays a zombie, so its pid and group id
+/// cannot be given to another process while we may still signal them. A
+/// stop stays reported until the child is continued.
 pub fn child_change(pid: i32) -> Option<ChildChange> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: waitpid writes the status into a valid local.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
-    if r != pid {
+    if pid <= 0 {
         return None;
     }
-    if libc::WIFSTOPPED(status) {
-        Some(ChildChange::Stopped(libc::WSTOPSIG(status)))
-    } else {
-        Some(ChildChange::Ended(status))
+    // SAFETY: siginfo_t is plain data; waitid fills the zeroed local.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: see above; the pointer is valid for the call.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    let (child, status) = child_of(&info);
+    if r != 0 || child != pid {
+        return None;
+    }
+    match info.si_code {
+        libc::CLD_STOPPED | libc::CLD_TRAPPED => Some(ChildChange::Stopped(status)),
+        libc::CLD_EXITED => Some(ChildChange::Ended(Ended::Exited(status))),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Some(ChildChange::Ended(Ended::Killed(status))),
+        _ => None,
     }
 }
 
@@ -451,4 +469,96 @@ impl TerminalMode {
 pub fn set_terminal_mode(fd: RawFd, mode: &TerminalMode) -> io::Result<()> {
     // SAFETY: tcsetattr reads the termios we own; a bad fd gives -1.
     check(unsafe { libc::tcsetattr(fd, libc::TCSADRAIN, &mode.0) }).map(drop)
+}
+
+/// This boot's identity, so that what belongs to one boot (the launchd
+/// guard's pause) is forgotten at the next: the kernel's random boot id.
+#[cfg(target_os = "linux")]
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// This boot's identity: `sysctl kern.bootsessionuuid`, a new UUID at
+/// every boot.
+#[cfg(target_os = "macos")]
+pub fn boot_id() -> Option<String> {
+    let mut buf = [0u8; 128];
+    let mut len: libc::size_t = buf.len();
+    // SAFETY: the name is NUL-terminated; `buf` and `len` describe a
+    // writable buffer of `len` bytes that sysctlbyname fills and whose
+    // used length it stores in `len`; no new value is set (null, 0).
+    let r = unsafe {
+        libc::sysctlbyname(
+            c"kern.bootsessionuuid".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    let bytes = &buf[..len.min(buf.len())];
+    let text = String::from_utf8_lossy(bytes);
+    let id = text.trim_end_matches('\0').trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn boot_id() -> Option<String> {
+    None
+}
+
+/// Empties the file open on `fd` when it is a regular file (and rewinds,
+/// in case it was not opened with `O_APPEND`); returns whether it was one.
+pub fn truncate_if_regular(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a writable stat buffer; a bad fd gives -1 (EBADF).
+    check(unsafe { libc::fstat(fd, &mut st) })?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(false);
+    }
+    // SAFETY: ftruncate and lseek take plain integers and only act on `fd`.
+    check(unsafe { libc::ftruncate(fd, 0) })?;
+    // SAFETY: as above.
+    if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 18, defect 9): `child_change` reaped an ended
+    /// child (`waitpid`), so its pid, and the group id it led, could be
+    /// given to another process while the supervisor still signalled them.
+    #[test]
+    fn child_change_leaves_an_ended_child_unreaped() {
+        // Reaped below by pid, not by `Child::wait`.
+        #[allow(clippy::zombie_processes)]
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id() as i32;
+        let start = std::time::Instant::now();
+        while peek_exited(Some(pid)).is_none() {
+            assert!(start.elapsed().as_secs() < 30, "sh did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            child_change(pid),
+            Some(ChildChange::Ended(Ended::Exited(7)))
+        );
+        assert!(is_unreaped_child(pid), "child_change reaped the child");
+        reap_pid(pid);
+        assert!(!is_unreaped_child(pid));
+    }
 }

@@ -147,7 +147,7 @@ pub fn fork_witness(pgid: i32, report: &[i32], requests: RawFd, reports: RawFd) 
 /// witness child).
 // SAFETY: an unsafe fn because of the contract above; its one caller is
 // the fresh witness child.
-unsafe fn close_between(from: i32, to: i32) {
+pub(super) unsafe fn close_between(from: i32, to: i32) {
     if from > to {
         return;
     }

@@ -164,6 +164,11 @@ impl Systemd {
         let mut cmd = tokio::process::Command::new("systemctl");
         if self.scope == Scope::User {
             cmd.arg("--user");
+            // After `sudo -u`/`su` XDG_RUNTIME_DIR is unset and systemctl
+            // would not find the manager: tell it where we found it.
+            if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
+                cmd.env("XDG_RUNTIME_DIR", user_runtime_dir());
+            }
         }
         cmd.args(args).kill_on_drop(true);
         tokio::time::timeout(timeout, cmd.output())
@@ -420,30 +425,50 @@ impl Client for Systemd {
     }
 }
 
+/// The user's runtime directory: `$XDG_RUNTIME_DIR`, else logind's
+/// `/run/user/<uid>` (unset after `sudo -u` or `su`).
+fn user_runtime_dir() -> std::path::PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| format!("/run/user/{}", crate::sys::euid()).into())
+}
+
 /// The manager's private socket (what systemctl uses).
 fn private_socket(scope: Scope) -> Option<std::path::PathBuf> {
     match scope {
         Scope::System => Some("/run/systemd/private".into()),
-        Scope::User => std::env::var_os("XDG_RUNTIME_DIR")
-            .filter(|d| !d.is_empty())
-            .map(|d| std::path::PathBuf::from(d).join("systemd/private")),
+        Scope::User => Some(user_runtime_dir().join("systemd/private")),
     }
 }
 
 fn no_bus(scope: Scope, why: &str) -> Error {
-    let what = match scope {
+    match scope {
         Scope::User => {
-            "the user's D-Bus session bus ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus)"
+            let uid = crate::sys::euid();
+            let user = super::logind::login_name(uid).unwrap_or_else(|| uid.to_string());
+            let socket = user_runtime_dir().join("systemd/private");
+            Error::new(
+                Kind::Unavailable,
+                format!(
+                    "no systemd user manager runs for {user} (uid {uid}): neither the D-Bus user bus \
+                     ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus: {why}) nor the manager's own socket {} \
+                     is there. A user manager runs while {user} is logged in, or always once {user} lingers; \
+                     `sudo -u` and `su` start none. Run `sudo loginctl enable-linger {user}` (the instance then \
+                     also starts at boot and survives logout), then retry",
+                    socket.display()
+                ),
+            )
         }
-        Scope::System => "the system D-Bus bus",
-    };
-    Error::new(
-        Kind::Unavailable,
-        format!(
-            "cannot reach systemd through {what}: {why}. Is a systemd{} manager running for you (on Debian the `dbus-user-session` package provides the user bus)?",
-            if scope == Scope::User { " user" } else { "" }
+        Scope::System => Error::new(
+            Kind::Unavailable,
+            format!(
+                "cannot reach systemd through the system D-Bus bus: {why}, and /run/systemd/private is missing; \
+                 expected a system booted with systemd. Use the user unit (without --system), or `paperclipd run` \
+                 under another supervisor"
+            ),
         ),
-    )
+    }
 }
 
 fn dbus_err(what: &str, e: zbus::Error) -> Error {

@@ -12,10 +12,46 @@ use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
 use crate::{config, log, owned_file, runtime};
 
-/// Long enough for the slowest real start (the default ready timeout is 5
-/// minutes; systemd's own start timeout ends the job earlier if progress
-/// stops).
-const JOB_TIMEOUT: Duration = Duration::from_secs(330);
+/// How long we wait for a job beyond the instance's own budget for it:
+/// systemd's start timeout (extended by paperclipd while progress is real)
+/// or its stop timeout ends the job first; this only bounds our wait.
+const JOB_MARGIN: Duration = Duration::from_secs(30);
+
+/// user@.service's own `TimeoutStopSec=` (systemd's default unit file):
+/// at logout and shutdown the whole user manager, with every instance in
+/// it, is stopped within this.
+pub const USER_MANAGER_STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long our client waits for each job on one instance: its
+/// `ready_timeout` for a start, its stop budget for a stop, both for a
+/// restart; plus [`JOB_MARGIN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobTimeouts {
+    pub ready: Duration,
+    pub stop_budget: Duration,
+}
+
+impl JobTimeouts {
+    /// The instance's budgets as its `run` will see them.
+    pub fn of(instance: &Instance) -> Result<Self> {
+        Ok(JobTimeouts {
+            ready: config::instance_ready_timeout(instance)?,
+            stop_budget: config::stop_budget(config::instance_stop_timeout(instance)?),
+        })
+    }
+
+    pub fn for_job(&self, job: Job) -> Duration {
+        JOB_MARGIN
+            + match job {
+                Job::Start => self.ready,
+                Job::Stop => self.stop_budget,
+                Job::Restart => self.ready + self.stop_budget,
+            }
+    }
+}
+
+/// For units that are not ours (upstream's): systemd's defaults, 90 s each.
+const FOREIGN_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The lifecycle commands of the CLI, through systemd.
 pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
@@ -32,6 +68,7 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
     if let Command::Logs(a) = &command {
         return logs(&instance, scope, a.follow, a.lines);
     }
+    let timeouts = JobTimeouts::of(&instance)?;
     let plan = match &command {
         Command::Install(a) => {
             if scope == Scope::System {
@@ -42,17 +79,24 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
                     log::warn(&format!("install --system would refuse: {}", e.message));
                 }
             }
+            let stop_timeout = config::instance_stop_timeout(&instance)?;
+            if scope == Scope::User {
+                warn_stop_budget(stop_timeout);
+            }
+            let node = a.node.as_deref().filter(|p| !p.as_os_str().is_empty());
             let opts = InstallOptions {
                 now: a.now,
                 replace_upstream: a.replace_upstream,
-                explicit_home: a.managed.target.home.is_some(),
-                stop_timeout: config::instance_stop_timeout(&instance)?,
+                stop_timeout,
+                env: instance_environment(scope, &instance, a.managed.target.home.is_some(), node)?,
+                timeouts,
             };
-            let node = a.node.as_deref().filter(|p| !p.as_os_str().is_empty());
-            let content = rendered_unit(scope, &instance, &opts, node)?;
+            let content = unit::render(unit::template(scope), &crate::program::own_path()?)?;
+            // Refuses a value the drop-in cannot carry before anything is done.
+            unit::render_dropin(opts.stop_timeout, &opts.env)?;
             let path = unit::unit_dir(scope)?.join(TEMPLATE_NAME);
             if a.dry_run {
-                print_plan(&instance, &path, &content, &opts);
+                print_plan(&instance, &path, &content, &opts)?;
                 return Ok(0);
             }
             Some((opts, path, content))
@@ -64,16 +108,17 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
         match command {
             Command::Install(_) => {
                 let (opts, path, content) = plan.ok_or_else(|| Error::os("no plan"))?;
-                let code = install(&sd, &instance, &opts, &path, &content).await?;
                 if scope == Scope::User {
                     advise_linger().await;
                 }
-                Ok(code)
+                install(&sd, &instance, &opts, &path, &content).await
             }
-            Command::Uninstall(_) => uninstall(&sd, &instance, &unit::unit_dir(scope)?).await,
-            Command::Start(_) => start(&sd, &instance, Job::Start).await,
-            Command::Restart(_) => start(&sd, &instance, Job::Restart).await,
-            _ => stop(&sd, &instance).await,
+            Command::Uninstall(_) => {
+                uninstall(&sd, &instance, &unit::unit_dir(scope)?, &timeouts).await
+            }
+            Command::Start(_) => start(&sd, &instance, Job::Start, &timeouts).await,
+            Command::Restart(_) => start(&sd, &instance, Job::Restart, &timeouts).await,
+            _ => stop(&sd, &instance, &timeouts).await,
         }
     })
 }
@@ -81,39 +126,71 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
 pub struct InstallOptions {
     pub now: bool,
     pub replace_upstream: bool,
-    /// The home was chosen explicitly (flag or env): record it in the unit.
-    pub explicit_home: bool,
     /// The instance's `stop_timeout`, for its drop-in's `TimeoutStopSec=`.
     pub stop_timeout: Duration,
+    /// The instance's own variables, for its drop-in (never the template).
+    pub env: Vec<(&'static str, String)>,
+    pub timeouts: JobTimeouts,
 }
 
-/// The unit file for this instance and manager, with paperclipd's own path.
-fn rendered_unit(
+/// The instance's own variables: the Node.js the user's shell runs (or
+/// the service user's, for the system unit), checked and pinned; and its
+/// home when it was chosen explicitly (flag or env).
+fn instance_environment(
     scope: Scope,
     instance: &Instance,
-    opts: &InstallOptions,
+    explicit_home: bool,
     node: Option<&Path>,
-) -> Result<String> {
-    let exe = crate::program::own_path()?;
-    // The Node.js the user's shell runs, checked and pinned (PATH, shim, node).
-    let mut env = runtime::pin::systemd_environment(scope, instance, node)?;
-    if scope == Scope::User && opts.explicit_home {
+) -> Result<Vec<(&'static str, String)>> {
+    let mut env = Vec::new();
+    if scope == Scope::User && explicit_home {
         env.push((
             "PAPERCLIP_HOME",
             instance.home.to_string_lossy().into_owned(),
         ));
     }
-    unit::render(unit::template(scope), &exe, &env)
+    env.extend(runtime::pin::systemd_environment(scope, instance, node)?);
+    Ok(env)
 }
 
-/// `install --dry-run`: the file and the calls, nothing done.
-fn print_plan(instance: &Instance, path: &Path, content: &str, opts: &InstallOptions) {
+/// A stop budget beyond user@.service's own is cut short at logout and
+/// shutdown, when the user manager stops with every instance in it.
+fn warn_stop_budget(stop_timeout: Duration) {
+    let budget = config::stop_budget(stop_timeout);
+    if budget <= USER_MANAGER_STOP_TIMEOUT {
+        return;
+    }
+    let most = USER_MANAGER_STOP_TIMEOUT - config::STOP_MARGIN;
+    log::warn(&format!(
+        "stop_timeout {} plus paperclipd's {} s margin ({} s) is longer than user@.service's own \
+         TimeoutStopSec={} s: at logout and shutdown systemd stops the whole user manager within {} s, so \
+         the instance is killed before its ordered stop ends (`systemctl --user stop` still waits the full {} s). \
+         Lower stop_timeout to {} s at most, or give the user manager more time: \
+         `sudo systemctl edit user@.service` → [Service] TimeoutStopSec={}s",
+        humantime::format_duration(stop_timeout),
+        config::STOP_MARGIN.as_secs(),
+        budget.as_secs(),
+        USER_MANAGER_STOP_TIMEOUT.as_secs(),
+        USER_MANAGER_STOP_TIMEOUT.as_secs(),
+        budget.as_secs(),
+        most.as_secs(),
+        budget.as_secs() + 5
+    ));
+}
+
+/// `install --dry-run`: the files and the calls, nothing done.
+fn print_plan(
+    instance: &Instance,
+    path: &Path,
+    content: &str,
+    opts: &InstallOptions,
+) -> Result<()> {
     let unit = unit_name(&instance.id);
     log::out(&format!("# would write {}:", path.display()));
     log::out(content);
     let dropin = unit::dropin_path(path.parent().unwrap_or(Path::new("/")), &instance.id);
     log::out(&format!("# would write {}:", dropin.display()));
-    log::out(&unit::render_dropin(opts.stop_timeout));
+    log::out(&unit::render_dropin(opts.stop_timeout, &opts.env)?);
     log::out("# would call over D-Bus (org.freedesktop.systemd1.Manager):");
     log::out("#   Reload()");
     log::out(&format!(
@@ -124,6 +201,58 @@ fn print_plan(instance: &Instance, path: &Path, content: &str, opts: &InstallOpt
             "#   StartUnit(\"{unit}\", \"replace\") and wait for JobRemoved (returns after READY=1)"
         ));
     }
+    Ok(())
+}
+
+/// An old template (paperclipd before per-instance drop-ins) carried the
+/// last-installed instance's home, Node.js and PATH for every instance.
+/// Before it is replaced, every other enabled instance gets those lines in
+/// a drop-in of its own, so that it runs as before; the instance being
+/// installed gets its own settings.
+fn migrate_old_template(dir: &Path, path: &Path, new: &str, installing: &str) -> Result<()> {
+    let Ok(old) = fs::read_to_string(path) else {
+        return Ok(());
+    };
+    if !old.contains(owned_file::MARKER) {
+        return Ok(());
+    }
+    let keep: Vec<String> = unit::legacy_instance_lines(new);
+    let lines: Vec<String> = unit::legacy_instance_lines(&old)
+        .into_iter()
+        .filter(|l| !keep.contains(l))
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let others = other_enabled_instances(dir, installing);
+    let mut moved = Vec::new();
+    for name in &others {
+        let Some(id) = name
+            .strip_prefix("paperclip@")
+            .and_then(|n| n.strip_suffix(".service"))
+            .and_then(|n| crate::instance::InstanceId::parse(n).ok())
+        else {
+            continue;
+        };
+        let file = unit::migrated_path(dir, &id);
+        owned_file::write(&file, &unit::render_migrated(&lines))?;
+        moved.push(file.display().to_string());
+    }
+    log::warn(&format!(
+        "{} was written by an older paperclipd and carried one instance's settings for every instance ({}); \
+         the template now holds none. {}Run `paperclipd install -i <id>` for each instance to give it its own",
+        path.display(),
+        lines.join(" "),
+        if moved.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "So that the other instances keep running as before, they are now in {}. ",
+                moved.join(", ")
+            )
+        }
+    ));
+    Ok(())
 }
 
 /// Writes the unit to `path`, enables the instance, and with `now` starts it.
@@ -136,11 +265,18 @@ pub async fn install<C: Client>(
 ) -> Result<u8> {
     let unit = unit_name(&instance.id);
     check_upstream(sd, instance, opts.replace_upstream).await?;
-    let dropin = unit::dropin_path(path.parent().unwrap_or(Path::new("/")), &instance.id);
-    for (file, text) in [
-        (path, content.to_string()),
-        (dropin.as_path(), unit::render_dropin(opts.stop_timeout)),
-    ] {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let dropin = unit::dropin_path(dir, &instance.id);
+    let dropin_text = unit::render_dropin(opts.stop_timeout, &opts.env)?;
+    migrate_old_template(dir, path, content, &unit)?;
+    let migrated = unit::migrated_path(dir, &instance.id);
+    if owned_file::remove(&migrated)? {
+        log::info(&format!(
+            "removed {} (the old template's settings; {unit} has its own now)",
+            migrated.display()
+        ));
+    }
+    for (file, text) in [(path, content.to_string()), (dropin.as_path(), dropin_text)] {
         let changed = owned_file::write(file, &text)?;
         log::info(&format!(
             "{} {}",
@@ -166,7 +302,7 @@ pub async fn install<C: Client>(
         }
     ));
     if opts.now {
-        return start(sd, instance, Job::Start).await;
+        return start(sd, instance, Job::Start, &opts.timeouts).await;
     }
     log::out(&format!(
         "installed {unit}; start it with `paperclipd start -i {}` or `systemctl{} start {unit}`",
@@ -176,18 +312,15 @@ pub async fn install<C: Client>(
     Ok(0)
 }
 
-/// A user unit's PostgreSQL loses its IPC objects at the user's last
-/// logout unless the user lingers (logind's `RemoveIPC=`, upstream #2862):
-/// say so, with the exact command.
+/// Without linger the user manager, and every instance in it, stops at
+/// the user's last logout and does not start at boot, whatever
+/// `RemoveIPC=` says; with `RemoveIPC=yes` the logout also removes
+/// PostgreSQL's IPC objects (upstream #2862). Warn whenever it is off.
 async fn advise_linger() {
     let v = super::logind::check(crate::sys::euid()).await;
-    if v.state.exposed() {
-        log::warn(&format!(
-            "{}. Without linger the instance is not a background service: it stops when you log out",
-            v.describe()
-        ));
-    } else {
-        log::info(&format!("logind: {}", v.describe()));
+    match v.linger_warning() {
+        Some(w) => log::warn(&w),
+        None => log::info(&format!("logind: {}", v.describe())),
     }
 }
 
@@ -211,7 +344,7 @@ async fn check_upstream<C: Client>(sd: &C, instance: &Instance, replace: bool) -
         )));
     }
     log::info(&format!("stopping and disabling upstream's {}", up.name));
-    let r = sd.job(Job::Stop, &up.name, JOB_TIMEOUT).await?;
+    let r = sd.job(Job::Stop, &up.name, FOREIGN_JOB_TIMEOUT).await?;
     if r != JobResult::Done {
         return Err(Error::new(
             Kind::Failed,
@@ -229,21 +362,30 @@ async fn check_upstream<C: Client>(sd: &C, instance: &Instance, replace: bool) -
 
 /// Stops and disables the instance; removes the template (from `dir`)
 /// with the last instance.
-pub async fn uninstall<C: Client>(sd: &C, instance: &Instance, dir: &Path) -> Result<u8> {
+pub async fn uninstall<C: Client>(
+    sd: &C,
+    instance: &Instance,
+    dir: &Path,
+    timeouts: &JobTimeouts,
+) -> Result<u8> {
     let unit = unit_name(&instance.id);
     if sd.unit_info(&unit).await?.is_some_and(|i| i.is_running()) {
-        let r = sd.job(Job::Stop, &unit, JOB_TIMEOUT).await?;
+        let r = sd
+            .job(Job::Stop, &unit, timeouts.for_job(Job::Stop))
+            .await?;
         log::info(&format!("stopped {unit} ({r})"));
     }
     for (kind, from, _) in sd.disable(&unit).await? {
         log::info(&format!("{kind} {from}"));
     }
     let dropin = unit::dropin_path(dir, &instance.id);
-    if owned_file::remove(&dropin)? {
-        log::info(&format!("removed {}", dropin.display()));
-        // Only if empty: a drop-in of the user's own stays.
-        let _ = fs::remove_dir(dropin.parent().unwrap_or(dir));
+    for file in [dropin.clone(), unit::migrated_path(dir, &instance.id)] {
+        if owned_file::remove(&file)? {
+            log::info(&format!("removed {}", file.display()));
+        }
     }
+    // Only if empty: a drop-in of the user's own stays.
+    let _ = fs::remove_dir(dropin.parent().unwrap_or(dir));
     let path = dir.join(TEMPLATE_NAME);
     let others = other_enabled_instances(dir, &unit);
     if others.is_empty() {
@@ -283,9 +425,14 @@ fn other_enabled_instances(dir: &Path, unit: &str) -> Vec<String> {
 }
 
 /// `start` / `restart`: returns after READY=1, or explains the failure.
-pub async fn start<C: Client>(sd: &C, instance: &Instance, job: Job) -> Result<u8> {
+pub async fn start<C: Client>(
+    sd: &C,
+    instance: &Instance,
+    job: Job,
+    timeouts: &JobTimeouts,
+) -> Result<u8> {
     let unit = unit_name(&instance.id);
-    let result = sd.job(job, &unit, JOB_TIMEOUT).await?;
+    let result = sd.job(job, &unit, timeouts.for_job(job)).await?;
     let info = sd.unit_info(&unit).await?.unwrap_or_default();
     if result == JobResult::Done && info.active_state == "active" {
         log::out(&format!(
@@ -300,9 +447,11 @@ pub async fn start<C: Client>(sd: &C, instance: &Instance, job: Job) -> Result<u
     ))
 }
 
-pub async fn stop<C: Client>(sd: &C, instance: &Instance) -> Result<u8> {
+pub async fn stop<C: Client>(sd: &C, instance: &Instance, timeouts: &JobTimeouts) -> Result<u8> {
     let unit = unit_name(&instance.id);
-    let result = sd.job(Job::Stop, &unit, JOB_TIMEOUT).await?;
+    let result = sd
+        .job(Job::Stop, &unit, timeouts.for_job(Job::Stop))
+        .await?;
     let info = sd.unit_info(&unit).await?.unwrap_or_default();
     if result == JobResult::Done && info.active_state != "failed" {
         log::out(&format!("{unit} stopped ({})", info.active_state));

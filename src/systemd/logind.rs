@@ -119,7 +119,8 @@ impl IpcView {
                 self.uid
             ),
             Protection::RemoveIpcOff => format!(
-                "protected: logind's RemoveIPC=no (without linger, {u}'s services still stop at logout)"
+                "IPC kept: logind's RemoveIPC=no; but {u} does not linger, so {u}'s services stop at \
+                 {u}'s last logout and do not start at boot"
             ),
             Protection::NoLogind => "protected: no logind runs here".to_string(),
             Protection::Exposed => format!(
@@ -129,6 +130,29 @@ impl IpcView {
                 self.fix.as_deref().unwrap_or("")
             ),
         }
+    }
+}
+
+impl IpcView {
+    /// For `install`: linger is off for a regular user, so the instance is
+    /// not a background service. What it costs, and the command.
+    pub fn linger_warning(&self) -> Option<String> {
+        let off =
+            self.uid > SYSTEM_UID_MAX && self.facts.logind_runs && self.facts.linger != Some(true);
+        if !off {
+            return None;
+        }
+        let u = &self.user;
+        let ipc = if self.state.exposed() {
+            " and, as logind's RemoveIPC=yes, that logout also removes PostgreSQL's shared memory and semaphores"
+        } else {
+            ""
+        };
+        Some(format!(
+            "{u} does not linger: the instance stops at {u}'s last logout (including the end of an ssh or su \
+             session) and does not start at boot{ipc}. Make it a background service with \
+             `sudo loginctl enable-linger {u}`"
+        ))
     }
 }
 
@@ -180,7 +204,7 @@ async fn bus_facts(uid: u32) -> zbus::Result<Facts> {
 }
 
 /// The login name of `uid`, from /etc/passwd.
-fn login_name(uid: u32) -> Option<String> {
+pub fn login_name(uid: u32) -> Option<String> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
@@ -324,5 +348,41 @@ mod tests {
         std::fs::write(r.join("var/lib/systemd/linger/alice"), "").unwrap();
         let f = file_facts("alice", r, true);
         assert_eq!((f.linger, f.remove_ipc), (Some(true), Some(false)));
+    }
+
+    /// Issue 19 item 7: linger off is a warning whatever RemoveIPC= says
+    /// (the instance stops at logout and does not start at boot); it was
+    /// "protected", at info level, with RemoveIPC=no.
+    #[test]
+    fn linger_off_is_warned_with_its_cost() {
+        let view = |uid: u32, f: Facts| IpcView {
+            state: assess(uid, &f),
+            user: "alice".into(),
+            uid,
+            fix: None,
+            facts: f,
+        };
+        let off = view(1000, facts(true, Some(false), Some(false)));
+        assert!(
+            !off.describe().starts_with("protected"),
+            "{}",
+            off.describe()
+        );
+        let w = off
+            .linger_warning()
+            .expect("a warning with RemoveIPC=no too");
+        assert!(w.contains("stops at alice's last logout"), "{w}");
+        assert!(w.contains("does not start at boot"), "{w}");
+        assert!(w.contains("sudo loginctl enable-linger alice"), "{w}");
+        assert!(!w.contains("semaphores"), "{w}");
+        let exposed = view(1000, facts(true, Some(false), Some(true)));
+        assert!(exposed.linger_warning().unwrap().contains("semaphores"));
+        for quiet in [
+            view(1000, facts(true, Some(true), Some(true))),
+            view(998, facts(true, Some(false), Some(true))),
+            view(1000, facts(false, Some(false), Some(true))),
+        ] {
+            assert_eq!(quiet.linger_warning(), None, "{quiet:?}");
+        }
     }
 }

@@ -56,19 +56,23 @@ state=$(show ActiveState)/$(show SubState)
 if [ "$state" = active/running ]; then ok "unit $state right after install --now"; else bad "unit is $state right after install --now (want active/running)"; fi
 
 f=$UNIT_DIR/paperclip@.service
-if [ -f "$f" ]; then
-    grep -qxF "Environment=PAPERCLIP_HOME=$DATA" "$f" && ok "unit records PAPERCLIP_HOME" || bad "unit lacks Environment=PAPERCLIP_HOME=$DATA"
-    grep -qxF "Environment=PAPERCLIP_SHIM_PATH=$PCD_NPM_SHIM" "$f" && ok "unit records PAPERCLIP_SHIM_PATH (the npm shim)" || bad "unit lacks Environment=PAPERCLIP_SHIM_PATH=$PCD_NPM_SHIM"
-    grep -qxF "Environment=PAPERCLIP_NODE=$NODE24" "$f" && ok "unit pins PAPERCLIP_NODE=$NODE24" || bad "unit lacks Environment=PAPERCLIP_NODE=$NODE24"
-    grep -qxF "Environment=PATH=$PCD_NODE_DIR:$NPM_BIN:$HOME/.local/bin:/usr/local/bin:/usr/bin:/bin" "$f" &&
-        ok "unit PATH starts with Node 24's and the shim's directories" || bad "unit PATH is not pinned: $(grep '^Environment=PATH' "$f" | tr '\n' ' ')"
+dropin=$UNIT_DIR/paperclip@default.service.d/paperclipd.conf
+if [ -f "$f" ] && [ -f "$dropin" ]; then
+    # The instance's settings are in its own drop-in; the shared template
+    # holds none of them (issue 19 item 1).
+    grep -qxF "Environment=PAPERCLIP_HOME=$DATA" "$dropin" && ok "drop-in records PAPERCLIP_HOME" || bad "drop-in lacks Environment=PAPERCLIP_HOME=$DATA"
+    grep -qxF "Environment=PAPERCLIP_SHIM_PATH=$PCD_NPM_SHIM" "$dropin" && ok "drop-in records PAPERCLIP_SHIM_PATH (the npm shim)" || bad "drop-in lacks Environment=PAPERCLIP_SHIM_PATH=$PCD_NPM_SHIM"
+    grep -qxF "Environment=PAPERCLIP_NODE=$NODE24" "$dropin" && ok "drop-in pins PAPERCLIP_NODE=$NODE24" || bad "drop-in lacks Environment=PAPERCLIP_NODE=$NODE24"
+    grep -qxF "Environment=PAPERCLIPD_PATH_PREPEND=$PCD_NODE_DIR:$NPM_BIN:$HOME/.local/bin" "$dropin" &&
+        ok "drop-in puts Node 24's and the shim's directories before the manager's PATH" || bad "drop-in PATH prepend is not pinned: $(grep '^Environment=PAPERCLIPD_PATH_PREPEND' "$dropin" | tr '\n' ' ')"
+    grep -qE '^Environment=(PAPERCLIP_HOME|PAPERCLIP_NODE|PAPERCLIP_SHIM_PATH|PATH)=' "$f" && bad "the shared template carries an instance's settings" || ok "the shared template carries no instance's settings"
     # No NoNewPrivileges= in the user unit: it would break sudo, newuidmap,
     # fusermount and Chromium's sandbox for the agents.
     grep -q '^NoNewPrivileges=' "$f" && bad "the user unit sets NoNewPrivileges= (breaks agents' setuid tools)" || ok "no NoNewPrivileges= in the user unit"
     grep -qx 'WatchdogSignal=SIGTERM' "$f" && ok "unit has WatchdogSignal=SIGTERM" || bad "unit lacks WatchdogSignal=SIGTERM"
     grep -qx 'Type=notify' "$f" && ok "unit is Type=notify" || bad "unit is not Type=notify"
 else
-    bad "no unit file at $f"
+    bad "no unit file at $f or no drop-in at $dropin"
 fi
 [ -L "$UNIT_DIR/default.target.wants/$UNIT" ] && ok "enabled (default.target.wants link)" || bad "no $UNIT_DIR/default.target.wants/$UNIT link"
 

@@ -21,6 +21,25 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_paperclipd")
 }
 
+/// The Python interpreter itself, resolved once: `python3` on PATH may be a
+/// shell shim (pyenv's is a bash script that runs `pyenv exec`), which adds
+/// hundreds of milliseconds to every fixture start on a loaded machine and
+/// ate into short readiness timeouts.
+pub fn python() -> &'static str {
+    static PY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "python3".to_string())
+    })
+}
+
 pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture/server.py")
 }
@@ -112,6 +131,16 @@ impl World {
             port: free_port(),
         }
     }
+    /// A world under `base` instead of /tmp (a runtime under /tmp is
+    /// volatile, and `install` refuses to pin it).
+    #[allow(dead_code)]
+    pub fn new_in(base: &Path) -> Self {
+        fs::create_dir_all(base).expect("create the temp base");
+        World {
+            dir: tempfile::tempdir_in(base).expect("tempdir"),
+            port: free_port(),
+        }
+    }
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
@@ -173,7 +202,7 @@ impl World {
             .arg("--url")
             .arg(self.url());
         c.args(args);
-        c.arg("--").arg("python3").arg(fixture());
+        c.arg("--").arg(python()).arg(fixture());
         c.arg("--port")
             .arg(self.port.to_string())
             .arg("--state-dir")

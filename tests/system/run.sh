@@ -13,7 +13,8 @@
 # Setup: build or reuse (once, cached) a pristine root (debootstrap), a Node 24
 # + npm global prefix and an npm cache holding paperclipai@2026.916.1; copy the
 # root to a fresh work root; boot it with systemd-nspawn (private network, in a
-# cgroup of its own); dpkg -i the .deb inside (postinst creates `paperclip`);
+# cgroup of its own); dpkg -i the .deb inside (pkg-home: postinst creates
+# `paperclip` and its home, paperclip:paperclip 0700, before any start);
 # give paperclip Node and Paperclip the way a user does, as paperclip, offline
 # from the npm cache (the result is cached for later runs), by LAYOUT:
 #   managed     (default) upstream's documented install: node + npm in
@@ -30,8 +31,15 @@
 #   a-enable-now     systemctl enable --now returns only after READY=1
 #   b-status         paperclipd status --system [--json] says ready (exit 0)
 #   c-security       systemd-analyze security on the running unit (score)
+#   g-upgrade        dpkg -i again (an upgrade): the postinst try-restarts the
+#                    running instance onto the new binary and says so
+#   f-sandbox        tests/system/sandbox-probe.c as the unit (a drop-in that
+#                    changes only Type= and ExecStart=): Landlock, seccomp,
+#                    user/mount/PID namespaces, mounts and chroot in them work
 #   d-stop           stop: nothing of paperclip left, inactive, no SIGKILL
-#   e-purge          dpkg -P removes binary, unit files and the user
+#   h-remove         apt-get remove stops the running instance (prerm)
+#   e-purge          dpkg -P removes binary and unit files; keeps the user
+#                    paperclip and its data (Debian practice)
 #   teardown         container gone, cgroups removed, nothing else created
 # Prints `PASS name` / `FAIL name: why`, then `N passed, M failed`; exits 1 if
 # any failed, 2 if the harness itself could not run. Every wait is a loop on a
@@ -70,6 +78,7 @@ START_TIMEOUT=${START_TIMEOUT:-150}   # the unit's TimeoutStartSec=90, plus marg
 STOP_TIMEOUT=${STOP_TIMEOUT:-90}      # the unit's TimeoutStopSec=45, plus margin
 
 PC_HOME=/var/lib/paperclip            # the unit's PAPERCLIP_HOME and HOME
+STAGE=/opt/paperclipd-test-stage      # what paperclip copies into its home
 LOCAL=$PC_HOME/.local
 INSTANCE=default
 UNIT=paperclip@$INSTANCE.service
@@ -91,6 +100,8 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v gcc >/dev/null || need_apt+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -f /usr/lib/libc.a ] || need_apt+=(libc6-dev)
 command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     log "setup: installing ${need_apt[*]}"
@@ -292,14 +303,23 @@ t=$(now_ms)
 mkdir "$ROOT"
 chmod 755 "$ROOT"
 cp -a "$BASE/." "$ROOT/"
-mkdir -p "$ROOT$LOCAL"
+# Nothing is put into $PC_HOME: the package must make it. What paperclip
+# later copies into its home (Node, npm and their cache, or the cached home:
+# its "download") waits in $STAGE, readable by everyone.
+mkdir -p "$ROOT$STAGE/home/.local"
 if [ -n "$HOME_CACHED" ]; then
-    cp -a "$HOME_CACHE/." "$ROOT$PC_HOME/"
+    cp -a "$HOME_CACHE/." "$ROOT$STAGE/home/"
 else
-    cp -a "$PREFIX/." "$ROOT$LOCAL/"
-    cp -a "$NPM_CACHE" "$ROOT$PC_HOME/.npm"
+    cp -a "$PREFIX/." "$ROOT$STAGE/home/.local/"
+    cp -a "$NPM_CACHE" "$ROOT$STAGE/home/.npm"
 fi
+chmod -R a+rX "$ROOT$STAGE"
+[ ! -e "$ROOT$PC_HOME" ] || die "$PC_HOME exists in the fresh root before the package is installed"
 cp "$DEB" "$ROOT/root/paperclipd.deb"
+# What agents' own sandboxes do first (Landlock, seccomp, user namespaces,
+# mounts in them), as a static program the root can run (f-sandbox).
+gcc -static -O2 -Wall -o "$ROOT/usr/local/bin/pcd-sandbox-probe" tests/system/sandbox-probe.c ||
+    die "cannot build tests/system/sandbox-probe.c (gcc -static)"
 log "setup: work root $ROOT ready in $(secs_since "$t") s"
 
 # --- boot -------------------------------------------------------------------------
@@ -343,7 +363,11 @@ else
     done
     [ ${#CG_DIRS[@]} -gt 0 ] || die "no writable cgroup hierarchy found under /sys/fs/cgroup"
 fi
-NSPAWN=(systemd-nspawn --quiet --register=no --keep-unit --private-network -D "$ROOT" -M "$MACHINE" -b --console=pipe)
+# nspawn's own seccomp allow-list (systemd 252) lacks the landlock_* calls,
+# which a real host does not filter: without this, the container would
+# refuse them whatever the unit allows (f-sandbox).
+NSPAWN=(systemd-nspawn --quiet --register=no --keep-unit --private-network -D "$ROOT" -M "$MACHINE" -b --console=pipe
+    --system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self')
 log "setup: ${LAUNCH[*]}${LAUNCH:+ }${NSPAWN[*]}"
 t_boot=$(now_ms)
 (
@@ -368,14 +392,37 @@ log "setup: booted in $(secs_since "$t_boot") s: is-system-running=$state (syste
 [ "$state" = running ] || C systemctl --failed --no-legend | indent
 for d in "${CG_DIRS[@]}"; do info "nspawn's cgroups: $(cd "$d" && find . -mindepth 1 -maxdepth 1 -type d -printf '%P ') in $d"; done
 
-# --- install the package, lay out Node + Paperclip for paperclip ----------------------
+# --- scenario bookkeeping ----------------------------------------------------------
+FAIL_WHY=''
+fail() { [ -n "$FAIL_WHY" ] || FAIL_WHY=$*; info "FAILED CHECK: $*"; }
+result() {
+    if [ -z "$FAIL_WHY" ]; then PASSED=$((PASSED + 1)); log "PASS $1"
+    else FAILED=$((FAILED + 1)); log "FAIL $1: $FAIL_WHY"; fi
+    FAIL_WHY=''
+}
+show() { C systemctl show "$UNIT" -p "$1" --value; }
+journal_tail() { C journalctl -u "$UNIT" --no-pager -o short-monotonic | tail -n "${1:-30}" | indent; }
+
+# --- install the package: it makes the user AND its home -----------------------------
+# Upstream's installer (`sudo -u paperclip -H npx paperclipai install`) runs
+# before the unit ever starts, so the home must exist with the right owner
+# from dpkg -i on; this test no longer makes it (issue 19 item 10).
+log ""
+log "== pkg-home"
 out=$(C dpkg -i /root/paperclipd.deb 2>&1) || { printf '%s\n' "$out" | indent; die "dpkg -i failed inside the root"; }
+[ -z "$out" ] || printf '%s\n' "$out" | indent
 pw=$(C getent passwd paperclip) || die "dpkg -i did not create the user paperclip"
 [ "$(cut -d: -f6 <<<"$pw")" = "$PC_HOME" ] || die "user paperclip has home $(cut -d: -f6 <<<"$pw"), the unit uses $PC_HOME"
-C chown -R paperclip:paperclip "$PC_HOME"
-C chmod 700 "$PC_HOME"
+home_st=$(C stat -c '%U:%G %a' "$PC_HOME" 2>&1 || true)
+info "after dpkg -i, before any start: $PC_HOME: $home_st; $UNIT started: $(show ExecMainStartTimestampMonotonic)"
+[ "$(show ExecMainStartTimestampMonotonic)" = 0 ] || fail "$UNIT already ran; the home check must come before its first start"
+[ "$home_st" = "paperclip:paperclip 700" ] || fail "$PC_HOME after dpkg -i: '$home_st', want 'paperclip:paperclip 700' (the unit's StateDirectoryMode=0700)"
+result pkg-home
 AS_PC=(nsenter -t "$SDPID" -a env -i LANG=C.UTF-8 setpriv --reuid=paperclip --regid=paperclip --init-groups env HOME="$PC_HOME" USER=paperclip LOGNAME=paperclip
     PAPERCLIP_HOME="$PC_HOME" PATH="$LOCAL/bin:/usr/local/bin:/usr/bin:/bin")
+# As paperclip, into the home the package made (no chown by the test).
+out=$("${AS_PC[@]}" cp -a "$STAGE/home/." "$PC_HOME/" 2>&1) ||
+    { printf '%s\n' "$out" | indent; die "as paperclip, copying $STAGE/home into $PC_HOME failed (does the package make the home?)"; }
 if [ -n "$HOME_CACHED" ]; then
     log "setup: $PC_HOME from $HOME_CACHE ($LAYOUT, $(sed -n 2p "$HOME_STAMP"))"
 else
@@ -406,17 +453,6 @@ pc_v=$("${AS_PC[@]}" paperclipai --version 2>/dev/null | tail -1) || die "paperc
 log "setup: installed $(C dpkg-query -W -f='${Package} ${Version}' paperclipd); paperclip has node $node_v, paperclipai $pc_v"
 info "$(C ls -l "$LOCAL/bin/paperclipai" | sed "s|.*$LOCAL|$LOCAL|")"
 [ "$LAYOUT" != managed ] || C cat "$LOCAL/bin/paperclipai" | indent
-
-# --- scenario bookkeeping ----------------------------------------------------------
-FAIL_WHY=''
-fail() { [ -n "$FAIL_WHY" ] || FAIL_WHY=$*; info "FAILED CHECK: $*"; }
-result() {
-    if [ -z "$FAIL_WHY" ]; then PASSED=$((PASSED + 1)); log "PASS $1"
-    else FAILED=$((FAILED + 1)); log "FAIL $1: $FAIL_WHY"; fi
-    FAIL_WHY=''
-}
-show() { C systemctl show "$UNIT" -p "$1" --value; }
-journal_tail() { C journalctl -u "$UNIT" --no-pager -o short-monotonic | tail -n "${1:-30}" | indent; }
 
 # --- onboard as paperclip (the unit refuses to run an instance that is not onboarded) ---
 # As a transient unit of the container's manager, so every process of it is
@@ -565,6 +601,73 @@ info "exposure: ${score:-none} (active=$(show ActiveState))"
 [ "$(show ActiveState)" = active ] || fail "the unit was not running when analyzed"
 result c-security
 
+# --- g. upgrade: the postinst restarts running system instances ----------------------
+# dpkg -i of the package again is an upgrade to dpkg (postinst configure
+# with the old version): the running instance must move onto the new binary,
+# and the postinst says so.
+log ""
+log "== g-upgrade"
+pid_before=$(show MainPID)
+# A stand-in for a user's instance of the packaged binary: a paperclipd run
+# by `nobody` (its server never answers; it only has to be running).
+C install -d -o nobody -m 700 /tmp/pcd-user-home
+C setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp/pcd-user-home \
+    /usr/bin/paperclipd run --home /tmp/pcd-user-home -i u --url http://127.0.0.1:39999 --ready-timeout 600s -- sleep 600 \
+    </dev/null >/dev/null 2>&1 &
+user_run=$!
+deadline=$(( $(now_ms) + 10000 ))
+until C pgrep -u nobody -x paperclipd >/dev/null; do
+    [ "$(now_ms)" -lt "$deadline" ] || { fail "the stand-in user instance (paperclipd as nobody) did not start"; break; }
+    sleep 0.1
+done
+t=$(now_ms)
+rc=0; out=$(timeout $((START_TIMEOUT + STOP_TIMEOUT)) nsenter -t "$SDPID" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    SYSTEMD_PAGER= dpkg -i /root/paperclipd.deb 2>&1) || rc=$?
+C pkill -TERM -u nobody -x paperclipd 2>/dev/null || true
+wait "$user_run" 2>/dev/null || true
+[ -z "$out" ] || printf '%s\n' "$out" | grep -v '^(Reading database' | indent
+pid_after=$(show MainPID)
+info "dpkg -i (upgrade) returned $rc after $(secs_since "$t") s; MainPID $pid_before -> $pid_after, $(show ActiveState)/$(show SubState)"
+[ "$rc" -eq 0 ] || fail "dpkg -i over the installed package exited $rc"
+grep -q "restarting $UNIT onto the new binary" <<<"$out" || fail "the postinst did not say it restarts $UNIT"
+# The user instance still runs the replaced binary and is named; the
+# restarted system instance (user paperclip) is not.
+users_line=$(grep "user instances still run" <<<"$out" || true)
+[[ $users_line == *nobody* ]] || fail "the postinst did not name the user instance still running the old binary (nobody): '$users_line'"
+[[ $users_line != *paperclip\ * && $users_line != *paperclip ]] || fail "the postinst named the restarted system instance as a user instance: '$users_line'"
+[ "$pid_after" != "$pid_before" ] && [ "$pid_after" != 0 ] || fail "MainPID is still $pid_before: not restarted"
+[ "$(show ActiveState)" = active ] || fail "$UNIT is $(show ActiveState) after the upgrade"
+health=$(N curl -sS --max-time 2 "http://127.0.0.1:$PORT/api/health" 2>&1 || true)
+grep -q '"status":"ok"' <<<"$health" || fail "/api/health right after the upgrade: $(head -c 200 <<<"$health")"
+[ -z "$FAIL_WHY" ] || journal_tail 30
+result g-upgrade
+
+# --- f. agents' own sandboxes work inside the unit ------------------------------------
+# tests/system/sandbox-probe.c as the service: an instance of the installed
+# template whose test drop-in changes only what runs (Type=oneshot, the
+# probe), so every hardening line of the unit applies unchanged.
+log ""
+log "== f-sandbox"
+PROBE_UNIT=paperclip@sandbox-probe.service
+C sh -c "mkdir -p /run/systemd/system/$PROBE_UNIT.d && printf '%s\n' '[Service]' 'Type=oneshot' 'ExecStart=' \
+    'ExecStart=/usr/local/bin/pcd-sandbox-probe' 'Restart=no' 'WatchdogSec=0' 'TimeoutStartSec=60' \
+    >/run/systemd/system/$PROBE_UNIT.d/probe.conf" && C systemctl daemon-reload || die "cannot write the probe's drop-in"
+C systemctl show "$PROBE_UNIT" -p User -p NoNewPrivileges -p RestrictNamespaces -p ProtectSystem -p PrivateTmp \
+    -p CapabilityBoundingSet -p SystemCallErrorNumber | tr '\n' ' ' | indent
+rc=0; out=$(timeout 90 nsenter -t "$SDPID" -a systemctl start "$PROBE_UNIT" 2>&1) || rc=$?
+probe=$(C journalctl -u "$PROBE_UNIT" --no-pager -o cat | grep '^PROBE' || true)
+printf '%s\n' "$probe" | indent
+info "systemctl start $PROBE_UNIT: exit $rc${out:+: $out}"
+for step in landlock-abi landlock-ruleset landlock-restrict landlock-enforced seccomp userns namespaces mount-tmpfs mount-proc chroot; do
+    grep -q "^PROBE $step ok" <<<"$probe" || fail "inside the unit: $(grep "^PROBE $step " <<<"$probe" || echo "no result for $step")"
+done
+grep -q '^PROBE id uid=0 ' <<<"$probe" && fail "the probe ran as root, not as the unit's User=paperclip"
+[ "$rc" -eq 0 ] || fail "the probe failed inside the unit (exit $rc)"
+C rm -rf "/run/systemd/system/$PROBE_UNIT.d"
+C systemctl daemon-reload
+C systemctl reset-failed "$PROBE_UNIT" 2>/dev/null || true
+result f-sandbox
+
 # --- d. stop ------------------------------------------------------------------------
 log ""
 log "== d-stop"
@@ -588,7 +691,44 @@ kills=$(C journalctl -u "$UNIT" --no-pager -o cat | grep -E 'SIGKILL|Killing pro
 [ -z "$FAIL_WHY" ] || journal_tail 30
 result d-stop
 
-# --- e. purge ---------------------------------------------------------------------
+# --- d2. install --system as root resolves as the unit's user (issue 19 item 3) ---
+# Root's shell has no paperclipai and no Node 24; the `paperclip` user's
+# ~/.local/bin has both. `install --system --dry-run` must find and pin
+# those (nothing is written: the packaged unit stays as it was).
+log ""
+log "== d2-install-system-as-paperclip"
+rc=0; out=$(C /usr/bin/paperclipd install --system --dry-run 2>&1) || rc=$?
+grep -E '^Environment=|runtime|paperclip' <<<"$out" | grep -v '^#' | head -n 12 | cut -c1-220 | indent
+[ "$rc" -eq 0 ] || fail "install --system --dry-run as root exited $rc: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
+grep -q "^Environment=PAPERCLIP_SHIM_PATH=$LOCAL/" <<<"$out" ||
+    fail "the drop-in does not pin the paperclip user's own paperclipai under $LOCAL: $(grep '^Environment=' <<<"$out" | tr '\n' ' ')"
+grep -q "^Environment=PAPERCLIPD_PATH_PREPEND=.*$LOCAL/bin" <<<"$out" || fail "no PATH prepend with $LOCAL/bin in the drop-in"
+grep -qE '^Environment=PATH=' <<<"$out" && fail "the drop-in replaces the manager's PATH"
+result d2-install-system-as-paperclip
+
+# --- h. remove: the prerm stops the running system instances ---------------------------
+log ""
+log "== h-remove"
+rc=0; out=$(timeout "$START_TIMEOUT" nsenter -t "$SDPID" -a systemctl start "$UNIT" 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && [ "$(show ActiveState)" = active ] || fail "could not start $UNIT again before the removal (exit $rc: $out)"
+main_pid=$(show MainPID)
+t=$(now_ms)
+rc=0; out=$(timeout $((STOP_TIMEOUT + 60)) nsenter -t "$SDPID" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER= apt-get remove -y paperclipd 2>&1) || rc=$?
+printf '%s\n' "$out" | grep -E 'paperclipd|Removing' | indent
+info "apt-get remove returned $rc after $(secs_since "$t") s (MainPID was $main_pid)"
+[ "$rc" -eq 0 ] || fail "apt-get remove paperclipd exited $rc"
+grep -q "stopping $UNIT" <<<"$out" || fail "the prerm did not say it stops $UNIT"
+[ ! -e "$ROOT/usr/bin/paperclipd" ] || fail "/usr/bin/paperclipd is still there after apt-get remove"
+left=$(C ps -u paperclip -o pid=,args= 2>/dev/null | cut -c1-150 | tr '\n' ';' || true)
+[ -z "$left" ] || fail "processes of paperclip left running after apt-get remove: $left"
+[ "$(show ActiveState)" = inactive ] || fail "$UNIT is $(show ActiveState) after apt-get remove"
+kills=$(C journalctl -u "$UNIT" --no-pager -o cat | grep -E 'SIGKILL|Killing process' || true)
+[ -z "$kills" ] || fail "journal: $(head -n 3 <<<"$kills" | tr '\n' ';')"
+[ -z "$FAIL_WHY" ] || journal_tail 30
+result h-remove
+
+# --- e. purge: the files go, the user and its data stay ------------------------------
 log ""
 log "== e-purge"
 rc=0; out=$(C dpkg -P paperclipd 2>&1) || rc=$?
@@ -598,12 +738,14 @@ for f in /usr/bin/paperclipd /usr/lib/systemd/system/paperclip@.service /usr/lib
     /usr/share/man/man1/paperclipd.1.gz; do
     [ ! -e "$ROOT$f" ] || fail "$f is still there after purge"
 done
-! C getent passwd paperclip >/dev/null || fail "user paperclip still exists after purge (postrm promises deluser)"
-! C getent group paperclip >/dev/null || info "note: group paperclip is still there"
+# Debian practice: a system user is kept on purge (its uid, reused, would
+# own the data left in its home).
+C getent passwd paperclip >/dev/null || fail "user paperclip was deleted on purge (its data would belong to a reusable uid)"
+[ "$(C stat -c %U "$INSTANCE_DIR" 2>&1)" = paperclip ] || fail "$INSTANCE_DIR after purge: $(C stat -c %U "$INSTANCE_DIR" 2>&1)"
 [ "$(C dpkg-query -W -f='${Status}' paperclipd 2>/dev/null || true)" = "" ] ||
     fail "dpkg still knows paperclipd: $(C dpkg-query -W -f='${Status}' paperclipd)"
 loaded=$(C systemctl show "$UNIT" -p LoadState --value)
-info "after purge: $UNIT LoadState=$loaded; $PC_HOME kept: $([ -d "$ROOT$PC_HOME" ] && echo yes || echo no) (postrm keeps data)"
+info "after purge: $UNIT LoadState=$loaded; user paperclip kept: $(C getent passwd paperclip >/dev/null && echo yes || echo no); $PC_HOME kept: $([ -d "$ROOT$PC_HOME" ] && echo yes || echo no)"
 [ "$loaded" = not-found ] || fail "systemd still has $UNIT loaded ($loaded)"
 # Not the package's to remove (systemctl enable made it), but worth seeing.
 links=$(cd "$ROOT/etc/systemd/system" && find . -name 'paperclip@*' -printf '%P ' 2>/dev/null || true)

@@ -73,7 +73,9 @@ grep -q '@PAPERCLIPD@' "$src" || fail "$src has no @PAPERCLIPD@ placeholder"
 rendered_dir=$(mktemp -d "$HOME/system-unit.XXXXXX")
 # As `paperclipd install --system` renders it: the binary's path, and the
 # @ENVIRONMENT@ line replaced by the installer's Environment= lines (none here).
-sed -e "s|@PAPERCLIPD@|$bin|g" -e '/^@ENVIRONMENT@$/d' "$src" >"$rendered_dir/paperclip@.service"
+limit() { sed -n "s/^pub const $1: [a-z0-9]* = \([0-9]*\);$/\1/p" "$REPO/src/config/mod.rs"; }
+sed -e "s|@PAPERCLIPD@|$bin|g" -e '/^@ENVIRONMENT@$/d' -e "s|@START_LIMIT_BURST@|$(limit START_LIMIT_BURST)|" \
+  -e "s|@START_LIMIT_INTERVAL@|$(limit START_LIMIT_INTERVAL_SECS)|" "$src" >"$rendered_dir/paperclip@.service"
 if grep -n '@[A-Z_]*@' "$rendered_dir/paperclip@.service"; then fail "placeholders left after rendering $src"; fi
 user=$(sed -n 's/^User=//p' "$rendered_dir/paperclip@.service" | tail -1)
 if [[ -n $user ]]; then
@@ -83,7 +85,8 @@ if [[ -n $user ]]; then
 fi
 grep -q '^WatchdogSignal=SIGTERM$' "$src" || fail "$src lacks WatchdogSignal=SIGTERM"
 grep -q '^OOMPolicy=continue$' "$src" || fail "$src lacks OOMPolicy=continue"
-grep -q '^Environment=PATH=/var/lib/paperclip/.local/bin:' "$src" || fail "$src: PATH lacks the paperclip user's ~/.local/bin"
+grep -q '^Environment=PAPERCLIPD_PATH_PREPEND=/var/lib/paperclip/.local/bin' "$src" || fail "$src: the PATH prepend lacks the paperclip user's ~/.local/bin"
+! grep -q '^Environment=PATH=' "$src" || fail "$src: replaces the manager's PATH"
 verify_ok system_template verify "$rendered_dir/paperclip@.service"
 verify_ok system_instance verify "$rendered_dir/paperclip@t1.service"
 log "ok"

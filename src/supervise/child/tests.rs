@@ -54,10 +54,10 @@ fn before_exec_allocates_nothing_on_any_path() {
     let (counted, wrong_parent) = std::thread::spawn(|| {
         let start = allocations();
         // The parent check fails (ESRCH, after the prctl).
-        let wrong_parent = super::before_exec(false, -1);
+        let wrong_parent = super::before_exec(false, -1, -1);
         // Taking the terminal fails or succeeds, depending on how the
         // tests were started; either path must not allocate.
-        let _ = super::before_exec(true, std::os::unix::process::parent_id() as i32);
+        let _ = super::before_exec(true, std::os::unix::process::parent_id() as i32, -1);
         let counted = allocations() - start;
         #[cfg(target_os = "linux")]
         let _ = crate::sys::set_parent_death_signal(0);

@@ -79,7 +79,7 @@ impl Relay {
                     Error::config(format!(
                         "cannot open the log file {}: {e}; expected a path where paperclipd may create \
                          and append to a regular file (not a symbolic link). Fix it, or choose another --log-file",
-                        settings.path.display()
+                        crate::untrusted::path(&settings.path)
                     ))
                 })?;
                 let sink = start(file)?;
@@ -117,7 +117,7 @@ impl Relay {
             }
         }
         log::set_route(None);
-        let deadline = Instant::now() + FLUSH_WAIT;
+        let deadline = crate::deadline::Later::later(Instant::now(), FLUSH_WAIT);
         let left = || deadline.saturating_duration_since(Instant::now());
         self.out.close(left());
         self.err.close(left());

@@ -115,17 +115,13 @@ impl Target for RotatingFile {
 
 /// Opens `path` for appending; returns it and its current size.
 fn open_append(path: &Path) -> io::Result<(File, u64)> {
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other("it is not a regular file"));
-    }
-    Ok((file, meta.len()))
+    let file = crate::regular_file::open(
+        path,
+        OpenOptions::new().append(true).create(true).mode(0o600),
+        libc::O_NOFOLLOW,
+    )?;
+    let len = file.metadata()?.len();
+    Ok((file, len))
 }
 
 fn ignore_missing(r: io::Result<()>) -> io::Result<()> {

@@ -132,7 +132,7 @@ impl Sink {
         };
         q.closed = true;
         self.shared.more.notify_one();
-        let deadline = Instant::now() + wait;
+        let deadline = crate::deadline::Later::later(Instant::now(), wait);
         while q.busy || !q.chunks.is_empty() || q.gap.is_some() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -57,22 +57,21 @@ impl Tail {
     }
 }
 
-/// Removes terminal escape sequences (colours) so diagnostics stay readable
-/// in a journal.
+/// Removes the colours (CSI sequences, `ESC [ … letter`) so diagnostics
+/// stay readable in a journal. Every other character is kept: whoever
+/// shows a line escapes its control characters (`crate::untrusted`).
 fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
                 }
             }
-        } else if !c.is_control() || c == '\t' {
+        } else {
             out.push(c);
         }
     }
@@ -107,10 +106,15 @@ mod tests {
     fn strips_colours_and_bounds_lines() {
         let mut t = Tail::default();
         t.push(Stream::Stderr, b"\x1b[31mred\x1b[0m\r\n");
+        t.push(Stream::Stderr, b"\x1b]0;title\x07\rover\n");
         t.push(Stream::Stderr, &vec![b'x'; 10_000]);
         t.push(Stream::Stderr, b"\n");
         let l = t.lines();
         assert_eq!(l[0], "red");
-        assert_eq!(l[1].len(), MAX_LINE);
+        assert_eq!(
+            l[1], "\x1b]0;title\x07\rover",
+            "kept, for the shower to escape"
+        );
+        assert_eq!(l[2].len(), MAX_LINE);
     }
 }

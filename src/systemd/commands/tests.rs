@@ -17,6 +17,8 @@ struct Fake {
     enabled: RefCell<Vec<String>>,
     /// What a start job of our unit does: `Some(state)` sets it.
     start_leaves: Option<&'static str>,
+    /// The timeout of every job, in order.
+    timeouts: RefCell<Vec<Duration>>,
 }
 
 impl Fake {
@@ -70,10 +72,11 @@ impl Client for Fake {
         let on = self.enabled.borrow().iter().any(|u| u == unit);
         Some(if on { "enabled" } else { "disabled" }.into())
     }
-    async fn job(&self, job: Job, unit: &str, _timeout: Duration) -> Result<JobResult> {
+    async fn job(&self, job: Job, unit: &str, timeout: Duration) -> Result<JobResult> {
         self.calls
             .borrow_mut()
             .push(format!("{} {unit}", job.verb()));
+        self.timeouts.borrow_mut().push(timeout);
         match job {
             Job::Stop => {
                 self.unit(unit, "inactive");
@@ -109,12 +112,18 @@ fn instance(id: &str) -> Instance {
     Instance::new(InstanceId::parse(id).unwrap(), "/home/u/.paperclip".into())
 }
 
+const TIMEOUTS: JobTimeouts = JobTimeouts {
+    ready: Duration::from_secs(300),
+    stop_budget: Duration::from_secs(45),
+};
+
 fn opts(now: bool, replace_upstream: bool) -> InstallOptions {
     InstallOptions {
         now,
         replace_upstream,
-        explicit_home: false,
         stop_timeout: Duration::from_secs(100),
+        env: vec![("PAPERCLIP_HOME", "/srv/a".to_string())],
+        timeouts: TIMEOUTS,
     }
 }
 
@@ -142,7 +151,7 @@ fn install_writes_reloads_enables_reloads() {
             .contains("\nTimeoutStopSec=115\n"),
         "the instance's stop_timeout (100 s) plus the margin"
     );
-    block(uninstall(&sd, &instance("a"), d.path())).unwrap();
+    block(uninstall(&sd, &instance("a"), d.path(), &TIMEOUTS)).unwrap();
     assert!(!dropin.exists() && !dropin.parent().unwrap().exists());
     assert_eq!(
         &sd.calls()[..3],
@@ -219,7 +228,7 @@ fn a_failed_start_exits_1_with_the_units_state() {
         start_leaves: Some("failed"),
         ..Default::default()
     };
-    let e = block(start(&sd, &instance("a"), Job::Start)).unwrap_err();
+    let e = block(start(&sd, &instance("a"), Job::Start, &TIMEOUTS)).unwrap_err();
     assert_eq!(e.exit_code(), 1);
     assert!(e.message.contains("job failed"), "{}", e.message);
     assert!(e.message.contains("exit status 78"), "{}", e.message);
@@ -235,7 +244,10 @@ fn restart_runs_a_restart_job() {
         start_leaves: Some("active"),
         ..Default::default()
     };
-    assert_eq!(block(start(&sd, &instance("a"), Job::Restart)).unwrap(), 0);
+    assert_eq!(
+        block(start(&sd, &instance("a"), Job::Restart, &TIMEOUTS)).unwrap(),
+        0
+    );
     assert_eq!(sd.calls(), ["restart paperclip@a.service"]);
 }
 
@@ -243,7 +255,7 @@ fn restart_runs_a_restart_job() {
 fn stop_succeeds_when_the_unit_ends_inactive() {
     let sd = Fake::default();
     sd.unit("paperclip@a.service", "active");
-    assert_eq!(block(stop(&sd, &instance("a"))).unwrap(), 0);
+    assert_eq!(block(stop(&sd, &instance("a"), &TIMEOUTS)).unwrap(), 0);
     assert_eq!(sd.calls(), ["stop paperclip@a.service"]);
 }
 
@@ -257,7 +269,7 @@ fn uninstall_keeps_the_template_while_another_instance_uses_it() {
     std::os::unix::fs::symlink(&path, wants.join("paperclip@b.service")).unwrap();
     let sd = Fake::default();
     sd.unit("paperclip@a.service", "active");
-    block(uninstall(&sd, &instance("a"), d.path())).unwrap();
+    block(uninstall(&sd, &instance("a"), d.path(), &TIMEOUTS)).unwrap();
     assert!(path.exists(), "b still uses the template");
     assert_eq!(
         sd.calls(),
@@ -268,6 +280,148 @@ fn uninstall_keeps_the_template_while_another_instance_uses_it() {
         ]
     );
     fs::remove_file(wants.join("paperclip@b.service")).unwrap();
-    block(uninstall(&sd, &instance("b"), d.path())).unwrap();
+    block(uninstall(&sd, &instance("b"), d.path(), &TIMEOUTS)).unwrap();
     assert!(!path.exists(), "the last instance takes the template along");
+}
+
+/// Issue 19 item 8: the client waits as long as the instance's own budget
+/// (ready_timeout for a start, the stop budget for a stop), not a fixed 330 s.
+#[test]
+fn job_timeouts_follow_the_instances_budgets() {
+    let sd = Fake {
+        start_leaves: Some("active"),
+        ..Default::default()
+    };
+    let t = JobTimeouts {
+        ready: Duration::from_secs(900),
+        stop_budget: Duration::from_secs(75),
+    };
+    block(start(&sd, &instance("a"), Job::Start, &t)).unwrap();
+    block(start(&sd, &instance("a"), Job::Restart, &t)).unwrap();
+    block(stop(&sd, &instance("a"), &t)).unwrap();
+    assert_eq!(
+        *sd.timeouts.borrow(),
+        [
+            Duration::from_secs(930),
+            Duration::from_secs(1005),
+            Duration::from_secs(105)
+        ]
+    );
+    let d = tempfile::tempdir().unwrap();
+    let inst = Instance::new(InstanceId::parse("b").unwrap(), d.path().to_path_buf());
+    fs::create_dir_all(inst.root()).unwrap();
+    fs::write(
+        inst.root().join("paperclipd.toml"),
+        "ready_timeout = \"20m\"\nstop_timeout = \"100s\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        JobTimeouts::of(&inst).unwrap(),
+        JobTimeouts {
+            ready: Duration::from_secs(1200),
+            stop_budget: Duration::from_secs(115)
+        }
+    );
+}
+
+/// Issue 19 item 1: an instance's settings live in its own drop-in; the
+/// template written is the one given, untouched by any instance.
+#[test]
+fn install_puts_instance_settings_in_its_own_dropin() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join(TEMPLATE_NAME);
+    let sd = Fake::default();
+    block(install(
+        &sd,
+        &instance("a"),
+        &opts(false, false),
+        &path,
+        UNIT,
+    ))
+    .unwrap();
+    let mut b = opts(false, false);
+    b.env = vec![("PAPERCLIP_HOME", "/srv/b".to_string())];
+    block(install(&sd, &instance("b"), &b, &path, UNIT)).unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap(), UNIT);
+    let a_dropin =
+        fs::read_to_string(d.path().join("paperclip@a.service.d/paperclipd.conf")).unwrap();
+    let b_dropin =
+        fs::read_to_string(d.path().join("paperclip@b.service.d/paperclipd.conf")).unwrap();
+    assert!(
+        a_dropin.contains("\nEnvironment=PAPERCLIP_HOME=/srv/a\n"),
+        "{a_dropin}"
+    );
+    assert!(
+        b_dropin.contains("\nEnvironment=PAPERCLIP_HOME=/srv/b\n"),
+        "{b_dropin}"
+    );
+    block(uninstall(&sd, &instance("b"), d.path(), &TIMEOUTS)).unwrap();
+    assert!(!d.path().join("paperclip@b.service.d").exists());
+    assert_eq!(
+        fs::read_to_string(d.path().join("paperclip@a.service.d/paperclipd.conf")).unwrap(),
+        a_dropin
+    );
+}
+
+/// Issue 19 item 1, an old install: the template carries the last
+/// install's settings for every instance. Installing another instance
+/// moves them into the drop-ins of the instances that ran with them.
+#[test]
+fn an_old_template_with_instance_settings_is_migrated() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join(TEMPLATE_NAME);
+    let old = format!(
+        "{UNIT}Environment=PATH=/old/node/bin:/usr/bin:/bin\nEnvironment=PAPERCLIP_HOME=/srv/old\n"
+    );
+    fs::write(&path, &old).unwrap();
+    let wants = d.path().join("default.target.wants");
+    fs::create_dir_all(&wants).unwrap();
+    std::os::unix::fs::symlink(&path, wants.join("paperclip@old.service")).unwrap();
+    let sd = Fake::default();
+    block(install(
+        &sd,
+        &instance("new"),
+        &opts(false, false),
+        &path,
+        UNIT,
+    ))
+    .unwrap();
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        UNIT,
+        "the template holds nothing of an instance"
+    );
+    let moved = fs::read_to_string(
+        d.path()
+            .join("paperclip@old.service.d/paperclipd-migrated.conf"),
+    )
+    .unwrap();
+    assert!(
+        moved.contains("\nEnvironment=PAPERCLIP_HOME=/srv/old\n"),
+        "{moved}"
+    );
+    assert!(
+        moved.contains("\nEnvironment=PATH=/old/node/bin:/usr/bin:/bin\n"),
+        "{moved}"
+    );
+    assert!(
+        !d.path()
+            .join("paperclip@new.service.d/paperclipd-migrated.conf")
+            .exists()
+    );
+    // Its own install replaces the migrated settings with its own.
+    std::os::unix::fs::symlink(&path, wants.join("paperclip@new.service")).unwrap();
+    block(install(
+        &sd,
+        &instance("old"),
+        &opts(false, false),
+        &path,
+        UNIT,
+    ))
+    .unwrap();
+    assert!(
+        !d.path()
+            .join("paperclip@old.service.d/paperclipd-migrated.conf")
+            .exists()
+    );
 }
