@@ -2,7 +2,9 @@
 # Renders what packages ship besides the binary, from the one source of
 # truth: the unit templates in units/ (with the packaged binary path) and
 # the man page and completions generated from the clap definitions.
-#   packaging/build-assets.sh [BINARY]   -> target/assets/
+# Also puts BINARY where the .deb and .rpm take it (Cargo.toml's
+# package.metadata): target/dist/paperclipd.
+#   packaging/build-assets.sh [BINARY]   -> target/assets/, target/dist/paperclipd
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/paperclipd}
@@ -24,5 +26,6 @@ done
 "$bin" completions bash >"$out/completions/paperclipd.bash"
 "$bin" completions zsh >"$out/completions/_paperclipd"
 "$bin" completions fish >"$out/completions/paperclipd.fish"
+install -D -m 755 "$bin" target/dist/paperclipd
 echo "assets in $out:" >&2
 find "$out" -type f | sort >&2

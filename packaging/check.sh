@@ -67,10 +67,18 @@ check "Kubernetes manifests pass the restricted Pod Security Standard" \
 check "Kubernetes manifests validate against the 1.37 schemas (kubernetes-validate --strict)" \
   python3 -m kubernetes_validate --strict --quiet -k 1.37.0 packaging/kubernetes/paperclip.yaml
 
-check "release build and assets (units, man page, completions)" bash -c 'cargo build --release --locked -q && packaging/build-assets.sh'
+# PAPERCLIPD_BIN: the binary to package (the release binary of
+# packaging/npm/build.sh, e.g. OUT/bin/paperclipd-x86_64-unknown-linux-musl);
+# else a release build of this checkout.
+BIN=${PAPERCLIPD_BIN:-target/release/paperclipd}
+if [ -n "${PAPERCLIPD_BIN:-}" ]; then
+  check "assets (units, man page, completions) for $BIN ($("$BIN" --version 2>&1))" packaging/build-assets.sh "$BIN"
+else
+  check "release build and assets (units, man page, completions)" bash -c 'cargo build --release --locked -q && packaging/build-assets.sh'
+fi
 
 check "rendered units pass systemd-analyze verify" bash -c 'd=$(mktemp -d); trap "rm -rf $d" EXIT;
-  mkdir -p $d/bin; cp target/release/paperclipd $d/bin/;
+  mkdir -p $d/bin; cp target/dist/paperclipd $d/bin/;
   for s in user system; do sed "s|/usr/bin/paperclipd|$d/bin/paperclipd|" target/assets/$s/paperclip@.service >$d/paperclip@x.service;
     if [[ $s == user ]]; then out=$(XDG_RUNTIME_DIR=$d systemd-analyze --user verify $d/paperclip@x.service 2>&1);
     else out=$(systemd-analyze verify $d/paperclip@x.service 2>&1); fi;

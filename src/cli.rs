@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "paperclipd",
-    version,
+    version = VERSION,
     about = "Run a Paperclip instance as a trustworthy service: one server per instance, ready only when it truly is",
     long_about = None,
     propagate_version = true,
@@ -20,6 +20,17 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--version`: the package version, the target it was built for and the
+/// commit (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PAPERCLIPD_TARGET"),
+    ", commit ",
+    env!("PAPERCLIPD_COMMIT"),
+    ")"
+);
 
 /// The exit codes, in `--help` and the man page.
 const EXIT_CODES: &str = "Exit codes of `run`:
@@ -40,7 +51,11 @@ instead and pause the instance until `start` or the next boot (launchd would
 restart them for ever); 75 because another run holds the lock waits for it.
 `probe`: 0 ready, 1 not ready. `status`: 0 ready, 1 running but not ready or conflict, 3 stopped or paused;
 `status --all`: 0 when every instance is ready, else 1.
-`install`, `start`, `stop`, `restart`, `uninstall`: 0 done, 1 the manager reported a failure.";
+`install`, `start`, `stop`, `restart`, `uninstall`: 0 done, 1 the manager reported a failure.
+`reload`: 0 the new server passed both probes and its report was read; 1 the reload failed
+(the supervisor stopped meanwhile); 3 the instance does not run; 75 another restart is in
+progress or the server is not ready yet; 69, 70 or the server's code: the new server did not
+become ready, and the instance (with the runs carried over) was stopped.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -57,8 +72,14 @@ pub enum Command {
     Start(ManagedArgs),
     /// Stop the instance's unit and wait until it has stopped.
     Stop(ManagedArgs),
-    /// Restart the instance's unit; returns once it is ready again.
-    Restart(ManagedArgs),
+    /// Restart a running instance in place, keeping its agent runs (a hot
+    /// restart, as `reload`); with --full, or when it does not run, stop
+    /// and start its unit (or job), which ends every agent run.
+    Restart(RestartArgs),
+    /// Hot-restart a running instance in place, keeping its agent runs
+    /// (upstream's protocol): returns once the new server passed both
+    /// probes, and prints its report. The units' ExecReload=.
+    Reload(ReloadArgs),
     /// One view from every source: lock, unit, port owner, probes.
     /// Exit 0 ready, 1 running but not ready (or conflict), 3 stopped.
     Status(StatusArgs),
@@ -81,6 +102,29 @@ pub struct ManagedArgs {
     /// Use the system manager instead of the user's.
     #[arg(long)]
     pub system: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub managed: ManagedArgs,
+    /// A full stop and start through the manager: ends every running
+    /// agent run (it says how many first).
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Ask the server to drain (end) its agent runs instead of handing
+    /// them over (upstream's `drainRequired`).
+    #[arg(long)]
+    pub drain: bool,
+    /// Print the summary and the server's report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,33 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let settings = probe_settings(&args.selection)?;
             rt.block_on(probe::command(settings, args.json))
         }
+        Command::Reload(args) => {
+            let instance = config::resolve_instance(&args.target)?;
+            crate::reload::command(&instance, args.drain, args.json, None)
+        }
+        // A running instance restarts in place (its agent runs kept).
+        Command::Restart(args) if !args.full => {
+            let instance = config::resolve_instance(&args.managed.target)?;
+            let announce = "restarting in place (a hot restart): the agent runs are kept; \
+                            `paperclipd restart --full` stops and starts instead, ending them";
+            match crate::reload::command(&instance, false, false, Some(announce)) {
+                // Not running: a restart is a start, through the manager.
+                Err(e) if e.kind == crate::error::Kind::NotRunning => {
+                    service::dispatch(&rt, Command::Restart(args))
+                }
+                other => other,
+            }
+        }
+        Command::Restart(args) => {
+            let instance = config::resolve_instance(&args.managed.target)?;
+            if let Some(n) = crate::reload::running_agent_runs(&instance) {
+                log::warn(&format!(
+                    "a full restart stops the server and ends its {n} running agent run(s); \
+                     `paperclipd restart` without --full keeps them"
+                ));
+            }
+            service::dispatch(&rt, Command::Restart(args))
+        }
         Command::Status(args) if args.all => rt.block_on(status::all::command(
             &args.selection,
             args.system,

@@ -34,6 +34,9 @@ pub enum Kind {
     NotExecutable,
     /// The server command was not found (127).
     NotFound,
+    /// The instance does not run, so there is nothing to act on (3, as
+    /// `status` says "stopped").
+    NotRunning,
     /// The server exited before it became ready; carries the exit code that
     /// `run` passes on (its own code, or 128+signal).
     ServerExited(u8),
@@ -51,6 +54,7 @@ impl Kind {
             Kind::NoSpace => 73,
             Kind::NotExecutable => 126,
             Kind::NotFound => 127,
+            Kind::NotRunning => 3,
             Kind::ServerExited(code) => code,
         }
     }

@@ -13,8 +13,10 @@
 //! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
 //! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
+//! | `hot_restart/`, `reload` | upstream's hot-restart files and locks; `paperclipd reload`, the client of `run`'s control socket |
 //! | `status/` | facts from every source → one state (pure) → text or JSON |
 //! | `invoker`, `procfs`, `program`, `owned_file` | who started us; what /proc says; finding executables; files we write |
+//! | `service_exe` | the paperclipd path units and plists name: our own, or a pinned copy of an npm install |
 //! | `regular_file`, `untrusted` | files that must be regular (opened without blocking; FIFOs refused); text from outside shown escaped |
 //! | `disk`, `adopted`, `size`, `deadline` | free space on the instance's filesystem; the orphans a supervisor adopted; the SIZE grammar; deadlines that never overflow |
 //! | `sys`, `log`, `log_file`, [`error`] | libc wrappers (every `unsafe`); our own output and `--log-file`; the error whose kind is the exit code |
@@ -30,6 +32,7 @@ mod deadline;
 mod disk;
 mod dispatch;
 pub mod error;
+mod hot_restart;
 mod installed;
 mod instance;
 mod invoker;
@@ -46,7 +49,9 @@ mod probe;
 mod procfs;
 mod program;
 mod regular_file;
+mod reload;
 mod runtime;
+mod service_exe;
 mod size;
 mod status;
 mod supervise;

@@ -261,6 +261,22 @@ impl Prober {
         self.probe(Which::Ui, self.settings.ui_url.clone()).await
     }
 
+    /// The server's version from its API (`serverVersion`, else
+    /// `version`), for a hot restart's intent; `None` when it does not say.
+    pub async fn server_version(&self) -> Option<String> {
+        let client = self.client.clone();
+        let url = self.settings.api_url.clone();
+        let task = tokio::spawn(async move {
+            let mut resp = client.get(url).send().await.ok()?;
+            let (body, _) = read_bounded(&mut resp).await.ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            ["serverVersion", "version"]
+                .iter()
+                .find_map(|k| v[*k].as_str().map(str::to_string))
+        });
+        task.await.ok().flatten()
+    }
+
     /// Both probes at once (the UI only in `full` mode).
     pub async fn both(&self) -> (ProbeResult, Option<ProbeResult>) {
         if self.settings.mode == crate::cli::Mode::Full {

@@ -462,3 +462,33 @@ fn a_probe_path_that_leads_to_another_host_is_78() {
         assert!(!w.home().exists(), "{bad:?} created the home");
     }
 }
+
+#[test]
+fn version_names_the_target_and_the_commit() {
+    let o = Command::new(bin()).arg("--version").output().unwrap();
+    let v = String::from_utf8_lossy(&o.stdout);
+    // paperclipd 0.1.0 (x86_64-unknown-linux-gnu, commit 2ae1815bcd1c)
+    let inner = v
+        .trim()
+        .strip_prefix(concat!("paperclipd ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected --version: {v}"));
+    let (target, commit) = inner.split_once(", commit ").unwrap();
+    assert!(
+        target.starts_with(std::env::consts::ARCH) && target.contains(std::env::consts::OS),
+        "{target}"
+    );
+    // Built from a git checkout: its HEAD.
+    let head = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output();
+    if let Some(h) = head.ok().filter(|h| h.status.success()) {
+        assert_eq!(commit, String::from_utf8_lossy(&h.stdout).trim());
+    }
+}

@@ -380,3 +380,10 @@ fn without_xdg_runtime_dir_the_fallback_finds_run_user_uid() {
     o.assert_passed();
     assert_eq!(o.result("start_exit"), "0", "{}", o.transcript());
 }
+/// `systemctl --user reload` is a hot restart: the agent run survives, the
+/// server is replaced, the unit stays active.
+#[test]
+fn systemctl_reload_keeps_the_agent_and_the_unit_active() {
+    let o = scenario("reload-keeps-agents");
+    o.assert_passed();
+}

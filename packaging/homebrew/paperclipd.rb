@@ -1,20 +1,54 @@
-# Homebrew formula for paperclipd (macOS and Linux).
-# Install: brew install --build-from-source packaging/homebrew/paperclipd.rb
+# Homebrew formula for paperclipd (macOS and Linux): installs the release
+# archive of packaging/npm/build.sh for this OS and CPU; `--HEAD` builds
+# from source instead. packaging/npm/build.sh renders this file with the
+# archives' sha256 into OUT/dist/paperclipd.rb (the @…@ placeholders).
+# Install: brew install OUT/dist/paperclipd.rb
 class Paperclipd < Formula
   desc "Run a Paperclip instance as a trustworthy service: one server, ready when it truly is"
-  homepage "https://www.npmjs.com/package/paperclipai"
-  url "https://github.com/paperclipai/paperclipd/archive/refs/tags/v0.1.0.tar.gz"
+  homepage "https://www.npmjs.com/package/paperclipd"
   version "0.1.0"
   license any_of: ["MIT", "Apache-2.0"]
-  head "https://github.com/paperclipai/paperclipd.git", branch: "main"
 
-  depends_on "rust" => :build
+  RELEASE = "https://github.com/paperclipai/paperclipd/releases/download/v0.1.0".freeze
+  on_macos do
+    on_arm do
+      url "#{RELEASE}/paperclipd-0.1.0-aarch64-apple-darwin.tar.gz"
+      sha256 "@SHA256_aarch64-apple-darwin@"
+    end
+    on_intel do
+      url "#{RELEASE}/paperclipd-0.1.0-x86_64-apple-darwin.tar.gz"
+      sha256 "@SHA256_x86_64-apple-darwin@"
+    end
+  end
+  on_linux do
+    on_arm do
+      url "#{RELEASE}/paperclipd-0.1.0-aarch64-unknown-linux-musl.tar.gz"
+      sha256 "@SHA256_aarch64-unknown-linux-musl@"
+    end
+    on_intel do
+      url "#{RELEASE}/paperclipd-0.1.0-x86_64-unknown-linux-musl.tar.gz"
+      sha256 "@SHA256_x86_64-unknown-linux-musl@"
+    end
+  end
+
+  head do
+    url "https://github.com/paperclipai/paperclipd.git", branch: "main"
+    depends_on "rust" => :build
+  end
 
   def install
-    system "cargo", "install", *std_cargo_args
-    generate_completions_from_executable(bin/"paperclipd", "completions")
-    (buildpath/"paperclipd.1").write Utils.safe_popen_read(bin/"paperclipd", "manpage")
-    man1.install "paperclipd.1"
+    if build.head?
+      system "cargo", "install", *std_cargo_args
+      generate_completions_from_executable(bin/"paperclipd", "completions")
+      (buildpath/"paperclipd.1").write Utils.safe_popen_read(bin/"paperclipd", "manpage")
+      man1.install "paperclipd.1"
+    else
+      bin.install "paperclipd"
+      man1.install "paperclipd.1.gz"
+      bash_completion.install "completions/paperclipd.bash" => "paperclipd"
+      zsh_completion.install "completions/_paperclipd"
+      fish_completion.install "completions/paperclipd.fish"
+    end
   end
 
   def caveats

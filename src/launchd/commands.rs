@@ -347,7 +347,12 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
         .ok_or_else(|| {
             Error::config("HOME is not set; launchd agents live in ~/Library/LaunchAgents")
         })?;
-    let exe = crate::program::own_path()?;
+    if let Command::Install(a) = &cmd {
+        if !a.dry_run {
+            crate::service_exe::pin(false)?;
+        }
+    }
+    let exe = crate::service_exe::path(false)?;
     let l = SystemLaunchctl;
     let env = Env {
         home: &home,
@@ -386,7 +391,7 @@ pub fn dispatch(_rt: &tokio::runtime::Runtime, cmd: crate::cli::Command) -> Resu
         }
         Command::Uninstall(a) => uninstall(&env, &config::resolve_instance(&a.target)?),
         Command::Start(a) => start(&env, &probe_settings(&a)?, false),
-        Command::Restart(a) => start(&env, &probe_settings(&a)?, true),
+        Command::Restart(r) => start(&env, &probe_settings(&r.managed)?, true),
         Command::Stop(a) => stop(&env, &config::resolve_instance(&a.target)?),
         Command::Logs(a) => {
             use std::os::unix::process::CommandExt;

@@ -50,6 +50,9 @@ pub struct Status {
     /// Whether the running paperclipd and server are still what is
     /// installed, and whether the next start would fail.
     pub upgrade: crate::installed::View,
+    /// The running supervisor's reload in progress, or its last one: the
+    /// processes carried over and the new server's report.
+    pub reload: Option<crate::hot_restart::State>,
 }
 
 /// Whose probe settings `status` used.
@@ -167,7 +170,16 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         probes_ready,
         paused: paused.is_some(),
     };
-    let (state, why) = state::decide(&facts);
+    let (mut state, why) = state::decide(&facts);
+    // --- reload (hot restart): only the running supervisor's own record
+    let reload =
+        crate::hot_restart::State::read(&instance).filter(|r| holder_pid == Some(r.supervisor_pid));
+    let reloading = reload
+        .as_ref()
+        .is_some_and(|r| r.phase == crate::hot_restart::Phase::Reloading);
+    if reloading {
+        state = State::Reloading;
+    }
     let hazards = hazards::gather(&settings, holder.as_ref()).await;
     let runtime = crate::runtime::pin::status_view(&instance, system);
     let upgrade = match holder.as_ref().and_then(|h| h.record.as_ref()) {
@@ -182,6 +194,10 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         instance: instance.id.to_string(),
         state,
         reason: match (why, &paused) {
+            _ if reloading => reload
+                .as_ref()
+                .map(|r| r.message.clone())
+                .unwrap_or_default(),
             (Why::Paused, Some(p)) => crate::launchd::guard::paused_message(&instance, p),
             _ => reason(why, &m, &settings, &owner_pids, left_behind.as_ref()),
         },
@@ -209,6 +225,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
         waiting,
         runtime,
         upgrade,
+        reload,
     })
 }
 

@@ -13,6 +13,28 @@ pub fn render_text(s: &Status) -> String {
     if let Some(note) = &s.settings.note {
         out.push_str(&format!("  settings: {}\n", escape(note)));
     }
+    if let Some(r) = &s.reload {
+        out.push_str(&format!(
+            "  reload: {} (requested {}): {}\n",
+            match r.phase {
+                crate::hot_restart::Phase::Reloading => "in progress",
+                crate::hot_restart::Phase::Reloaded => "done",
+                crate::hot_restart::Phase::Failed => "failed",
+            },
+            escape(&r.requested_at),
+            escape(&r.message)
+        ));
+        if !r.carried_over.is_empty() {
+            out.push_str(&format!(
+                "  runs carried over to the new server: {}\n",
+                r.carried_over
+                    .iter()
+                    .map(|c| format!("{} ({})", c.pid, escape(&c.command)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     match (&s.lock, &s.lock_error) {
         (Some(h), _) => out.push_str(&format!("  lock:   held by {}\n", h.describe())),
         (None, Some(e)) => out.push_str(&format!("  lock:   unknown: {}\n", escape(e))),

@@ -20,6 +20,8 @@ pub enum State {
     Paused,
     /// Two servers, or a stranger: something else answers for the instance.
     Conflict,
+    /// Ours, replacing its server in place (`paperclipd reload`).
+    Reloading,
 }
 
 impl State {
@@ -28,7 +30,7 @@ impl State {
         match self {
             State::Ready => 0,
             State::Stopped | State::Paused => 3,
-            State::Starting | State::Degraded | State::Conflict => 1,
+            State::Starting | State::Degraded | State::Conflict | State::Reloading => 1,
         }
     }
 
@@ -40,6 +42,7 @@ impl State {
             State::Stopped => "stopped",
             State::Paused => "paused",
             State::Conflict => "conflict",
+            State::Reloading => "reloading",
         }
     }
 }

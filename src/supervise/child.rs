@@ -312,6 +312,12 @@ pub fn reap(server: i32) -> Option<ExitKind> {
 /// on its pid and group id are never signalled.
 pub fn release(server: &Spawned) {
     server.released.set(true);
+    // The guard first: it is a member of the server's group, so while it
+    // lives the group id stays taken after the server's pid is free (a
+    // stranger could get neither, but the id would outlive the run).
+    if let Some(g) = &server.guard {
+        g.end();
+    }
     sys::reap(server.pid);
 }
 

@@ -24,6 +24,7 @@ pub mod postmaster;
 pub mod preflight;
 pub mod progress;
 pub mod readiness;
+pub mod reload;
 pub mod signals;
 pub mod stop;
 pub mod terminal;
@@ -359,15 +360,52 @@ impl Supervisor {
     }
 
     /// Waits for readiness, then serves, until a stop signal, a timeout or
-    /// the server's own exit; then ends the run.
+    /// the server's own exit; then ends the run. A reload replaces the
+    /// server in between ([`reload`]) and serving starts over.
     async fn supervise(&mut self, prober: Prober) -> Result<u8> {
+        // --- reload (hot restart): begin
+        let control = reload::Control::bind(&self.settings.probe.instance);
+        let mut pending: Option<Box<reload::Pending>> = None;
+        let mut already_ready = false;
+        loop {
+            let served = self
+                .serve(&prober, control.as_ref(), &mut pending, already_ready)
+                .await;
+            already_ready = false;
+            match served {
+                Served::Ended(result) => {
+                    if let Some(p) = pending.take() {
+                        p.failed(&self.settings.probe.instance, &result).await;
+                    }
+                    return result;
+                }
+                Served::Reload(prepared) => match self.hand_over(*prepared).await {
+                    reload::HandOver::Starting(p) => pending = Some(p),
+                    reload::HandOver::NotDone => already_ready = true,
+                    reload::HandOver::Ended(result) => return result,
+                },
+            }
+        }
+        // --- reload (hot restart): end
+    }
+
+    /// One server's life: readiness, then service, until it ends or a
+    /// reload is prepared. `already_ready`: the server passed its probes
+    /// before (a reload that touched nothing).
+    async fn serve(
+        &mut self,
+        prober: &Prober,
+        control: Option<&reload::Control>,
+        pending: &mut Option<Box<reload::Pending>>,
+        already_ready: bool,
+    ) -> Served {
         self.start_forwarders();
         let started = Instant::now();
         let deadline = crate::deadline::after(self.settings.ready_timeout);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let mut phase = Phase::Starting { since: started };
         let mut ready_fut: BoxFuture<'_, Outcome> =
-            Box::pin(readiness::wait_ready(&prober, &progress_tx));
+            Box::pin(readiness::wait_ready(prober, &progress_tx));
         let mut watchdog_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
         let mut adopted_fut: BoxFuture<'_, ()> = Box::pin(adopted::watch(
             self.server.pid,
@@ -376,8 +414,22 @@ impl Supervisor {
         let mut extend = Some(tokio::time::interval(EXTEND_EVERY));
         let mut tick = Some(tokio::time::interval(PROGRESS_EVERY));
         let mut view = Some(StartingView::new(started, self.interactive));
+        let mut prepare_fut: Option<BoxFuture<'_, Option<reload::Prepared>>> = None;
+        let mut finish_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
+        let (requests_tx, mut requests_rx) = tokio::sync::mpsc::channel::<reload::Incoming>(4);
+        let instance = self.settings.probe.instance.clone();
+        if already_ready {
+            (view, extend, tick) = (None, None, None);
+            phase = Phase::Ready { since: started };
+            ready_fut = Box::pin(std::future::pending());
+            if let Some(period) = watchdog::period() {
+                let notifier = self.notifier.clone();
+                watchdog_fut =
+                    Box::pin(async move { watchdog::feed(prober, &notifier, period).await });
+            }
+        }
 
-        let stop_reason = loop {
+        let next = loop {
             let starting = view.is_some();
             // Time spent suspended (Ctrl-Z) does not count.
             let deadline =
@@ -392,8 +444,11 @@ impl Supervisor {
                         ready_fut = Box::pin(std::future::pending());
                         if let Some(period) = watchdog::period() {
                             let notifier = self.notifier.clone();
-                            let prober = &prober;
                             watchdog_fut = Box::pin(async move { watchdog::feed(prober, &notifier, period).await });
+                        }
+                        if let Some(p) = pending.take() {
+                            let (instance, pid) = (instance.clone(), self.server.pid);
+                            finish_fut = Box::pin(async move { p.finish(&instance, pid).await });
                         }
                     }
                     Outcome::Foreign { who } => {
@@ -401,10 +456,10 @@ impl Supervisor {
                             "port {} is held by {who}, not by our server; stopping our server",
                             prober.settings.port,
                         ));
-                        break StopReason::Foreign;
+                        break Next::Stop(StopReason::Foreign);
                     }
                 },
-                _ = tokio::time::sleep_until(deadline), if starting => break StopReason::ReadyTimeout,
+                _ = tokio::time::sleep_until(deadline), if starting => break Next::Stop(StopReason::ReadyTimeout),
                 _ = next_tick(extend.as_mut()), if starting && self.notifier.enabled() => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now()) + self.settings.stop_timeout;
                     let by = EXTEND_BY.min(left + Duration::from_secs(1));
@@ -417,24 +472,80 @@ impl Supervisor {
                 }
                 _ = &mut watchdog_fut => {}
                 _ = &mut adopted_fut => {}
+                // --- reload (hot restart): a request, its preparation, its end
+                conn = reload::accept(control) => {
+                    tokio::spawn(reload::read_request(conn, requests_tx.clone()));
+                }
+                Some((conn, req)) = requests_rx.recv() => {
+                    let ready = matches!(phase, Phase::Ready { .. });
+                    if ready && prepare_fut.is_none() && pending.is_none() {
+                        let (instance, prober) = (instance.clone(), prober.clone());
+                        prepare_fut = Some(Box::pin(reload::prepare((conn, req), instance, prober)));
+                    } else {
+                        let why = if ready {
+                            "a reload of this instance is already in progress; wait for it to finish"
+                        } else {
+                            "the server is not ready yet (starting, or a reload is in progress); retry once it is ready"
+                        };
+                        tokio::spawn(reload::refuse(conn, why.to_string()));
+                    }
+                }
+                prepared = next_prepared(prepare_fut.as_mut()) => {
+                    prepare_fut = None;
+                    if let Some(p) = prepared {
+                        break Next::Reload(p);
+                    }
+                }
+                _ = &mut finish_fut => finish_fut = Box::pin(std::future::pending()),
+                // --- reload (hot restart): end
                 ev = self.next_event() => match ev {
-                    Event::Stop(sig) => break StopReason::Signal(sig),
-                    Event::Terminal(sig) => break StopReason::Terminal(sig),
+                    Event::Stop(sig) => break Next::Stop(StopReason::Signal(sig)),
+                    Event::Terminal(sig) => break Next::Stop(StopReason::Terminal(sig)),
                     Event::Exited(exit) => {
                         clear_view(view.as_ref());
                         drop(ready_fut);
                         drop(watchdog_fut);
                         let progress = progress_rx.borrow().clone();
-                        return self.ended(exit, phase, &progress).await;
+                        drop(finish_fut);
+                        return Served::Ended(self.ended(exit, phase, &progress).await);
                     }
                 },
             }
         };
         drop(ready_fut);
         drop(watchdog_fut);
+        drop(finish_fut);
         clear_view(view.as_ref());
+        let stop_reason = match next {
+            Next::Reload(p) => return Served::Reload(Box::new(p)),
+            Next::Stop(reason) => reason,
+        };
         let progress = progress_rx.borrow().clone();
-        self.end(stop_reason, &progress).await
+        Served::Ended(self.end(stop_reason, &progress).await)
+    }
+}
+
+/// What ends the serving loop.
+enum Next {
+    Stop(StopReason),
+    Reload(reload::Prepared),
+}
+
+/// How one server's life ended.
+enum Served {
+    /// The run ends with this.
+    Ended(Result<u8>),
+    /// A reload is prepared: replace the server.
+    Reload(Box<reload::Prepared>),
+}
+
+/// The next prepared reload; never, without one in preparation.
+async fn next_prepared(
+    fut: Option<&mut BoxFuture<'_, Option<reload::Prepared>>>,
+) -> Option<reload::Prepared> {
+    match fut {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -261,7 +261,7 @@ impl Supervisor {
     /// Waits (briefly) until the server's output pipes are drained: once
     /// its whole tree is gone every write end is closed, so EOF comes at
     /// once unless something escaped us.
-    async fn drain_output(&mut self) {
+    pub(super) async fn drain_output(&mut self) {
         let forwarders = &mut self.forwarders;
         let all = async { while forwarders.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(Duration::from_secs(1), all).await;

@@ -70,13 +70,20 @@ pub fn announce_to_guard(fd: RawFd) {
     }
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // Only while it is our unreaped child can its pid not be reused.
+impl Guard {
+    /// Ends the guard (once the server's run is over). Idempotent: only
+    /// while it is our unreaped child can its pid not be reused.
+    pub fn end(&self) {
         if is_unreaped_child(self.pid) {
             let _ = kill(self.pid, libc::SIGKILL);
             reap_pid(self.pid);
         }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

@@ -57,9 +57,8 @@ const FOREIGN_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
     let (target, system) = match &command {
         Command::Install(a) => (&a.managed.target, a.managed.system),
-        Command::Uninstall(a) | Command::Start(a) | Command::Stop(a) | Command::Restart(a) => {
-            (&a.target, a.system)
-        }
+        Command::Uninstall(a) | Command::Start(a) | Command::Stop(a) => (&a.target, a.system),
+        Command::Restart(r) => (&r.managed.target, r.managed.system),
         Command::Logs(a) => (&a.managed.target, a.managed.system),
         _ => return Err(Error::os("not a lifecycle command".to_string())),
     };
@@ -71,8 +70,11 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
     let timeouts = JobTimeouts::of(&instance)?;
     let plan = match &command {
         Command::Install(a) => {
+            if !a.dry_run {
+                crate::service_exe::pin(scope == Scope::System)?;
+            }
             if scope == Scope::System {
-                if let Err(e) = super::reach::check_system_unit(&crate::program::own_path()?) {
+                if let Err(e) = super::reach::check_system_unit(&crate::service_exe::path(true)?) {
                     if !a.dry_run {
                         return Err(e);
                     }
@@ -91,7 +93,10 @@ pub fn dispatch(rt: &tokio::runtime::Runtime, command: Command) -> Result<u8> {
                 env: instance_environment(scope, &instance, a.managed.target.home.is_some(), node)?,
                 timeouts,
             };
-            let content = unit::render(unit::template(scope), &crate::program::own_path()?)?;
+            let content = unit::render(
+                unit::template(scope),
+                &crate::service_exe::path(scope == Scope::System)?,
+            )?;
             // Refuses a value the drop-in cannot carry before anything is done.
             unit::render_dropin(opts.stop_timeout, &opts.env)?;
             let path = unit::unit_dir(scope)?.join(TEMPLATE_NAME);

@@ -27,6 +27,11 @@
 #   s11-watchdog      under the same kind of manager, a watchdog timeout
 #                     (WatchdogSec=6s, node frozen) stops Paperclip with
 #                     SIGTERM, PostgreSQL stops in order, no SIGKILL, restart
+#   s12-hot-restart   `paperclipd reload` of the real server: RELOADING=1, a new
+#                     server, READY=1 again, and the server's own
+#                     hot-restart-report.json for our intent (no agent run:
+#                     one needs an agent with credentials or a company set up
+#                     through the board API, see the README)
 # Paperclip runs from the real npm layout (`npm install -g --prefix`: the
 # paperclipai symlink with `#!/usr/bin/env node`, no wrapper), Node 24 in a
 # directory of its own first on PATH, the machine's older /usr/bin/node present.
@@ -619,6 +624,40 @@ s5_user_manager() {
 
 # 11. A watchdog timeout under a real user manager: SIGTERM (WatchdogSignal=),
 # Paperclip's ordered stop of PostgreSQL, no SIGKILL anywhere, a restart.
+s12_hot_restart() {
+    local dir=$SDIR old new out rc report
+    start_listener "$dir" || return
+    start_run "$dir"
+    wait_ready "$dir" 120 || return
+    old=$(lock_child_pid)
+    info "server pid before the reload: $old"
+    set +e
+    out=$("${AS_PC[@]}" "$BIN" reload --home "$DATA_DIR" --json 2>"$dir/reload.err")
+    rc=$?
+    set -e
+    info "reload: exit $rc: $out"
+    [ "$rc" -eq 0 ] || { fail "paperclipd reload exited $rc: $(tr '\n' ' ' <"$dir/reload.err")"; tail_out "$dir/run.out"; return 1; }
+    new=$(lock_child_pid)
+    [ -n "$new" ] && [ "$new" != "$old" ] || { fail "the server was not replaced ($old -> $new)"; return 1; }
+    alive "$old" && { fail "the old server $old still runs"; return 1; }
+    grep -q ' RELOADING=1$' "$dir/notify.log" || { fail "no RELOADING=1"; return 1; }
+    [ "$(grep -c ' READY=1$' "$dir/notify.log")" -ge 2 ] || { fail "no READY=1 after the reload"; return 1; }
+    report=$DATA_DIR/instances/default/hot-restart-report.json
+    [ -f "$report" ] || { fail "the real server wrote no $report"; return 1; }
+    info "report: $(tr -d '\n ' <"$report" | cut -c1-400)"
+    "$PY" - "$report" "$new" "$out" <<'PYEOF' || { fail "the report does not match the reload"; return 1; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+o = json.loads(sys.argv[3])
+assert r["newServerPid"] == int(sys.argv[2]), (r["newServerPid"], sys.argv[2])
+assert o["report"]["requestedAt"] == r["requestedAt"], (o, r)
+assert r["adoptedRunIds"] == [] and r["lostRunIds"] == [], r
+PYEOF
+    [ ! -e "$DATA_DIR/instances/default/hot-restart-intent.json" ] || { fail "the intent was left behind"; return 1; }
+    stop_run "$dir" TERM 60
+    [ "$RUN_RC" -eq 0 ] || fail "paperclipd exited $RUN_RC after SIGTERM (want 0)"
+}
+
 s11_watchdog() {
     local d=$SDIR journal line n
     in_user_manager watchdog-inner.sh
@@ -882,6 +921,7 @@ run_scenario s7-first-run-no s7_first_run_no
 run_scenario s8-first-run-cancel s8_first_run_cancel
 run_scenario s9-hup-quit s9_hup_quit
 run_scenario s11-watchdog s11_watchdog
+run_scenario s12-hot-restart s12_hot_restart
 
 log ""
 [ ${#READY_DELAYS[@]} -eq 0 ] || log "READY=1 delay after the first \"ok\": ${READY_DELAYS[*]} ms"

@@ -2,7 +2,8 @@
 # 7. The paperclipd CLI drives the user manager end to end:
 #   install --dry-run writes nothing; install --now returns once ready;
 #   status --json reports ready/active/main_pid (exit 0); stop -> status
-#   exit 3; start and restart return ready; uninstall disables the instance
+#   exit 3; start, restart (in place) and restart --full return ready;
+#   uninstall disables the instance
 #   and removes the template (no instance left enabled).
 # shellcheck source=tests/systemd/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -80,19 +81,27 @@ result "status_stopped_exit=$st_rc state=${f[0]}"
 [[ ${f[0]} == stopped ]] || fail "status: state=${f[0]} (want stopped)"
 [[ ${f[2]} == null ]] || fail "status: lock=${f[2]} while stopped (want null)"
 
-# start and restart return only when ready; restart replaces the process.
+# start and restart return only when ready. restart of a running instance
+# is in place (a hot restart: paperclipd, MainPID, stays; the server is
+# replaced); restart --full replaces the process.
 "$PAPERCLIPD" start -i t2 || fail "paperclipd start -i t2 exited $?"
 prop_is t2 ActiveState active || fail "ActiveState=$(prop t2 ActiveState) after paperclipd start returned"
 pid_a=$(prop t2 MainPID)
+server_a=$(state_file t2 pid)
 "$PAPERCLIPD" restart -i t2 || fail "paperclipd restart -i t2 exited $?"
 prop_is t2 ActiveState active || fail "ActiveState=$(prop t2 ActiveState) after paperclipd restart returned"
 pid_b=$(prop t2 MainPID)
-[[ $pid_a != "$pid_b" ]] || fail "restart kept MainPID $pid_a"
+[[ $pid_a == "$pid_b" ]] || fail "restart (in place) replaced MainPID $pid_a with $pid_b"
+[[ $(state_file t2 pid) != "$server_a" ]] || fail "restart did not replace the server $server_a"
+"$PAPERCLIPD" restart --full -i t2 || fail "paperclipd restart --full -i t2 exited $?"
+prop_is t2 ActiveState active || fail "ActiveState=$(prop t2 ActiveState) after paperclipd restart --full returned"
+pid_c=$(prop t2 MainPID)
+[[ $pid_b != "$pid_c" ]] || fail "restart --full kept MainPID $pid_b"
 status_json state
 ((st_rc == 0)) || fail "status after restart exited $st_rc: $(cat "$HOME/status.json")"
 starts=$(wc -l <"$STATE_ROOT/t2/starts")
 result "fixture_starts=$starts"
-((starts == 3)) || fail "the fixture was started $starts times (want 3: install --now, start, restart)"
+((starts == 4)) || fail "the fixture was started $starts times (want 4: install --now, start, restart, restart --full)"
 
 # uninstall: stopped, disabled, template gone (no instance left enabled).
 fpid=$(state_file t2 pid)
