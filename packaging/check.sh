@@ -33,30 +33,36 @@ check "PKGBUILD sources, version $version, all functions" bash -c "set -e; cd pa
 check "Homebrew formula is valid Ruby, version $version" bash -c "ruby -c packaging/homebrew/paperclipd.rb >/dev/null &&
   grep -q 'version \"$version\"' packaging/homebrew/paperclipd.rb"
 
-check "Dockerfile: multi-stage, paperclipd entrypoint, probe health check, non-root" python3 - <<'PY'
+check "Dockerfile: BASE argument, no Rust build, paperclipd entrypoint, probe health check, non-root" python3 - <<'PY'
 import re
 t = open("packaging/container/Dockerfile").read()
 lines = [l for l in t.splitlines() if l and not l.startswith("#")]
-froms = [l for l in lines if l.startswith("FROM ")]
-assert len(froms) >= 2 and " AS build" in froms[0], froms
-assert any(l.startswith("COPY --from=build") and "paperclipd" in l for l in lines)
+assert re.search(r"^ARG BASE=docker\.io/library/node:24-bookworm-slim$", t, re.M)
+assert [l for l in lines if l.startswith("FROM ")] == ["FROM ${BASE}"]
+assert "cargo" not in "\n".join(lines), "Rust is built outside the image"
 assert 'ENTRYPOINT ["paperclipd"]' in t
 assert re.search(r'HEALTHCHECK .*\n?.*CMD \["paperclipd", "probe"\]', t)
-assert re.search(r"^USER (?!root)\w+", t, re.M), "runs as root"
+assert re.search(r"^USER (?!root|0)\w+", t, re.M), "runs as root"
+assert re.search(r"^\s*PAPERCLIPD_ONBOARD_BIND=lan", t, re.M), "an empty volume must onboard unattended"
 PY
 
-check "Kubernetes manifests: one replica, probes exec paperclipd probe" python3 - <<'PY'
+check "Kubernetes manifests: one replica, Recreate, probes exec paperclipd probe, IfNotPresent" python3 - <<'PY'
 import yaml
 docs = [d for d in yaml.safe_load_all(open("packaging/kubernetes/paperclip.yaml")) if d]
 kinds = {d["kind"]: d for d in docs}
-sts = kinds["StatefulSet"]
-assert sts["spec"]["replicas"] == 1
-c = sts["spec"]["template"]["spec"]["containers"][0]
+dep = kinds["Deployment"]
+assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+c = dep["spec"]["template"]["spec"]["containers"][0]
 for p in ("startupProbe", "readinessProbe", "livenessProbe"):
     assert c[p]["exec"]["command"][:2] == ["paperclipd", "probe"], p
-assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 35
-assert "Service" in kinds
+assert c["imagePullPolicy"] == "IfNotPresent"
+assert {"name": "PAPERCLIPD_ONBOARD_BIND", "value": "lan"} in c["env"]
+assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 45
+assert "Service" in kinds and "PersistentVolumeClaim" in kinds
 PY
+
+check "Kubernetes manifests pass the restricted Pod Security Standard" \
+  python3 packaging/kubernetes/restricted.py packaging/kubernetes/paperclip.yaml
 
 check "Kubernetes manifests validate against the 1.37 schemas (kubernetes-validate --strict)" \
   python3 -m kubernetes_validate --strict --quiet -k 1.37.0 packaging/kubernetes/paperclip.yaml

@@ -273,6 +273,36 @@ pub struct RunArgs {
     /// SIGKILL after 10s; 1s to 365d [default: only report them].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub reap_adopted_after: Option<Duration>,
+    /// Set up a new instance without questions and without a terminal
+    /// (`paperclipai onboard --yes --bind BIND`), then serve. loopback:
+    /// local_trusted, no login; lan, tailnet: authenticated, the first login
+    /// is the bootstrap invite URL it prints [default: onboarding asks, which
+    /// needs a terminal].
+    #[arg(long, env = "PAPERCLIPD_ONBOARD_BIND", value_enum, value_name = "BIND")]
+    pub onboard_bind: Option<OnboardBind>,
+}
+
+/// Where a new instance listens when it is onboarded without questions
+/// (`paperclipai onboard --bind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnboardBind {
+    /// 127.0.0.1 only, no login (local_trusted).
+    Loopback,
+    /// Every interface (0.0.0.0), with login (authenticated, private): a
+    /// container, a LAN.
+    Lan,
+    /// The Tailscale address, with login (authenticated, private).
+    Tailnet,
+}
+
+impl OnboardBind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnboardBind::Loopback => "loopback",
+            OnboardBind::Lan => "lan",
+            OnboardBind::Tailnet => "tailnet",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+use crate::cli::OnboardBind;
 use crate::error::{Error, Kind, Result};
 use crate::instance::{Instance, InstanceId};
 use crate::program;
@@ -164,17 +165,28 @@ pub fn run_args(id: &InstanceId) -> Vec<OsString> {
 
 /// The arguments of the first start. `paperclipai onboard` has no
 /// `--instance`: the instance comes from `PAPERCLIP_INSTANCE_ID` (and the
-/// home from `PAPERCLIP_HOME`), which [`server_env`] sets.
-pub const ONBOARD_ARGS: [&str; 2] = ["onboard", "--no-install-service"];
+/// home from `PAPERCLIP_HOME`), which [`server_env`] sets. With `bind`, it
+/// asks nothing (`--yes`: Quickstart, then it starts the server itself).
+pub fn onboard_args(bind: Option<OnboardBind>) -> Vec<&'static str> {
+    let mut args = vec!["onboard", "--no-install-service"];
+    if let Some(b) = bind {
+        args.extend(["--yes", "--bind", b.as_str()]);
+    }
+    args
+}
 
 /// The onboarding command as a user would type it.
-pub fn onboard_command_line(program: &Path, instance: &Instance) -> String {
+pub fn onboard_command_line(
+    program: &Path,
+    instance: &Instance,
+    bind: Option<OnboardBind>,
+) -> String {
     format!(
         "PAPERCLIP_HOME={} PAPERCLIP_INSTANCE_ID={} {} {}",
         instance.home.display(),
         instance.id,
         program.display(),
-        ONBOARD_ARGS.join(" "),
+        onboard_args(bind).join(" "),
     )
 }
 

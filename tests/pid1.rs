@@ -77,6 +77,14 @@ fn as_pid1_it_reaps_orphans_and_stops_on_sigterm() {
             .unwrap_or_default()
             .starts_with("SIGTERM")
     );
+    // It says how long the engine must wait before its SIGKILL.
+    assert!(
+        r.stderr()
+            .contains("SIGTERM may take up to 45s (the stop timeout 30s plus cleanup)")
+            && r.stderr().contains("`--stop-timeout 45`"),
+        "{}",
+        r.stderr()
+    );
 }
 
 /// PID 1 has one child left: the server (orphans, alive or zombie, are

@@ -113,6 +113,8 @@ pub struct RunSettings {
     pub log: Option<crate::log_file::LogFileSettings>,
     /// The Node.js chosen for the default command (`--node`, `PAPERCLIP_NODE`).
     pub node: Option<PathBuf>,
+    /// `--onboard-bind`: a new instance is onboarded without questions.
+    pub onboard_bind: Option<crate::cli::OnboardBind>,
 }
 
 pub fn resolve_instance(target: &Target) -> Result<Instance> {
@@ -460,6 +462,7 @@ pub fn resolve_run_settings(args: &crate::cli::RunArgs) -> Result<RunSettings> {
         reap_adopted_after,
         log,
         node: args.node.clone().filter(|p| !p.as_os_str().is_empty()),
+        onboard_bind: args.onboard_bind,
     })
 }
 

@@ -114,7 +114,12 @@ async fn run_relayed(
     preflight::record_runtime(checked.as_ref(), &settings, &invoker);
     let mut prober = None;
     if onboarding {
-        onboard::require_terminal(&command.program, &instance, interactive)?;
+        onboard::require_terminal(
+            &command.program,
+            &instance,
+            interactive,
+            settings.onboard_bind,
+        )?;
     } else {
         let p = Prober::new(settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
         preflight::refuse_taken_port(&p).await?;
@@ -129,7 +134,7 @@ async fn run_relayed(
     // Its mode is saved before the server can change it.
     let terminal = interactive.then(Terminal::new);
     let server = if onboarding {
-        onboard::spawn(&command.program, &settings)?
+        onboard::spawn(&command.program, &settings, interactive)?
     } else {
         spawn_server(&command, &settings, interactive)?
     };

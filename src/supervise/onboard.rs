@@ -1,7 +1,8 @@
 //! The first start of an instance: `paperclipai onboard`, supervised like
 //! the server. It asks questions, so it needs a terminal (without one we
 //! stop with the exact command, exit 78, which `RestartPreventExitStatus=`
-//! keeps from looping). Its answer to "Start Paperclip now?" decides what
+//! keeps from looping), unless `--onboard-bind` makes it ask nothing
+//! (`--yes --bind`, a container's first start). Its answer to "Start Paperclip now?" decides what
 //! follows: Yes makes the onboarding process itself the server (we notice
 //! when a process of ours listens on the instance's port); No ends it, and
 //! `paperclipai run` starts; its own cancel (Ctrl-C at a question) ends it
@@ -10,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::cli::Selection;
+use crate::cli::{OnboardBind, Selection};
 use crate::config::{self, RunSettings};
 use crate::error::{Error, Kind, Result};
 use crate::instance::Instance;
@@ -41,36 +42,47 @@ pub enum Onboarded {
     Done(Result<u8>),
 }
 
-/// Onboarding asks questions: without a terminal, say how to run it.
-pub fn require_terminal(program: &Path, instance: &Instance, interactive: bool) -> Result<()> {
-    if interactive {
+/// Onboarding asks questions: without a terminal (and without
+/// `--onboard-bind`), say how to run it.
+pub fn require_terminal(
+    program: &Path,
+    instance: &Instance,
+    interactive: bool,
+    bind: Option<OnboardBind>,
+) -> Result<()> {
+    if interactive || bind.is_some() {
         return Ok(());
     }
     Err(Error::config(format!(
         "instance {:?} is not set up yet: {} does not exist. Paperclip's first start asks questions, which needs a terminal; \
-         run `{}` once in a terminal (or `paperclipd run` in a terminal, which runs it for you), then start the service again",
+         run `{}` once in a terminal (or `paperclipd run` in a terminal, which runs it for you), then start the service again; \
+         or give `--onboard-bind lan` (or loopback, tailnet; env PAPERCLIPD_ONBOARD_BIND) to set it up without questions",
         instance.id.as_str(),
         instance.paperclip_config().display(),
-        paperclip::onboard_command_line(program, instance)
+        paperclip::onboard_command_line(program, instance, None)
     )))
 }
 
 /// Starts `paperclipai onboard` the way the server starts: its own group,
-/// the terminal's foreground, the parent-death signal.
-pub fn spawn(program: &Path, settings: &RunSettings) -> Result<Spawned> {
+/// the terminal's foreground (if there is one), the parent-death signal.
+pub fn spawn(program: &Path, settings: &RunSettings, interactive: bool) -> Result<Spawned> {
     let instance = &settings.probe.instance;
+    let bind = settings.onboard_bind;
     log::info(&format!(
         "instance {} is not set up yet; running `{}` first",
         instance.id,
-        paperclip::onboard_command_line(program, instance)
+        paperclip::onboard_command_line(program, instance, bind)
     ));
-    let args: Vec<std::ffi::OsString> = paperclip::ONBOARD_ARGS.iter().map(Into::into).collect();
+    let args: Vec<std::ffi::OsString> = paperclip::onboard_args(bind)
+        .into_iter()
+        .map(Into::into)
+        .collect();
     child::spawn(&child::SpawnSpec {
         program,
         args: &args,
         instance,
         extra_env: &settings.env,
-        interactive: true,
+        interactive,
         group: child::Group::Own,
         grace: settings.stop_timeout,
     })
@@ -137,7 +149,11 @@ impl Supervisor {
         stop::cleanup_leftovers(&self.server, &mut self.signals, LEFTOVER_GRACE).await;
         let instance = &self.settings.probe.instance;
         let config = instance.paperclip_config();
-        let shown = paperclip::onboard_command_line(&self.command.program, instance);
+        let shown = paperclip::onboard_command_line(
+            &self.command.program,
+            instance,
+            self.settings.onboard_bind,
+        );
         if let Some(key) = by_user {
             // After "Start Paperclip now?" Yes: stopped while it started.
             log::info(&format!(

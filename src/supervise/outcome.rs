@@ -44,6 +44,24 @@ impl StopReason {
     }
 }
 
+/// As PID 1 (a container), a stop signal comes from the engine, which
+/// SIGKILLs everything when its own grace ends: 10 s by default, often too
+/// short for PostgreSQL. Say what this stop may take, and how to allow it.
+fn container_grace_hint(sig: i32, stop_timeout: Duration) {
+    if std::process::id() != 1 {
+        return;
+    }
+    let budget = crate::config::stop_budget(stop_timeout).as_secs();
+    log::info(&format!(
+        "as PID 1 of a container: {} may take up to {budget}s (the stop timeout {} plus cleanup); \
+         an engine that SIGKILLs sooner cuts PostgreSQL's shutdown short. The default grace is 10s: \
+         give `--stop-timeout {budget}` (docker/podman run), `stop_grace_period: {budget}s` (compose) \
+         or `terminationGracePeriodSeconds: {budget}` (Kubernetes)",
+        signal_name(sig),
+        humantime::format_duration(stop_timeout),
+    ));
+}
+
 impl Supervisor {
     /// The server exited without being asked to.
     pub(super) async fn server_exited(
@@ -173,6 +191,9 @@ impl Supervisor {
                 self.server.pid
             )
         });
+        if let StopReason::Signal(s) = reason {
+            container_grace_hint(s, self.settings.stop_timeout);
+        }
         let stop_started = Instant::now();
         let graceful = GracefulStop {
             signal: sig,
