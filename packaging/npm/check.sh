@@ -256,7 +256,13 @@ check "npm install -g paperclipd again" as_user "$NODE_DIR" npm install -g --pre
 
 if [ "${NPM_CHECK_E2E:-1}" != 0 ]; then
   t=$SECONDS
-  check "tests/e2e/run.sh with the npm-installed binary ($NATIVE)" env PAPERCLIPD="$NATIVE" tests/e2e/run.sh
+  # Its own per-scenario lines and timings are shown, indented, pass or fail.
+  name="tests/e2e/run.sh with the npm-installed binary ($NATIVE)"
+  if env PAPERCLIPD="$NATIVE" tests/e2e/run.sh 2>&1 | sed 's/^/    /'; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+    echo "PASS $name"; pass=$((pass + 1))
+  else
+    echo "FAIL $name"; fail=$((fail + 1))
+  fi
   echo "== npm/check: e2e: $((SECONDS - t))s"
 fi
 echo "== npm/check: total $((SECONDS - T0))s"
