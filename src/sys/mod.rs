@@ -401,6 +401,23 @@ pub fn child_change(pid: i32) -> Option<ChildChange> {
     if pid <= 0 {
         return None;
     }
+    let info = peek_child(pid)?;
+    let (child, status) = child_of(&info);
+    if child != pid {
+        return None;
+    }
+    match info.si_code {
+        libc::CLD_STOPPED | libc::CLD_TRAPPED => Some(ChildChange::Stopped(status)),
+        libc::CLD_EXITED => Some(ChildChange::Ended(Ended::Exited(status))),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Some(ChildChange::Ended(Ended::Killed(status))),
+        _ => None,
+    }
+}
+
+/// `waitid` on child `pid` without waiting and without reaping
+/// (`WNOWAIT`): `None` when `pid` is no unreaped child of ours; otherwise
+/// what it reports (`si_pid` 0 while the child runs unchanged).
+pub(super) fn peek_child(pid: i32) -> Option<libc::siginfo_t> {
     // SAFETY: siginfo_t is plain data; waitid fills the zeroed local.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: see above; the pointer is valid for the call.
@@ -412,16 +429,7 @@ pub fn child_change(pid: i32) -> Option<ChildChange> {
             libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
-    let (child, status) = child_of(&info);
-    if r != 0 || child != pid {
-        return None;
-    }
-    match info.si_code {
-        libc::CLD_STOPPED | libc::CLD_TRAPPED => Some(ChildChange::Stopped(status)),
-        libc::CLD_EXITED => Some(ChildChange::Ended(Ended::Exited(status))),
-        libc::CLD_KILLED | libc::CLD_DUMPED => Some(ChildChange::Ended(Ended::Killed(status))),
-        _ => None,
-    }
+    (r == 0).then_some(info)
 }
 
 /// Reaps child `pid`, waiting for it (use only after SIGKILL).

@@ -173,16 +173,5 @@ pub(super) unsafe fn close_between(from: i32, to: i32) {
 /// Is `pid` a child of ours that is not reaped yet (running, stopped or a
 /// zombie)? Then its pid cannot name another process. Nothing is reaped.
 pub fn is_unreaped_child(pid: i32) -> bool {
-    // SAFETY: siginfo_t is plain data; waitid fills the zeroed local.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; the pointer is valid for the call.
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    r == 0
+    super::peek_child(pid).is_some()
 }
