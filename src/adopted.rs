@@ -75,26 +75,25 @@ pub fn find(supervisor: i32, server: Option<i32>) -> Vec<Adopted> {
 /// terminal witness or group guard, given a process table (pure:
 /// unit-tested).
 pub fn outside_server_tree(procs: &[ProcInfo], supervisor: i32, server: Option<i32>) -> Vec<i32> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    // One pass to index the table; then each process is looked at once
+    // (leaks are direct children of the supervisor, by the thousand).
+    let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
     for p in procs {
-        children.entry(p.ppid).or_default().push(p.pid);
+        children.entry(p.ppid).or_default().push(p);
     }
+    let own_helper = |p: &ProcInfo| {
+        p.ppid == supervisor
+            && [crate::sys::WITNESS_COMM, crate::sys::GUARD_COMM].contains(&p.comm.as_str())
+    };
     let mut out = Vec::new();
     let mut seen: HashSet<i32> = HashSet::from([supervisor]);
-    let mut stack: Vec<i32> = children.get(&supervisor).cloned().unwrap_or_default();
-    let comm: HashMap<i32, &str> = procs.iter().map(|p| (p.pid, p.comm.as_str())).collect();
-    let own_helper = |pid: i32| {
-        children.get(&supervisor).is_some_and(|c| c.contains(&pid))
-            && comm
-                .get(&pid)
-                .is_some_and(|c| [crate::sys::WITNESS_COMM, crate::sys::GUARD_COMM].contains(c))
-    };
-    while let Some(pid) = stack.pop() {
-        if Some(pid) == server || own_helper(pid) || !seen.insert(pid) {
+    let mut stack: Vec<&ProcInfo> = children.get(&supervisor).cloned().unwrap_or_default();
+    while let Some(p) = stack.pop() {
+        if Some(p.pid) == server || own_helper(p) || !seen.insert(p.pid) {
             continue;
         }
-        out.push(pid);
-        if let Some(c) = children.get(&pid) {
+        out.push(p.pid);
+        if let Some(c) = children.get(&p.pid) {
             stack.extend(c);
         }
     }
@@ -157,6 +156,25 @@ mod tests {
         // that took the same name.
         let t = [p(10, 1), p(11, 10), named(13, 10), p(20, 10), named(21, 20)];
         assert_eq!(outside_server_tree(&t, 10, Some(11)), vec![20, 21]);
+    }
+
+    /// Leaks pile up as direct children of the supervisor (upstream
+    /// #7218: over a hundred; here 40,000). Telling its own helpers from
+    /// them must not look through every child for each child: that took
+    /// seconds here, where one pass takes milliseconds.
+    #[test]
+    fn many_adopted_children_are_sorted_out_in_one_pass() {
+        let n = 40_000;
+        let mut t = vec![p(10, 1), p(11, 10)];
+        t.extend((0..n).map(|i| p(100 + i, 10)));
+        let started = std::time::Instant::now();
+        let found = outside_server_tree(&t, 10, Some(11));
+        let took = started.elapsed();
+        assert_eq!(found.len(), n as usize);
+        assert!(
+            took < Duration::from_secs(1),
+            "{n} adopted children took {took:?}"
+        );
     }
 
     #[test]
