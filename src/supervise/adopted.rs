@@ -12,7 +12,7 @@
 //! The agent runs a reload carried over to the new server are its runs,
 //! not leaks: they are neither counted nor reaped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -94,13 +94,7 @@ impl Watch {
         if let Some(instance) = &self.instance {
             hot_restart::spare_carried_over(instance, self.me, &mut procs);
         }
-        self.tracked
-            .retain(|k, _| procs.iter().any(|p| (p.pid, p.start_ticks) == *k));
-        for p in &procs {
-            self.tracked
-                .entry((p.pid, p.start_ticks))
-                .or_insert(Tracked::Adopted { since: now });
-        }
+        self.track(&procs, now);
         self.report(&procs);
         let mut next = now.later(self.period());
         if let Some(after) = self.reap_after {
@@ -109,6 +103,18 @@ impl Watch {
             }
         }
         next
+    }
+
+    /// Follows what this scan found: new processes are adopted now, gone
+    /// ones are forgotten.
+    fn track(&mut self, procs: &[Adopted], now: Instant) {
+        let found: HashSet<(i32, u64)> = procs.iter().map(|p| (p.pid, p.start_ticks)).collect();
+        self.tracked.retain(|k, _| found.contains(k));
+        for p in procs {
+            self.tracked
+                .entry((p.pid, p.start_ticks))
+                .or_insert(Tracked::Adopted { since: now });
+        }
     }
 
     /// One line when a threshold is crossed, one when back below.
@@ -152,23 +158,28 @@ impl Watch {
     fn reap(&mut self, now: Instant, after: Duration) -> Option<Instant> {
         let (mut termed, mut killed) = (Vec::new(), Vec::new());
         for ((pid, start), t) in self.tracked.iter_mut() {
-            // The pid must still name the process we tracked.
+            let (sig, next) = match *t {
+                Tracked::Adopted { since } if now >= since.later(after) => {
+                    (libc::SIGTERM, Tracked::Termed { at: now })
+                }
+                Tracked::Termed { at } if now >= at.later(KILL_AFTER) => {
+                    (libc::SIGKILL, Tracked::Killed)
+                }
+                _ => continue,
+            };
+            // The pid must still name the process we tracked (read only
+            // for those due: the scan read every one already).
             if procfs::proc_info(*pid).map(|p| p.start_ticks) != Some(*start) {
                 continue;
             }
-            match *t {
-                Tracked::Adopted { since } if now >= since.later(after) => {
-                    termed.push(procfs::describe(*pid));
-                    let _ = sys::kill(*pid, libc::SIGTERM);
-                    *t = Tracked::Termed { at: now };
-                }
-                Tracked::Termed { at } if now >= at.later(KILL_AFTER) => {
-                    killed.push(procfs::describe(*pid));
-                    let _ = sys::kill(*pid, libc::SIGKILL);
-                    *t = Tracked::Killed;
-                }
-                _ => {}
-            }
+            let list = if sig == libc::SIGTERM {
+                &mut termed
+            } else {
+                &mut killed
+            };
+            list.push(procfs::describe(*pid));
+            let _ = sys::kill(*pid, sig);
+            *t = next;
         }
         let after_text = humantime::format_duration(after);
         if !termed.is_empty() {
@@ -200,6 +211,48 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn adopted(pid: i32) -> Adopted {
+        Adopted {
+            pid,
+            start_ticks: pid as u64 * 7,
+            rss_bytes: 0,
+            age: Duration::ZERO,
+        }
+    }
+
+    /// With `--reap-adopted-after 1s` a scan runs 4 times a second: with
+    /// thousands adopted, following them must not compare each tracked
+    /// process with each found one (that took seconds per scan here).
+    #[test]
+    fn following_many_adopted_processes_takes_one_pass() {
+        let n = 40_000;
+        let mut w = Watch::new(1, Some(Duration::from_secs(1)));
+        let procs: Vec<Adopted> = (0..n).map(|i| adopted(100 + i)).collect();
+        let t0 = Instant::now();
+        w.track(&procs, t0);
+        // The next scan: half are gone, as many new ones came.
+        let next: Vec<Adopted> = (n / 2..n + n / 2).map(|i| adopted(100 + i)).collect();
+        let started = std::time::Instant::now();
+        w.track(&next, t0 + Duration::from_millis(250));
+        let took = started.elapsed();
+        assert_eq!(w.tracked.len(), n as usize);
+        assert_eq!(
+            w.tracked.get(&(100 + n / 2, (100 + n / 2) as u64 * 7)),
+            Some(&Tracked::Adopted { since: t0 }),
+            "one seen before keeps its first sighting"
+        );
+        assert_eq!(
+            w.tracked.get(&(100 + n, (100 + n) as u64 * 7)),
+            Some(&Tracked::Adopted {
+                since: t0 + Duration::from_millis(250)
+            })
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "following {n} adopted processes took {took:?}"
+        );
+    }
 
     #[test]
     fn the_period_follows_the_reap_delay() {
