@@ -425,11 +425,21 @@ pub fn spare_carried_over(
     if state.supervisor_pid != supervisor || state.phase == Phase::Failed {
         return;
     }
+    spare(&state.carried_over, procs);
+}
+
+/// Drops from `procs` those `carried` names.
+fn spare(carried: &[CarriedOver], procs: &mut Vec<crate::adopted::Adopted>) {
+    // By pid, so that each adopted process is looked up once.
+    let mut starts: std::collections::HashMap<i32, Vec<Option<u64>>> =
+        std::collections::HashMap::new();
+    for c in carried {
+        starts.entry(c.pid).or_default().push(c.start_ticks);
+    }
     procs.retain(|p| {
-        !state
-            .carried_over
-            .iter()
-            .any(|c| c.pid == p.pid && c.start_ticks.is_none_or(|t| t == p.start_ticks))
+        !starts
+            .get(&p.pid)
+            .is_some_and(|s| s.iter().any(|t| t.is_none_or(|t| t == p.start_ticks)))
     });
 }
 
@@ -473,6 +483,41 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reload may carry thousands of runs over while thousands of
+    /// leaks are adopted: sparing the runs must not compare each adopted
+    /// process with each run (that took seconds here).
+    #[test]
+    fn sparing_many_carried_over_runs_takes_one_pass() {
+        use crate::adopted::Adopted;
+        let n = 40_000;
+        let carried: Vec<CarriedOver> = (0..n)
+            .map(|i| CarriedOver {
+                pid: 2 * i,
+                command: String::new(),
+                // one without a start time: spared whatever its start
+                start_ticks: (i != 0).then_some(2 * i as u64),
+            })
+            .collect();
+        let adopted = |pid: i32, start: u64| Adopted {
+            pid,
+            start_ticks: start,
+            rss_bytes: 0,
+            age: Duration::ZERO,
+        };
+        // Every even pid is a carried-over run, but pid 2's start time
+        // names another process; every odd pid is a leak.
+        let mut procs: Vec<Adopted> = (0..2 * n)
+            .map(|pid| adopted(pid, if pid == 2 { 99 } else { pid as u64 }))
+            .collect();
+        let started = Instant::now();
+        spare(&carried, &mut procs);
+        let took = started.elapsed();
+        let left: Vec<i32> = procs.iter().map(|p| p.pid).collect();
+        assert_eq!(left.len(), n as usize + 1);
+        assert_eq!(&left[..3], [1, 2, 3]);
+        assert!(took < Duration::from_secs(1), "{n} runs took {took:?}");
+    }
 
     #[test]
     fn the_intent_has_upstreams_field_names() {
