@@ -50,17 +50,22 @@ pub fn find(supervisor: i32, server: Option<i32>) -> Vec<Adopted> {
         return Vec::new();
     }
     let now_ticks = now_ticks();
+    let page = crate::sys::page_size();
     let by_pid: HashMap<i32, &ProcInfo> = procs.iter().map(|p| (p.pid, p)).collect();
     let mut out: Vec<Adopted> = ids
         .into_iter()
         .filter_map(|pid| {
             let p = by_pid.get(&pid)?;
             // A zombie (no memory) is gone but for its reaping.
-            let rss = procfs::rss_bytes(pid)?;
+            if p.zombie {
+                return None;
+            }
             Some(Adopted {
                 pid,
                 start_ticks: p.start_ticks,
-                rss_bytes: rss,
+                // From the scan's own read of `stat`: no second read per
+                // process (there may be thousands).
+                rss_bytes: p.rss_pages * page,
                 age: now_ticks.map_or(Duration::ZERO, |(now, hz)| {
                     Duration::from_secs_f64(now.saturating_sub(p.start_ticks) as f64 / hz as f64)
                 }),
@@ -125,6 +130,7 @@ mod tests {
             start_ticks: 0,
             comm: "x".into(),
             zombie: false,
+            rss_pages: 1,
         }
     }
 

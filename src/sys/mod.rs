@@ -283,6 +283,13 @@ pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
     check(unsafe { libc::killpg(pgid, sig) }).map(drop)
 }
 
+/// The memory page size: the unit of `rss` in /proc/PID/stat (Linux).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes a constant and reads no memory of ours.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
+}
+
 /// Clock ticks per second: the unit of start times in /proc (Linux).
 #[cfg(target_os = "linux")]
 pub fn clock_ticks_per_sec() -> u64 {
