@@ -386,23 +386,30 @@ fn group_members(pgid: i32) -> Vec<i32> {
 
 /// Every descendant of ours that /proc shows (Linux), nearest first.
 pub fn descendants() -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let procs = procfs::all_processes();
-    let mut tree: HashSet<i32> = HashSet::from([me]);
+    descendants_in(&procfs::all_processes(), std::process::id() as i32)
+}
+
+/// The descendants of `root` in a process table, nearest first: one pass
+/// to index the table by parent, then each process once (a pass over the
+/// table per generation was quadratic in a deep tree).
+fn descendants_in(procs: &[procfs::ProcInfo], root: i32) -> Vec<i32> {
+    let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for p in procs {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
+    let mut seen: HashSet<i32> = HashSet::from([root]);
     let mut out = Vec::new();
-    // Parents come before children in the result; iterate to a fixpoint
-    // because /proc order is by pid, not by ancestry.
+    let mut next = 0;
+    let mut parent = root;
     loop {
-        let before = out.len();
-        for p in &procs {
-            if !tree.contains(&p.pid) && tree.contains(&p.ppid) {
-                tree.insert(p.pid);
-                out.push(p.pid);
+        for c in children.get(&parent).into_iter().flatten() {
+            if seen.insert(*c) {
+                out.push(*c);
             }
         }
-        if out.len() == before {
-            break;
-        }
+        let Some(p) = out.get(next) else { break };
+        parent = *p;
+        next += 1;
     }
     out
 }

@@ -6,6 +6,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use super::descendants_in;
+use crate::procfs;
+
 /// The system allocator, counting the calls each thread makes.
 struct Counting;
 
@@ -88,4 +91,35 @@ fn the_allocation_counter_counts() {
     .join()
     .expect("the test thread");
     assert!(n >= 2, "{n}");
+}
+
+/// `descendants` (readiness asks it who of ours listens) over a chain of
+/// 20,000 processes whose pids fall as the chain goes down (pids wrap
+/// around): a pass over the table per generation took seconds here.
+#[test]
+fn a_deep_tree_is_walked_in_one_pass() {
+    let n = 20_000;
+    let p = |pid: i32, ppid: i32| procfs::ProcInfo {
+        pid,
+        ppid,
+        pgid: pid,
+        start_ticks: 0,
+        comm: "x".into(),
+        zombie: false,
+        rss_pages: 0,
+    };
+    // root 1_000_000 → n+1 → n → … → 2; 1 and 99 are not ours.
+    let mut t: Vec<_> = (2..=n + 1).map(|pid| p(pid, pid + 1)).collect();
+    t[n as usize - 1].ppid = 1_000_000;
+    t.extend([p(1, 0), p(1_000_000, 1), p(99, 1)]);
+    t.sort_by_key(|p| p.pid);
+    let started = std::time::Instant::now();
+    let found = descendants_in(&t, 1_000_000);
+    let took = started.elapsed();
+    assert_eq!(found.len(), n as usize);
+    assert_eq!(found[..2], [n + 1, n], "nearest first");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "a chain of {n} took {took:?}"
+    );
 }
