@@ -158,14 +158,21 @@ pub async fn forward(fd: OwnedFd, stream: Stream, tail: SharedTail, relay: Relay
             t.push(stream, data);
         }
         if relay.to_file {
-            held.extend_from_slice(data);
-            let cut = match held.iter().rposition(|b| *b == b'\n') {
-                Some(i) => i + 1,
-                None if held.len() > MAX_HELD => held.len(),
-                None => 0,
-            };
-            if cut > 0 {
-                sink.push(held.drain(..cut).collect());
+            // `held` never holds a newline: the last one of `data` ends
+            // what is written now. One copy, not two.
+            match data.iter().rposition(|b| *b == b'\n') {
+                Some(i) => {
+                    let mut whole = std::mem::take(&mut held);
+                    whole.extend_from_slice(&data[..=i]);
+                    sink.push(whole);
+                    held.extend_from_slice(&data[i + 1..]);
+                }
+                None => {
+                    held.extend_from_slice(data);
+                    if held.len() > MAX_HELD {
+                        sink.push(std::mem::take(&mut held));
+                    }
+                }
             }
         } else {
             log::relay_server_chunk(sink, stream == Stream::Stderr, data);
