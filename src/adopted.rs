@@ -44,8 +44,12 @@ pub fn summarize(procs: &[Adopted]) -> Summary {
 /// The live descendants of `supervisor` outside the tree of `server`
 /// (the server itself and everything below it).
 pub fn find(supervisor: i32, server: Option<i32>) -> Vec<Adopted> {
-    let procs = procfs::all_processes();
-    let ids = outside_server_tree(&procs, supervisor, server);
+    find_in(&procfs::all_processes(), supervisor, server)
+}
+
+/// Like [`find`], in a process table already read.
+pub fn find_in(procs: &[ProcInfo], supervisor: i32, server: Option<i32>) -> Vec<Adopted> {
+    let ids = outside_server_tree(procs, supervisor, server);
     if ids.is_empty() {
         return Vec::new();
     }

@@ -4,7 +4,8 @@
 //! answers "unknown" (`None` or empty), and callers treat that as "cannot
 //! tell", never as "nobody".
 
-use std::collections::HashSet;
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 
 /// One process as /proc shows it.
@@ -108,6 +109,120 @@ pub fn all_processes() -> Vec<ProcInfo> {
             parse_stat(std::str::from_utf8(&buf[..len]).ok()?)
         })
         .collect()
+}
+
+/// One look at /proc shared by the questions one command asks: the
+/// process table, the TCP listeners and who holds which socket, each read
+/// at most once however many instances are asked about. `status --all`
+/// asked each instance's questions of all of /proc again, and the
+/// processes and sockets grow with the instances that run: quadratic.
+/// A listener missing from the tables (one that started since they were
+/// read) has them read again.
+#[derive(Default)]
+pub struct Scan {
+    processes: OnceCell<Vec<ProcInfo>>,
+    tables: std::cell::RefCell<Option<Tables>>,
+}
+
+/// The TCP listeners and the socket holders, read together.
+struct Tables {
+    /// Listening socket inodes by port.
+    listeners: HashMap<u16, HashSet<u64>>,
+    /// The processes holding each socket inode (whose fds we may read).
+    holders: HashMap<u64, Vec<i32>>,
+}
+
+impl Scan {
+    /// Every process we can see, read on the first call.
+    pub fn processes(&self) -> &[ProcInfo] {
+        self.processes.get_or_init(all_processes)
+    }
+
+    /// Who listens on `port` (as [`port_owners`]).
+    pub fn port_owners(&self, port: u16) -> Vec<i32> {
+        let mut tables = self.tables.borrow_mut();
+        let fresh = tables.is_none();
+        let t = tables.get_or_insert_with(Tables::read);
+        if !fresh && !t.listeners.contains_key(&port) {
+            *t = Tables::read();
+        }
+        let mut owners: Vec<i32> = t
+            .listeners
+            .get(&port)
+            .into_iter()
+            .flatten()
+            .filter_map(|inode| t.holders.get(inode))
+            .flatten()
+            .copied()
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+}
+
+impl Tables {
+    fn read() -> Tables {
+        let mut listeners: HashMap<u16, HashSet<u64>> = HashMap::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            if let Ok(text) = fs::read_to_string(table) {
+                for (port, inode) in parse_all_listeners(&text) {
+                    listeners.entry(port).or_default().insert(inode);
+                }
+            }
+        }
+        Tables {
+            listeners,
+            holders: socket_holders(),
+        }
+    }
+}
+
+/// Every listening socket of a `/proc/net/tcp{,6}` table: (port, inode).
+fn parse_all_listeners(text: &str) -> Vec<(u16, u64)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (_, p) = f.get(1)?.rsplit_once(':')?;
+            let port = u16::from_str_radix(p, 16).ok()?;
+            let inode: u64 = f.get(9)?.parse().ok()?;
+            (*f.get(3)? == "0A" && inode != 0).then_some((port, inode))
+        })
+        .collect()
+}
+
+/// Socket inode → the processes holding it open, from every process's
+/// fds (those we may read: our own user's, or all as root).
+fn socket_holders() -> HashMap<u64, Vec<i32>> {
+    let mut out: HashMap<u64, Vec<i32>> = HashMap::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for pid in dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.filter_map(|e| e.ok()) {
+            let inode = fs::read_link(fd.path()).ok().and_then(|t| {
+                t.to_str()?
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
+            });
+            if let Some(inode) = inode {
+                let pids = out.entry(inode).or_default();
+                if pids.last() != Some(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Our own children (adopted ones too), from each of our threads'
@@ -543,7 +658,16 @@ mod tests {
     fn real_listener_is_attributed_to_us() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        assert!(port_owners(port).contains(&(std::process::id() as i32)));
+        let me = std::process::id() as i32;
+        assert!(port_owners(port).contains(&me));
+        // The shared scan says the same, and sees a listener that came
+        // after it first read the tables.
+        let scan = Scan::default();
+        assert_eq!(scan.port_owners(port), port_owners(port));
+        let later = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let later_port = later.local_addr().unwrap().port();
+        assert!(scan.port_owners(later_port).contains(&me));
+        assert!(scan.processes().iter().any(|p| p.pid == me));
     }
 
     #[test]

@@ -35,9 +35,12 @@ pub struct Row {
 pub async fn command(sel: &Selection, system: bool, json: bool) -> Result<u8> {
     let home = resolve_home(sel.target.home.as_deref())?;
     let ids = instance_ids(&home.join("instances"))?;
+    // One look at /proc for all of them: each instance that runs adds
+    // processes and sockets that every other one would scan again.
+    let scan = crate::procfs::Scan::default();
     let mut rows = Vec::new();
     for id in &ids {
-        rows.push(row(id, sel, system).await);
+        rows.push(row(id, sel, system, &scan).await);
     }
     if json {
         crate::log::out_json(&rows)?;
@@ -75,7 +78,7 @@ fn instance_ids(dir: &std::path::Path) -> Result<Vec<InstanceId>> {
     Ok(ids)
 }
 
-async fn row(id: &InstanceId, sel: &Selection, system: bool) -> Row {
+async fn row(id: &InstanceId, sel: &Selection, system: bool, scan: &crate::procfs::Scan) -> Row {
     let one = Selection {
         target: Target {
             instance: id.to_string(),
@@ -84,7 +87,7 @@ async fn row(id: &InstanceId, sel: &Selection, system: bool) -> Row {
         ..Default::default()
     };
     let status = match config::resolve_probe_settings(&one) {
-        Ok(settings) => super::gather(settings, system).await,
+        Ok(settings) => super::gather(settings, system, scan).await,
         Err(e) => Err(e),
     };
     match status {

@@ -33,7 +33,11 @@ pub struct DiskView {
     pub low: bool,
 }
 
-pub async fn gather(settings: &ProbeSettings, holder: Option<&Holder>) -> Hazards {
+pub async fn gather(
+    settings: &ProbeSettings,
+    holder: Option<&Holder>,
+    scan: &crate::procfs::Scan,
+) -> Hazards {
     let root = settings.instance.root();
     let disk = disk::space(&root).ok().map(|space| DiskView {
         low: settings.min_free > 0 && space.free_bytes < settings.min_free,
@@ -44,7 +48,7 @@ pub async fn gather(settings: &ProbeSettings, holder: Option<&Holder>) -> Hazard
         let pid = h.pid.or(h.record.as_ref().map(|r| r.pid))?;
         let server = h.record.as_ref().and_then(|r| r.child_pid);
         cfg!(target_os = "linux").then(|| {
-            let mut procs = adopted::find(pid, server);
+            let mut procs = adopted::find_in(scan.processes(), pid, server);
             crate::hot_restart::spare_carried_over(&settings.instance, pid, &mut procs);
             adopted::summarize(&procs)
         })
@@ -53,7 +57,7 @@ pub async fn gather(settings: &ProbeSettings, holder: Option<&Holder>) -> Hazard
         disk,
         adopted,
         #[cfg(not(target_os = "macos"))]
-        ipc: Some(crate::systemd::logind::check(instance_owner(&root)).await),
+        ipc: Some(crate::systemd::logind::check(instance_owner(&root), scan).await),
     }
 }
 

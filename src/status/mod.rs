@@ -130,7 +130,8 @@ struct ManagerState {
     upstream_disable: String,
 }
 
-pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
+/// `scan`: /proc as this command saw it (`status --all` shares one).
+pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Result<Status> {
     let instance = own.instance.clone();
     let seen = lock::observe(&instance);
     let (settings, from) = choose_settings(&own, &seen).await;
@@ -144,7 +145,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     let snap = prober.snapshot().await;
     let (listening, probes_ready) = (snap.listening(), snap.ready());
     let owner_pids = if listening {
-        procfs::port_owners(settings.port)
+        scan.port_owners(settings.port)
     } else {
         Vec::new()
     };
@@ -180,7 +181,7 @@ pub async fn gather(own: ProbeSettings, system: bool) -> Result<Status> {
     if reloading {
         state = State::Reloading;
     }
-    let hazards = hazards::gather(&settings, holder.as_ref()).await;
+    let hazards = hazards::gather(&settings, holder.as_ref(), scan).await;
     let runtime = crate::runtime::pin::status_view(&instance, system);
     let upgrade = match holder.as_ref().and_then(|h| h.record.as_ref()) {
         Some(r) => crate::installed::view(
@@ -460,7 +461,7 @@ fn describe_owners(pids: &[i32]) -> String {
 
 /// `paperclipd status [--json]`.
 pub async fn command(settings: ProbeSettings, system: bool, json: bool) -> Result<u8> {
-    let s = gather(settings, system).await?;
+    let s = gather(settings, system, &procfs::Scan::default()).await?;
     if json {
         crate::log::out_json(&s)?;
     } else {

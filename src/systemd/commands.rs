@@ -322,7 +322,7 @@ pub async fn install<C: Client>(
 /// `RemoveIPC=` says; with `RemoveIPC=yes` the logout also removes
 /// PostgreSQL's IPC objects (upstream #2862). Warn whenever it is off.
 async fn advise_linger() {
-    let v = super::logind::check(crate::sys::euid()).await;
+    let v = super::logind::check(crate::sys::euid(), &crate::procfs::Scan::default()).await;
     match v.linger_warning() {
         Some(w) => log::warn(&w),
         None => log::info(&format!("logind: {}", v.describe())),

@@ -157,11 +157,12 @@ impl IpcView {
 }
 
 /// Checks `uid`: logind over the system bus, else logind's files.
-pub async fn check(uid: u32) -> IpcView {
+/// (`scan`: the processes, when the bus cannot be asked.)
+pub async fn check(uid: u32, scan: &procfs::Scan) -> IpcView {
     let user = login_name(uid).unwrap_or_else(|| uid.to_string());
     let facts = match tokio::time::timeout(BUS_TIMEOUT, bus_facts(uid)).await {
         Ok(Ok(f)) => f,
-        _ => file_facts(&user, Path::new("/"), logind_running()),
+        _ => file_facts(&user, Path::new("/"), logind_running(scan)),
     };
     let state = assess(uid, &facts);
     IpcView {
@@ -214,10 +215,8 @@ pub fn login_name(uid: u32) -> Option<String> {
 
 /// Without a bus: does a `systemd-logind` process run (in our PID
 /// namespace; a host's logind does not clean a container's IPC namespace)?
-fn logind_running() -> bool {
-    procfs::all_processes()
-        .iter()
-        .any(|p| p.comm == "systemd-logind")
+fn logind_running(scan: &procfs::Scan) -> bool {
+    scan.processes().iter().any(|p| p.comm == "systemd-logind")
 }
 
 /// From logind's files under `root`: the linger flag file, and
