@@ -5,7 +5,10 @@ Measures, side by side on this machine in one run:
   1. readiness lag vs s6-notifyoncheck under s6-supervise,
   2. footprint after ready vs tini and s6-supervise,
   3. start/stop overhead vs a direct exec and tini (and s6-supervise for start),
-  4. READY=1 delay with the real Paperclip server, if available and not in use.
+  4. READY=1 delay with the real Paperclip server, if available and not in use,
+  5. how cost grows with work (scripts/bench_scale.py): the output relay, `status --all`
+     by number of instances, `status` by number of adopted processes.
+BENCH_ONLY=scale runs part 5 alone (its report goes to target/bench/scale.md).
 Prints a Markdown report and writes it to target/bench/latest.md.
 """
 
@@ -725,6 +728,16 @@ def main():
     t_begin = time.time()
     lines = []
     add = lines.append
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_scale
+    if os.environ.get("BENCH_ONLY") == "scale":
+        log("part 5 only: how cost grows with work")
+        text = bench_scale.report(bench_scale.run(sys.modules[__name__])) + "\n"
+        os.makedirs(OUTDIR, exist_ok=True)
+        with open(os.path.join(OUTDIR, "scale.md"), "w") as f:
+            f.write(text + ("\nNotes: " + "; ".join(NOTES) + "\n" if NOTES else ""))
+        sys.stdout.write(text)
+        return
     log(f"part 1: readiness lag, {RUNS} schedules x 3 tools (seed {SEED})")
     r1 = part1()
     log("part 2: footprint")
@@ -735,6 +748,8 @@ def main():
     ka = keepalive_probe()
     log("part 4: real Paperclip server")
     r4, note4 = part4()
+    log("part 5: how cost grows with work")
+    r5 = bench_scale.run(sys.modules[__name__])
 
     uname = os.uname()
     add(f"# paperclipd benchmark — {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
@@ -824,6 +839,8 @@ def main():
             f"{ms(statistics.median(r4))} over {len(r4)} runs ({', '.join(ms(x) for x in r4)}). {note4}")
     else:
         add(f"no successful run. {note4}")
+    add("")
+    add(bench_scale.report(r5))
     if NOTES:
         add("")
         add("Notes: " + "; ".join(NOTES))
@@ -839,7 +856,7 @@ def main():
     with open(os.path.join(OUTDIR, "latest.json"), "w") as f:
         json.dump({"part1": raw, "part2": r2,
                    "part3": {k: {"start": v["start"], "stop": v["stop"]} for k, v in r3.items()},
-                   "part4": r4}, f, indent=1)
+                   "part4": r4, "part5": r5}, f, indent=1, default=str)
     sys.stdout.write(text)
 
 
