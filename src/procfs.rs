@@ -81,11 +81,24 @@ pub fn cmdline(pid: i32) -> Option<String> {
     Some(parts.join(" "))
 }
 
+// Whole-/proc scans this thread made (the process table, every
+// process's descriptors): tests count them.
+#[cfg(test)]
+thread_local! {
+    pub static SCANS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_scan() {
+    #[cfg(test)]
+    SCANS.with(|c| c.set(c.get() + 1));
+}
+
 /// Every process we can see. One buffer serves every `stat` file, read
 /// without the size query and growing reads of `read_to_string`: this
 /// scan runs at the end of every stop, over every process of the host.
 pub fn all_processes() -> Vec<ProcInfo> {
     use std::io::Read;
+    count_scan();
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -196,6 +209,7 @@ fn parse_all_listeners(text: &str) -> Vec<(u16, u64)> {
 /// fds (those we may read: our own user's, or all as root).
 fn socket_holders() -> HashMap<u64, Vec<i32>> {
     let mut out: HashMap<u64, Vec<i32>> = HashMap::new();
+    count_scan();
     let Ok(dir) = fs::read_dir("/proc") else {
         return out;
     };
@@ -368,6 +382,7 @@ pub fn user_name(uid: u32) -> String {
 /// Processes holding one of these socket inodes open (only those whose fds
 /// we may read: our own user's, or all as root).
 pub fn socket_owners(inodes: &HashSet<u64>) -> Vec<i32> {
+    count_scan();
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -194,6 +194,51 @@ mod tests {
         assert!(instance_ids(&d.path().join("none")).unwrap().is_empty());
     }
 
+    /// Every instance's server answers, so each one's status asks who
+    /// holds its port (and, without a bus, whether logind runs): asked of
+    /// all of /proc per instance, the cost grew with instances × processes,
+    /// and every running instance adds processes.
+    #[test]
+    fn all_instances_share_one_look_at_proc() {
+        use std::io::{Read, Write};
+        let home = tempfile::tempdir().unwrap();
+        for n in 0..4 {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let dir = home.path().join(format!("instances/i{n}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("config.json"),
+                format!(r#"{{"server":{{"host":"127.0.0.1","port":{port}}}}}"#),
+            )
+            .unwrap();
+            std::thread::spawn(move || {
+                for mut c in l.incoming().flatten() {
+                    let _ = c.read(&mut [0u8; 4096]);
+                    let _ = c.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\
+                          Connection: close\r\n\r\n<html></html>",
+                    );
+                }
+            });
+        }
+        let sel = Selection {
+            target: Target {
+                instance: "default".into(),
+                home: Some(home.path().to_path_buf()),
+            },
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        crate::procfs::SCANS.with(|c| c.set(0));
+        rt.block_on(command(&sel, false, true)).unwrap();
+        let scans = crate::procfs::SCANS.with(|c| c.get());
+        assert!(scans <= 2, "{scans} scans of /proc for 4 instances");
+    }
+
     #[test]
     fn table() {
         let r = |id: &str, state| Row {
