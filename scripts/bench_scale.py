@@ -16,6 +16,7 @@ helpers, paths, notes and clean-up lists. Budgeted to SCALE_BUDGET seconds
 
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ ADOPTED_COUNTS = tuple(int(x) for x in os.environ.get("BENCH_ADOPTED", "0,100,10
 PARTS = os.environ.get("BENCH_SCALE_PARTS", "abc")
 TICK = os.sysconf("SC_CLK_TCK")
 MB = 1000 * 1000
+DROPPED = re.compile(rb"(\d+) bytes of output were dropped")
 
 
 def env():
@@ -92,6 +94,7 @@ class Drain:
         self.last = None
         self.ended = threading.Event()
         self.dropped_reports = 0
+        self.dropped = 0
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
@@ -107,7 +110,9 @@ class Drain:
             self.last = time.time()
             self.bytes += len(data)
             if b"were dropped" in data:
-                self.dropped_reports += 1
+                found = DROPPED.findall(data)
+                self.dropped_reports += len(found)
+                self.dropped += sum(int(n) for n in found)
             tail = (tail + data[-200:])[-200:]
             if b"SPEW-END" in tail:
                 self.ended.set()
@@ -176,6 +181,7 @@ def relay_one(b, mode, nbytes):
         t_end = drain.last
         res["received"] = drain.bytes
         res["gap_reports"] = drain.dropped_reports
+        res["dropped"] = drain.dropped
     else:
         t_end = wait_for_log_end(log_path, timeout)
         complete = t_end is not None
@@ -199,8 +205,9 @@ def relay_one(b, mode, nbytes):
     if mode == "log-file":
         kept = [log_path] + [f"{log_path}.{n}" for n in range(1, LOG_KEEP + 1)]
         res["files"] = [os.path.getsize(k) for k in kept if os.path.exists(k)]
-        res["gap_reports"] = sum(open(k, "rb").read().count(b"were dropped") for k in kept
-                                 if os.path.exists(k))
+        found = [n for k in kept if os.path.exists(k) for n in DROPPED.findall(open(k, "rb").read())]
+        res["gap_reports"] = len(found)
+        res["dropped"] = sum(int(n) for n in found)
     b.stop(p)
     if mode == "direct":
         try:
@@ -361,6 +368,9 @@ def part_adopted(b, budget_end):
 
 
 def run(b):
+    # BENCH_SCALE_BIN: another paperclipd for part 5 (a build of main, for
+    # numbers before a change)
+    b.BIN = os.environ.get("BENCH_SCALE_BIN", b.BIN)
     start = time.time()
     budget_end = min(start + SCALE_BUDGET, b.DEADLINE - 10)
     res = {}
@@ -403,7 +413,8 @@ def report(res):
             if r["mode"] == "pipe":
                 extra = f"; {r.get('received', 0) / MB:.0f} MB received"
             if r.get("gap_reports"):
-                extra += f"; {r['gap_reports']} drop report(s)"
+                extra += (f"; {r['dropped'] / MB:.1f} MB dropped ({r['gap_reports']} report(s)"
+                          + (" in the kept files" if r["mode"] == "log-file" else "") + ")")
             add(f"| {names[r['mode']]} | {wall:.2f} s | {mbs} | "
                 + ("–" if pcpu is None else f"{pcpu:.2f} s ({pcpu / (r['bytes'] / 1e9):.2f} s/GB)")
                 + f" | {'–' if r.get('writer_cpu') is None else format(r['writer_cpu'], '.2f') + ' s'} | "
