@@ -5,8 +5,9 @@
 //! or with `--log-file` to a file rotated by size ([`rotate`]), keeping the
 //! last lines for diagnostics ([`tail`]). Nothing on the way may block the
 //! supervisor: each destination has a bounded queue and a writer thread of
-//! its own ([`sink`]); a destination that stops taking output loses it,
-//! counted and reported once. Our own lines (`log`) take the same way, so
+//! its own ([`sink`]); a destination slower than the server slows the
+//! server's pipe down, one that stops taking output (for a second) loses
+//! it, counted and reported once. Our own lines (`log`) take the same way, so
 //! they keep their order with the server's. In a terminal the server owns
 //! the terminal and only our lines pass here.
 
@@ -137,7 +138,9 @@ fn start(target: impl Target) -> Result<Sink> {
 
 /// Copies one of the server's pipes to its destination until EOF, keeping
 /// its tail. Runs as its own task; EOF comes when the server and everything
-/// that inherited the pipe are gone. Never waits for the destination.
+/// that inherited the pipe are gone. Waits for a full queue only while the
+/// destination still takes output ([`Sink::wait_for_room`]): the server
+/// then writes as fast as the destination reads, as into a pipe.
 pub async fn forward(fd: OwnedFd, stream: Stream, tail: SharedTail, relay: Relay) {
     use tokio::io::AsyncReadExt;
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
@@ -164,17 +167,20 @@ pub async fn forward(fd: OwnedFd, stream: Stream, tail: SharedTail, relay: Relay
                 Some(i) => {
                     let mut whole = std::mem::take(&mut held);
                     whole.extend_from_slice(&data[..=i]);
+                    sink.wait_for_room(whole.len()).await;
                     sink.push(whole);
                     held.extend_from_slice(&data[i + 1..]);
                 }
                 None => {
                     held.extend_from_slice(data);
                     if held.len() > MAX_HELD {
+                        sink.wait_for_room(held.len()).await;
                         sink.push(std::mem::take(&mut held));
                     }
                 }
             }
         } else {
+            sink.wait_for_room(data.len()).await;
             log::relay_server_chunk(sink, stream == Stream::Stderr, data);
         }
     }

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 /// has in hand, at most as much again); beyond this, output is dropped.
 /// Enough for a burst of startup logs while journald catches up.
 pub const CAPACITY: usize = 1024 * 1024;
+/// How long the server's output waits for room in a full queue (the
+/// destination taking nothing meanwhile) before it is dropped.
+pub const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// Where a sink writes, from its own thread (so it may block).
 pub trait Target: Send + 'static {
@@ -36,6 +39,8 @@ struct Shared {
     more: Condvar,
     /// Signalled when the writer has nothing in hand.
     idle: Condvar,
+    /// Notified when the writer takes the queue (there is room again).
+    room: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -89,6 +94,7 @@ impl Sink {
             queue: Mutex::new(Queue::default()),
             more: Condvar::new(),
             idle: Condvar::new(),
+            room: tokio::sync::Notify::new(),
         });
         let for_thread = shared.clone();
         std::thread::Builder::new()
@@ -124,6 +130,32 @@ impl Sink {
         self.shared.more.notify_one();
     }
 
+    /// Waits until `len` bytes fit in the queue, for at most
+    /// [`ROOM_WAIT`] without the destination taking anything: a
+    /// destination slower than the server slows the server down (as a
+    /// pipe would) instead of losing its output; one that stopped loses it
+    /// after that wait, and while its gap is open nothing waits. Only the
+    /// relay of the server's pipes waits, in its own task; nothing else
+    /// does.
+    pub async fn wait_for_room(&self, len: usize) {
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a take in between wakes us.
+            notified.as_mut().enable();
+            {
+                let Some(q) = self.lock() else { return };
+                if q.closed || q.gap.is_some() || q.bytes + len <= CAPACITY {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Stops taking output and waits up to `wait` for the writer to write
     /// what is queued. Returns whether everything was written out.
     pub fn close(&self, wait: Duration) -> bool {
@@ -132,6 +164,7 @@ impl Sink {
         };
         q.closed = true;
         self.shared.more.notify_one();
+        self.shared.room.notify_waiters();
         let deadline = crate::deadline::Later::later(Instant::now(), wait);
         while q.busy || !q.chunks.is_empty() || q.gap.is_some() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -180,6 +213,7 @@ fn write_loop(shared: &Shared, mut target: impl Target) {
         q.bytes = 0;
         q.busy = true;
         drop(q);
+        shared.room.notify_waiters();
 
         for chunk in chunks {
             // The previous failure's gap lies before this chunk.
@@ -278,6 +312,81 @@ mod tests {
         // The queue, and the batch the writer took before it stalled.
         assert!(kept <= 2 * CAPACITY, "kept {kept}");
         assert!(reports[0].contains("took no output"), "{}", reports[0]);
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Takes everything, slowly (about 30 MB/s): a destination that keeps
+    /// up on average, slower than a burst of the server's.
+    struct Slow(Arc<Mutex<Vec<u8>>>);
+
+    impl Target for Slow {
+        fn write_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+            std::thread::sleep(Duration::from_micros(2 * data.len() as u64 / 64));
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(())
+        }
+        fn report(&self, msg: &str) -> Vec<u8> {
+            format!("REPORT {msg}\n").into_bytes()
+        }
+        fn name(&self) -> String {
+            "the slow target".into()
+        }
+    }
+
+    /// 8 MiB at once into a destination that takes ~30 MB/s: before the
+    /// relay waited for room, everything beyond the 1 MiB queue was
+    /// dropped while the destination was still taking output.
+    #[test]
+    fn a_slow_destination_slows_the_relay_instead_of_losing_output() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink::start(Slow(out.clone())).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        runtime().block_on(async {
+            for _ in 0..128 {
+                sink.wait_for_room(chunk.len()).await;
+                sink.push(chunk.clone());
+            }
+        });
+        assert!(sink.close(Duration::from_secs(10)));
+        let out = out.lock().unwrap();
+        let text = String::from_utf8_lossy(&out[out.len().saturating_sub(200)..]).into_owned();
+        assert!(!text.contains("REPORT"), "{text}");
+        assert_eq!(out.len(), 128 * 64 * 1024);
+    }
+
+    /// A destination that takes nothing holds the relay once, for
+    /// ROOM_WAIT; then its gap is open and nothing waits.
+    #[test]
+    fn a_stuck_destination_holds_the_relay_once() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let (permit, permits) = mpsc::channel();
+        let sink = Sink::start(Gated {
+            out: out.clone(),
+            permits,
+        })
+        .unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        let t = Instant::now();
+        runtime().block_on(async {
+            for _ in 0..64 {
+                sink.wait_for_room(chunk.len()).await;
+                sink.push(chunk.clone());
+            }
+        });
+        let took = t.elapsed();
+        assert!(took >= ROOM_WAIT && took < ROOM_WAIT * 3, "waited {took:?}");
+        for _ in 0..1000 {
+            permit.send(()).unwrap();
+        }
+        assert!(sink.close(Duration::from_secs(10)));
+        let text = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+        assert_eq!(text.matches("REPORT ").count(), 1, "one report");
     }
 
     #[test]
