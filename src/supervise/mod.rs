@@ -12,7 +12,8 @@
 //!
 //! The parts: [`preflight`], [`onboard`], [`postmaster`], [`signals`],
 //! [`terminal`], [`child`], [`readiness`], [`progress`], [`output`],
-//! [`watchdog`], [`adopted`],
+//! [`watchdog`], [`adopted`], [`server_notify`] (what the server itself
+//! says: READY, STOPPING, STATUS),
 //! [`stop`], [`outcome`].
 
 pub mod adopted;
@@ -25,6 +26,7 @@ pub mod preflight;
 pub mod progress;
 pub mod readiness;
 pub mod reload;
+pub mod server_notify;
 pub mod signals;
 pub mod stop;
 pub mod terminal;
@@ -55,6 +57,7 @@ use output::Stream;
 use preflight::ServerCommand;
 use progress::{StartingView, became_ready, clear_view};
 use readiness::{Outcome, Progress};
+use server_notify::{Said, ServerNotify};
 use signals::{Received, Signals};
 use terminal::Terminal;
 
@@ -131,12 +134,14 @@ async fn run_relayed(
 
     let signals = Signals::register()?;
     child::become_subreaper();
+    let server_notify = ServerNotify::open(&instance);
+    let notify_env = server_notify.as_ref().map(ServerNotify::env_value);
     // Its mode is saved before the server can change it.
     let terminal = interactive.then(Terminal::new);
     let server = if onboarding {
-        onboard::spawn(&command.program, &settings, interactive)?
+        onboard::spawn(&command.program, &settings, interactive, notify_env)?
     } else {
-        spawn_server(&command, &settings, interactive)?
+        spawn_server(&command, &settings, interactive, notify_env)?
     };
     record_server(&mut lock, server.pid);
     let mut sup = Supervisor {
@@ -146,6 +151,7 @@ async fn run_relayed(
         command,
         server,
         terminal,
+        server_notify,
         lock,
         tail: Arc::new(Mutex::new(output::Tail::default())),
         relay,
@@ -176,6 +182,7 @@ fn spawn_server(
     command: &ServerCommand,
     settings: &RunSettings,
     interactive: bool,
+    notify_socket: Option<&std::ffi::OsStr>,
 ) -> Result<Spawned> {
     child::spawn(&child::SpawnSpec {
         program: &command.program,
@@ -185,6 +192,7 @@ fn spawn_server(
         interactive,
         group: child::Group::for_server(&settings.probe.instance, interactive),
         grace: settings.stop_timeout,
+        notify_socket,
     })
 }
 
@@ -201,6 +209,9 @@ struct Supervisor {
     /// The terminal we share with the server (interactive runs only).
     /// Before `lock`: its witness goes first (dropped in field order).
     terminal: Option<Terminal>,
+    /// The server's own notify socket (Linux), removed before the lock
+    /// is released.
+    server_notify: Option<ServerNotify>,
     /// Released (by Drop) only after every process of the server is gone.
     lock: InstanceLock,
     tail: output::SharedTail,
@@ -248,7 +259,12 @@ impl Supervisor {
     async fn start_after_onboarding(&mut self) -> Result<Prober> {
         let prober = Prober::new(self.settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
         preflight::refuse_taken_port(&prober).await?;
-        self.server = spawn_server(&self.command, &self.settings, self.interactive)?;
+        self.server = spawn_server(
+            &self.command,
+            &self.settings,
+            self.interactive,
+            self.notify_env(),
+        )?;
         // From here on nothing returns an error: `supervise` stops what
         // was spawned before the run ends, whatever happens.
         record_server(&mut self.lock, self.server.pid);
@@ -271,6 +287,47 @@ impl Supervisor {
         ));
         self.notifier
             .status(&format!("starting: server pid {}", self.server.pid));
+    }
+
+    /// The server's `NOTIFY_SOCKET`, when it has a socket of ours.
+    fn notify_env(&self) -> Option<&std::ffi::OsStr> {
+        self.server_notify.as_ref().map(ServerNotify::env_value)
+    }
+
+    /// What the server said changed: a `STOPPING=1` it sent on its own
+    /// shows in `status` and the manager's `STATUS=`; a new `STATUS=` of a
+    /// ready server is quoted in ours.
+    fn server_said(&mut self, said: &Said, phase: &Phase, quoted: &mut Option<String>) {
+        if said.stopping_since.is_some() {
+            if self.lock.record().stopping.is_none() {
+                let detail = said.status.clone();
+                log::info(&format!(
+                    "the server (pid {}) says it is stopping{}",
+                    self.server.pid,
+                    detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                ));
+                self.notifier.status(&format!(
+                    "stopping: the server said so{}",
+                    detail
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                ));
+                self.lock
+                    .set_stopping(Some(lock::Stopping::now(lock::StopBy::Server, detail)));
+            }
+            return;
+        }
+        if matches!(phase, Phase::Ready { .. }) && said.status != *quoted {
+            if let Some(text) = &said.status {
+                self.notifier
+                    .status(&format!("ready; the server says: {text}"));
+            }
+            quoted.clone_from(&said.status);
+        }
     }
 
     /// In a terminal, watch what it sends the server's (new) group.
@@ -404,8 +461,11 @@ impl Supervisor {
         let deadline = crate::deadline::after(self.settings.ready_timeout);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let mut phase = Phase::Starting { since: started };
+        let said = self.server_notify.as_ref().map(ServerNotify::subscribe);
+        let mut said_changes = said.clone();
+        let mut quoted: Option<String> = None;
         let mut ready_fut: BoxFuture<'_, Outcome> =
-            Box::pin(readiness::wait_ready(prober, &progress_tx));
+            Box::pin(readiness::wait_ready(prober, &progress_tx, said.clone()));
         let mut watchdog_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
         let mut adopted_fut: BoxFuture<'_, ()> = Box::pin(adopted::watch(
             self.server.pid,
@@ -424,9 +484,13 @@ impl Supervisor {
             phase = Phase::Ready { since: started };
             ready_fut = Box::pin(std::future::pending());
             if let Some(period) = watchdog::period() {
-                let notifier = self.notifier.clone();
-                watchdog_fut =
-                    Box::pin(async move { watchdog::feed(prober, &notifier, period).await });
+                let feeder = watchdog::Feeder::new(
+                    self.notifier.clone(),
+                    period,
+                    said.clone(),
+                    self.settings.stop_timeout,
+                );
+                watchdog_fut = Box::pin(async move { feeder.feed(prober).await });
             }
         }
 
@@ -438,14 +502,15 @@ impl Supervisor {
             tokio::select! {
                 outcome = &mut ready_fut, if starting => match outcome {
                     Outcome::Ready { elapsed } => {
-                        became_ready(&self.notifier, &mut self.lock, &progress_rx.borrow(), elapsed, view.take());
+                        quoted = said.as_ref().and_then(|s| s.borrow().status.clone());
+                        became_ready(&self.notifier, &mut self.lock, &progress_rx.borrow(), elapsed, view.take(), quoted.as_deref());
                         extend = None;
                         tick = None;
                         phase = Phase::Ready { since: Instant::now() };
                         ready_fut = Box::pin(std::future::pending());
                         if let Some(period) = watchdog::period() {
-                            let notifier = self.notifier.clone();
-                            watchdog_fut = Box::pin(async move { watchdog::feed(prober, &notifier, period).await });
+                            let feeder = watchdog::Feeder::new(self.notifier.clone(), period, said.clone(), self.settings.stop_timeout);
+                            watchdog_fut = Box::pin(async move { feeder.feed(prober).await });
                         }
                         if let Some(p) = pending.take() {
                             let (instance, pid) = (instance.clone(), self.server.pid);
@@ -473,6 +538,9 @@ impl Supervisor {
                 }
                 _ = &mut watchdog_fut => {}
                 _ = &mut adopted_fut => {}
+                now = server_notify::next_change(said_changes.as_mut()) => {
+                    self.server_said(&now, &phase, &mut quoted);
+                }
                 // --- reload (hot restart): a request, its preparation, its end
                 conn = reload::accept(control) => {
                     tokio::spawn(reload::read_request(conn, requests_tx.clone()));
