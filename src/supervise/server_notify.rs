@@ -26,14 +26,13 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::instance::Instance;
-use crate::log;
 
+#[cfg(target_os = "linux")]
 /// Longer datagrams are dropped whole (Paperclip's are under 100 bytes).
 pub const MAX_DATAGRAM: usize = 4096;
+#[cfg(target_os = "linux")]
 /// A server's `STATUS=` text is cut to this many bytes.
 pub const MAX_STATUS: usize = 200;
-/// How many ignored datagrams are logged one by one; the rest are counted.
-const LOGGED_REFUSALS: u32 = 5;
 
 /// What the server has said so far (its current life: a reload forgets
 /// the old server's words, see [`ServerNotify::new_server`]).
@@ -48,6 +47,7 @@ pub struct Said {
     pub status: Option<String>,
 }
 
+#[cfg(target_os = "linux")]
 /// What one datagram says that we read; everything else in it is ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Message {
@@ -56,6 +56,7 @@ pub struct Message {
     pub status: Option<String>,
 }
 
+#[cfg(target_os = "linux")]
 /// Parses one datagram (`KEY=VALUE` lines, sd_notify(3)). Pure, so it is
 /// unit-tested. Only `READY=1`, `STOPPING=1` and `STATUS=` are read.
 pub fn parse(bytes: &[u8]) -> Message {
@@ -72,6 +73,7 @@ pub fn parse(bytes: &[u8]) -> Message {
     m
 }
 
+#[cfg(target_os = "linux")]
 /// The server's words as we repeat them: control characters escaped, one
 /// line, at most [`MAX_STATUS`] bytes.
 fn quote(s: &str) -> String {
@@ -173,10 +175,14 @@ mod linux {
     use tokio::net::UnixDatagram;
 
     use super::*;
+    use crate::log;
     use crate::sys::{self, notify_socket as ns};
 
     /// `sun_path` holds 107 bytes and a NUL.
     const SUN_PATH_MAX: usize = 107;
+    /// How many ignored datagrams are logged one by one; the rest are
+    /// ignored silently.
+    const LOGGED_REFUSALS: u32 = 5;
 
     /// `<instance>/paperclipd-notify.sock`, or an abstract name of ours
     /// when that path is too long or cannot be bound.
@@ -368,7 +374,7 @@ mod linux {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
