@@ -1,8 +1,8 @@
 //! The readiness policy: when does a starting server count as ready?
 //!
 //! 1. Connect checks (cheap, no HTTP) until the port accepts connections,
-//!    backing off while it refuses (10 ms, growing by half to 50 ms): a
-//!    server that takes seconds to listen costs a few checks a second.
+//!    backing off while it refuses (10 ms, growing by half to 20 ms): a
+//!    server that takes seconds to listen costs half the checks.
 //! 2. Once it does, check *who* listens: a listener that /proc attributes
 //!    to a process outside our tree means the server is not ours (Paperclip
 //!    silently moves to the next port when its port is taken); we give up
@@ -28,8 +28,9 @@ use crate::procfs;
 
 /// Connect checks while nothing listens: first after this…
 pub const CONNECT_INTERVAL_MIN: Duration = Duration::from_millis(10);
-/// …growing by half each refusal up to this.
-pub const CONNECT_INTERVAL_MAX: Duration = Duration::from_millis(50);
+/// …growing by half each refusal up to this: no more than the probes'
+/// interval, so a server ready the moment it listens is seen as soon.
+pub const CONNECT_INTERVAL_MAX: Duration = Duration::from_millis(20);
 /// First HTTP re-probe interval once the port listens…
 pub const PROBE_INTERVAL_MIN: Duration = Duration::from_millis(10);
 /// …growing by half each round up to this while the server is fresh (a
