@@ -359,7 +359,7 @@ mod linux {
             if m.ready {
                 if s.ready_count == 0 {
                     log::info(&format!(
-                        "the server (pid {pid}) notified READY=1{}; probing now",
+                        "the server notified READY=1{} (sent by pid {pid}); probing now",
                         s.status
                             .as_ref()
                             .map(|t| format!(" with STATUS={t:?}"))
