@@ -53,6 +53,38 @@ pub struct Record {
     pub exe: Option<crate::installed::FileId>,
     #[serde(default)]
     pub server: Option<crate::installed::ServerOrigin>,
+    /// The server is stopping (absent while it starts or serves).
+    #[serde(default)]
+    pub stopping: Option<Stopping>,
+}
+
+/// Who began a server's stop.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StopBy {
+    /// The server said `STOPPING=1` on its own (its notify socket).
+    Server,
+    /// paperclipd is stopping it (a stop signal, a timeout, Ctrl-C).
+    Paperclipd,
+}
+
+/// Since when, and why, the server is stopping.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Stopping {
+    pub since: String,
+    pub by: StopBy,
+    /// The server's own `STATUS=` (escaped), or paperclipd's reason.
+    pub detail: Option<String>,
+}
+
+impl Stopping {
+    pub fn now(by: StopBy, detail: Option<String>) -> Self {
+        Stopping {
+            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            by,
+            detail,
+        }
+    }
 }
 
 impl Record {
@@ -75,6 +107,7 @@ impl Record {
             probe: Some(probe.spec()),
             exe: crate::installed::this_exe(),
             server: None,
+            stopping: None,
         }
     }
 
@@ -245,6 +278,24 @@ impl InstanceLock {
         }
     }
 
+    /// What the record says now.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// Records that the server is stopping (or, `None`, that a new one
+    /// runs). Like [`set_probe`](Self::set_probe), a failed write is a
+    /// warning.
+    pub fn set_stopping(&mut self, stopping: Option<Stopping>) {
+        if self.record.stopping == stopping {
+            return;
+        }
+        self.record.stopping = stopping;
+        if let Err(e) = self.write_record() {
+            crate::log::warn(&e.message);
+        }
+    }
+
     pub fn set_ready(&mut self) -> Result<()> {
         self.record.ready_at =
             Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
@@ -299,6 +350,7 @@ mod tests {
             probe: None,
             exe: None,
             server: None,
+            stopping: None,
         }
     }
 

@@ -435,13 +435,15 @@ fn the_servers_environment_is_clean_and_names_the_instance() {
     let mut r = w.spawn(cmd, "run");
     n.wait_for("READY=1", DEADLINE);
     let env: serde_json::Value = serde_json::from_str(&w.state_file("env.json").unwrap()).unwrap();
-    for gone in [
-        "NOTIFY_SOCKET",
-        "WATCHDOG_USEC",
-        "WATCHDOG_PID",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-    ] {
+    // The server gets a notify socket of paperclipd's own, never the manager's.
+    let own = w
+        .home()
+        .join("instances/env-test/paperclipd-notify.sock")
+        .display()
+        .to_string();
+    assert_eq!(env["NOTIFY_SOCKET"], own.as_str(), "{env}");
+    assert_ne!(env["NOTIFY_SOCKET"], n.path.display().to_string().as_str());
+    for gone in ["WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"] {
         assert!(
             env.get(gone).is_none(),
             "{gone} leaked into the server's environment"

@@ -170,6 +170,10 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
         left_behind: left_behind.is_some(),
         probes_ready,
         paused: paused.is_some(),
+        stopping: holder
+            .as_ref()
+            .and_then(|h| h.record.as_ref())
+            .is_some_and(|r| r.stopping.is_some()),
     };
     let (mut state, why) = state::decide(&facts);
     // --- reload (hot restart): only the running supervisor's own record
@@ -200,6 +204,7 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
                 .map(|r| r.message.clone())
                 .unwrap_or_default(),
             (Why::Paused, Some(p)) => crate::launchd::guard::paused_message(&instance, p),
+            (Why::Stopping, _) => stopping_message(holder.as_ref()),
             _ => reason(why, &m, &settings, &owner_pids, left_behind.as_ref()),
         },
         settings: SettingsView {
@@ -228,6 +233,28 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
         upgrade,
         reload,
     })
+}
+
+/// `stopping`'s reason: since when, who began it, and what it said.
+fn stopping_message(holder: Option<&Holder>) -> String {
+    let Some(s) = holder.and_then(|h| h.record.as_ref()?.stopping.as_ref()) else {
+        return "the server is stopping".to_string();
+    };
+    let detail = s
+        .detail
+        .as_deref()
+        .map(|d| format!(": {}", crate::untrusted::escape(d)))
+        .unwrap_or_default();
+    match s.by {
+        lock::StopBy::Server => format!(
+            "the server said it is stopping (STOPPING=1 at {}){detail}",
+            crate::untrusted::escape(&s.since)
+        ),
+        lock::StopBy::Paperclipd => format!(
+            "paperclipd is stopping the server (since {}){detail}",
+            crate::untrusted::escape(&s.since)
+        ),
+    }
 }
 
 /// How to restart the holder's instance, for the upgrade warnings.
@@ -383,6 +410,7 @@ fn reason(
         Why::ForeignOwner => {
             "the port is held by a process outside the lock holder's tree".to_string()
         }
+        Why::Stopping => "the server is stopping".to_string(),
         Why::ProbesPass => "both probes pass".to_string(),
         Why::NotReadyYet => "the server is starting; probes do not pass yet".to_string(),
         Why::FailingAfterReady => "the server was ready but its probes fail now".to_string(),

@@ -22,6 +22,9 @@ pub enum State {
     Conflict,
     /// Ours, replacing its server in place (`paperclipd reload`).
     Reloading,
+    /// Ours, and its server is stopping (it said `STOPPING=1`, or
+    /// paperclipd is stopping it).
+    Stopping,
 }
 
 impl State {
@@ -30,7 +33,11 @@ impl State {
         match self {
             State::Ready => 0,
             State::Stopped | State::Paused => 3,
-            State::Starting | State::Degraded | State::Conflict | State::Reloading => 1,
+            State::Starting
+            | State::Degraded
+            | State::Conflict
+            | State::Reloading
+            | State::Stopping => 1,
         }
     }
 
@@ -43,6 +50,7 @@ impl State {
             State::Paused => "paused",
             State::Conflict => "conflict",
             State::Reloading => "reloading",
+            State::Stopping => "stopping",
         }
     }
 }
@@ -102,6 +110,8 @@ pub struct Facts {
     pub probes_ready: bool,
     /// The crash-loop guard paused the instance.
     pub paused: bool,
+    /// The holder's record says its server is stopping.
+    pub stopping: bool,
 }
 
 /// Why the state is what it is (worded by the caller, which knows names).
@@ -121,6 +131,8 @@ pub enum Why {
     NothingRuns,
     Paused,
     ForeignOwner,
+    /// Worded by the caller, which has the record's detail.
+    Stopping,
     ProbesPass,
     NotReadyYet,
     FailingAfterReady,
@@ -164,6 +176,8 @@ pub fn decide(f: &Facts) -> (State, Why) {
 fn classify(f: &Facts, starting: bool) -> (State, Why) {
     if f.owners_foreign {
         (State::Conflict, Why::ForeignOwner)
+    } else if f.stopping && f.locked {
+        (State::Stopping, Why::Stopping)
     } else if f.probes_ready {
         (State::Ready, Why::ProbesPass)
     } else if starting {
@@ -190,6 +204,7 @@ mod tests {
         left_behind: false,
         probes_ready: false,
         paused: false,
+        stopping: false,
     };
     const RUNNING: Facts = Facts {
         locked: true,
@@ -314,6 +329,36 @@ mod tests {
                 Why::UnitWithoutLock,
             ),
             (
+                "the server said it is stopping, its probes still pass",
+                Facts {
+                    stopping: true,
+                    ..RUNNING
+                },
+                State::Stopping,
+                Why::Stopping,
+            ),
+            (
+                "a stopping server of a unit",
+                Facts {
+                    unit: active10,
+                    stopping: true,
+                    probes_ready: false,
+                    ..RUNNING
+                },
+                State::Stopping,
+                Why::Stopping,
+            ),
+            (
+                "a stopping server whose port is another's",
+                Facts {
+                    stopping: true,
+                    owners_foreign: true,
+                    ..RUNNING
+                },
+                State::Conflict,
+                Why::ForeignOwner,
+            ),
+            (
                 "the port's owner is not ours",
                 Facts {
                     owners_foreign: true,
@@ -353,7 +398,13 @@ mod tests {
         assert_eq!(State::Ready.exit_code(), 0);
         assert_eq!(State::Stopped.exit_code(), 3);
         assert_eq!(State::Paused.exit_code(), 3);
-        for s in [State::Starting, State::Degraded, State::Conflict] {
+        for s in [
+            State::Starting,
+            State::Degraded,
+            State::Conflict,
+            State::Reloading,
+            State::Stopping,
+        ] {
             assert_eq!(s.exit_code(), 1);
         }
     }

@@ -133,14 +133,18 @@ pub struct SpawnSpec<'a> {
     pub group: Group,
     /// How long the server gets after SIGTERM if we die (the guard's wait).
     pub grace: std::time::Duration,
+    /// The server's own `NOTIFY_SOCKET` (ours, see `server_notify`), if any.
+    pub notify_socket: Option<&'a std::ffi::OsStr>,
 }
 
 /// Applies the server's environment: the manager's protocol variables
-/// removed, `[env]`, then our `PAPERCLIP_*`.
+/// removed, `[env]`, then our `PAPERCLIP_*`, then our own notify socket
+/// (never the manager's) when there is one.
 pub fn server_environment(
     cmd: &mut Command,
     instance: &Instance,
     extra: &BTreeMap<String, String>,
+    notify_socket: Option<&std::ffi::OsStr>,
 ) {
     for k in paperclip::REMOVED_ENV {
         cmd.env_remove(k);
@@ -151,12 +155,15 @@ pub fn server_environment(
     for (k, v) in paperclip::server_env(instance) {
         cmd.env(k, v);
     }
+    if let Some(v) = notify_socket {
+        cmd.env("NOTIFY_SOCKET", v);
+    }
 }
 
 pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned> {
     let mut cmd = Command::new(spec.program);
     cmd.args(spec.args);
-    server_environment(&mut cmd, spec.instance, spec.extra_env);
+    server_environment(&mut cmd, spec.instance, spec.extra_env, spec.notify_socket);
     let piped = if spec.interactive {
         Stdio::inherit
     } else {

@@ -65,7 +65,12 @@ pub fn require_terminal(
 
 /// Starts `paperclipai onboard` the way the server starts: its own group,
 /// the terminal's foreground (if there is one), the parent-death signal.
-pub fn spawn(program: &Path, settings: &RunSettings, interactive: bool) -> Result<Spawned> {
+pub fn spawn(
+    program: &Path,
+    settings: &RunSettings,
+    interactive: bool,
+    notify_socket: Option<&std::ffi::OsStr>,
+) -> Result<Spawned> {
     let instance = &settings.probe.instance;
     let bind = settings.onboard_bind;
     log::info(&format!(
@@ -85,6 +90,7 @@ pub fn spawn(program: &Path, settings: &RunSettings, interactive: bool) -> Resul
         interactive,
         group: child::Group::Own,
         grace: settings.stop_timeout,
+        notify_socket,
     })
 }
 

@@ -172,6 +172,12 @@ impl Supervisor {
         } else {
             signal_name(sig)
         };
+        if self.lock.record().stopping.is_none() {
+            self.lock.set_stopping(Some(crate::lock::Stopping::now(
+                crate::lock::StopBy::Paperclipd,
+                Some(why.clone()),
+            )));
+        }
         self.notifier.send(&[
             NotifyState::Stopping,
             NotifyState::Status(&format!(

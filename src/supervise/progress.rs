@@ -79,14 +79,19 @@ impl StartingView {
 }
 
 /// `READY=1` once, the ready line, and the lock record's ready time.
+/// `server_says`: the server's own `STATUS=` (escaped), quoted in ours.
 pub fn became_ready(
     notifier: &Notifier,
     lock: &mut InstanceLock,
     p: &Progress,
     elapsed: Duration,
     view: Option<StartingView>,
+    server_says: Option<&str>,
 ) {
-    let msg = outcome::ready_message(p, elapsed);
+    let mut msg = outcome::ready_message(p, elapsed);
+    if let Some(text) = server_says {
+        msg.push_str(&format!("; the server says: {text}"));
+    }
     notifier.send(&[
         NotifyState::Ready,
         NotifyState::Status(&crate::notify::one_line(&msg)),

@@ -1,13 +1,20 @@
 //! The readiness policy: when does a starting server count as ready?
 //!
-//! 1. Connect checks (cheap, no HTTP) until the port accepts connections.
+//! 1. Connect checks (cheap, no HTTP) until the port accepts connections,
+//!    backing off while it refuses (10 ms, growing by half to 20 ms): a
+//!    server that takes seconds to listen costs half the checks.
 //! 2. Once it does, check *who* listens: a listener that /proc attributes
 //!    to a process outside our tree means the server is not ours (Paperclip
 //!    silently moves to the next port when its port is taken); we give up
 //!    rather than report someone else's health.
-//! 3. HTTP probes at short, slowly growing intervals (10 → 20 ms, after
-//!    5 s of listening without being ready up to 100 ms) until the API (and in
-//!    `full` mode the UI) pass.
+//! 3. HTTP probes at short intervals (10 → 15 ms, after 5 s of listening
+//!    without being ready up to 100 ms) until the API (and in `full` mode
+//!    the UI) pass. A round asks first the probe that failed last, and the
+//!    other only once that one passes: one request per round while the
+//!    server starts, both for the verdict.
+//! 4. A `READY=1` from the server (its own notify socket, see
+//!    `server_notify`) wakes both probes at once, whatever the interval;
+//!    the probes stay the only judge.
 //!
 //! Outcomes that are not "ready" (timeout, the server exiting) are decided
 //! by the caller, which races this future against them.
@@ -19,14 +26,17 @@ use tokio::sync::watch;
 use crate::probe::{ProbeResult, Prober};
 use crate::procfs;
 
-/// Connect checks while nothing listens: cheap, so frequent.
-pub const CONNECT_INTERVAL: Duration = Duration::from_millis(10);
+/// Connect checks while nothing listens: first after this…
+pub const CONNECT_INTERVAL_MIN: Duration = Duration::from_millis(10);
+/// …growing by half each refusal up to this: no more than the probes'
+/// interval, so a server ready the moment it listens is seen as soon.
+pub const CONNECT_INTERVAL_MAX: Duration = Duration::from_millis(20);
 /// First HTTP re-probe interval once the port listens…
 pub const PROBE_INTERVAL_MIN: Duration = Duration::from_millis(10);
 /// …growing by half each round up to this while the server is fresh (a
 /// real Paperclip goes from listening to "ok" in ~160 ms), which bounds the
-/// readiness lag…
-pub const PROBE_INTERVAL_FAST: Duration = Duration::from_millis(20);
+/// readiness lag of a server that does not notify…
+pub const PROBE_INTERVAL_FAST: Duration = Duration::from_millis(15);
 /// …and, for a server that has listened this long without becoming
 /// ready (a long recovery), up to the slow cap: a few requests a second.
 pub const FAST_PHASE: Duration = Duration::from_secs(5);
@@ -157,13 +167,74 @@ pub fn port_owner(port: u16) -> Owner {
     }
 }
 
-/// Polls until ready (or until the port turns out to be someone else's).
-pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> Outcome {
+/// Which probe a round asks first: the one that failed last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum First {
+    Api,
+    Ui,
+}
+
+/// One round of probes. `both_at_once`: the server said it is ready, so
+/// both go out together; otherwise the one that failed last goes first and
+/// the other follows only if it passes. Returns the results sent now.
+async fn round(
+    prober: &Prober,
+    first: &mut First,
+    both_at_once: bool,
+) -> (Option<ProbeResult>, Option<ProbeResult>) {
+    if prober.settings.mode == crate::cli::Mode::ApiOnly {
+        return (Some(prober.api().await), None);
+    }
+    if both_at_once {
+        let (a, u) = prober.both().await;
+        return (Some(a), u);
+    }
+    match *first {
+        First::Api => {
+            let a = prober.api().await;
+            if !a.ready {
+                return (Some(a), None);
+            }
+            let u = prober.ui().await;
+            if !u.ready {
+                *first = First::Ui;
+            }
+            (Some(a), Some(u))
+        }
+        First::Ui => {
+            let u = prober.ui().await;
+            if !u.ready {
+                return (None, Some(u));
+            }
+            let a = prober.api().await;
+            if !a.ready {
+                *first = First::Api;
+            }
+            (Some(a), Some(u))
+        }
+    }
+}
+
+/// Polls until ready (or until the port turns out to be someone else's);
+/// `said` wakes the probes at once when the server notifies `READY=1`.
+pub async fn wait_ready(
+    prober: &Prober,
+    progress: &watch::Sender<Progress>,
+    mut said: Option<watch::Receiver<crate::supervise::server_notify::Said>>,
+) -> Outcome {
+    use crate::supervise::server_notify::next_ready;
     let start = Instant::now();
     let port = prober.settings.port;
     let mut interval = PROBE_INTERVAL_MIN;
+    let mut connect_interval = CONNECT_INTERVAL_MIN;
     let mut listening = false;
     let mut listening_since: Option<std::time::Instant> = None;
+    let mut first = First::Api;
+    // The server said READY=1: the next round asks both probes at once.
+    let mut told = false;
+    // Counted from the server's start (`ServerNotify::new_server`): a
+    // READY=1 sent before this loop began still counts.
+    let mut seen_ready = 0;
     loop {
         if !listening {
             match prober.listening().await {
@@ -183,22 +254,38 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
                         p.listening = false;
                         p.connect_error = Some(crate::probe::describe_io(&e));
                     });
-                    tokio::time::sleep(CONNECT_INTERVAL).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(connect_interval) => {
+                            connect_interval = (connect_interval * 3 / 2).min(CONNECT_INTERVAL_MAX);
+                        }
+                        _ = next_ready(said.as_mut(), &mut seen_ready) => {
+                            told = true;
+                            connect_interval = CONNECT_INTERVAL_MIN;
+                        }
+                    }
                     continue;
                 }
             }
         }
-        let (api, ui) = prober.both().await;
-        let ready = crate::probe::both_ready(&api, ui.as_ref());
+        let (api, ui) = round(prober, &mut first, told).await;
+        told = false;
+        let ready = api
+            .as_ref()
+            .is_some_and(|a| crate::probe::both_ready(a, ui.as_ref()));
         // A refused connection means the listener went away (a restart
         // inside the server): go back to cheap connect checks.
         let refused = |r: &ProbeResult| r.http_status.is_none() && r.detail.contains("connect");
-        if !ready && (refused(&api) || ui.as_ref().is_some_and(refused)) {
+        if !ready && (api.as_ref().is_some_and(refused) || ui.as_ref().is_some_and(refused)) {
             listening = false;
+            connect_interval = CONNECT_INTERVAL_MIN;
         }
         progress.send_modify(|p| {
-            p.api = Some(api);
-            p.ui = ui;
+            if api.is_some() {
+                p.api = api;
+            }
+            if ui.is_some() {
+                p.ui = ui;
+            }
             p.listening = listening;
             p.rounds += 1;
         });
@@ -207,12 +294,21 @@ pub async fn wait_ready(prober: &Prober, progress: &watch::Sender<Progress>) -> 
                 elapsed: start.elapsed(),
             };
         }
-        tokio::time::sleep(interval).await;
-        let cap = if listening_since.is_some_and(|t| t.elapsed() > FAST_PHASE) {
-            PROBE_INTERVAL_SLOW
-        } else {
-            PROBE_INTERVAL_FAST
-        };
-        interval = (interval * 3 / 2).min(cap);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {
+                let cap = if listening_since.is_some_and(|t| t.elapsed() > FAST_PHASE) {
+                    PROBE_INTERVAL_SLOW
+                } else {
+                    PROBE_INTERVAL_FAST
+                };
+                interval = (interval * 3 / 2).min(cap);
+            }
+            _ = next_ready(said.as_mut(), &mut seen_ready) => {
+                // The server says it is ready: probe now, and keep close
+                // while the probes disagree (a UI still loading).
+                told = true;
+                interval = PROBE_INTERVAL_MIN;
+            }
+        }
     }
 }

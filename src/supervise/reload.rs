@@ -360,7 +360,17 @@ impl Supervisor {
 
         // From here the old server is gone: its pid and group may be reused.
         child::release(&self.server);
-        match super::spawn_server(&self.command, &self.settings, self.interactive) {
+        // The old server's words (its STOPPING=1) are not the new one's.
+        if let Some(n) = &self.server_notify {
+            n.new_server();
+        }
+        self.lock.set_stopping(None);
+        match super::spawn_server(
+            &self.command,
+            &self.settings,
+            self.interactive,
+            self.notify_env(),
+        ) {
             Ok(new) => {
                 let old = std::mem::replace(&mut self.server, new);
                 drop(old);

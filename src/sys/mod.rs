@@ -1,6 +1,7 @@
 //! Safe wrappers over every libc call paperclipd makes, one SAFETY note each
 //! (filesystem space in [`fs`], the terminal witness in [`witness`], the
-//! group guard in [`guard`]).
+//! group guard in [`guard`], the server's notify socket in
+//! [`notify_socket`]).
 //!
 //! Only the `pre_exec` closure in `supervise::child` calls into the OS
 //! outside this module, and it calls the async-signal-safe wrappers marked
@@ -8,6 +9,8 @@
 
 mod fs;
 mod guard;
+#[cfg(target_os = "linux")]
+pub mod notify_socket;
 mod witness;
 
 use std::io;

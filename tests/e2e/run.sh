@@ -7,7 +7,9 @@
 # Installs (or reuses) Paperclip with tests/e2e/setup-paperclip.sh, copies the
 # paperclipd binary ($PAPERCLIPD, else target/release/paperclipd, else
 # target/debug/paperclipd) where the test user can run it, then runs:
-#   s1-ready          foreground run: READY=1 only after /api/health says "ok"
+#   s1-ready          foreground run: READY=1 only after /api/health says "ok";
+#                     the server's own READY=1 reached paperclipd's notify
+#                     socket and its "Listening on" status the manager's STATUS=
 #   s2-sigterm        SIGTERM: exit 0, Paperclip's own ordered stop, nothing left
 #   s3-server-killed  SIGKILL of node: exit 137, orphaned postgres removed, restart works
 #   s4-port-taken     a stranger on the port: exit 75, no server started
@@ -435,6 +437,22 @@ s1_ready() {
     while IFS= read -r l; do info "$l"; done <<<"$verdict"
     READY_DELAYS+=("$(sed -n 's/^READY_DELAY_MS=//p' <<<"$verdict")")
     [ "$rc" -eq 0 ] || fail "$(grep -m1 '^PROBLEM' <<<"$verdict" | cut -d' ' -f2-)"
+
+    # The notify path: the server's own `systemd-notify --ready` reached
+    # paperclipd's socket (never the manager's), and its status is quoted
+    # in ours (after READY=1 when paperclipd's probe saw "ok" first).
+    local heard
+    heard=$(grep -m1 'notified READY=1' "$d/run.out" || true)
+    if [ -n "$heard" ]; then info "notify path taken: ${heard#paperclipd: }"
+    else fail "the server's READY=1 never reached paperclipd's notify socket: $(grep -i notif "$d/run.out" | head -n 3 | tr '\n' ';')"; fi
+    deadline=$(( $(now_ms) + 10000 ))
+    until grep -q ' STATUS=.*Listening on ' "$d/notify.log"; do
+        [ "$(now_ms)" -lt "$deadline" ] || { fail "the server's 'Listening on' status never reached the manager's STATUS="; break; }
+        sleep 0.02
+    done
+    grep -q ' STATUS=.*Listening on ' "$d/notify.log" && info "manager saw: $(grep -m1 ' STATUS=.*Listening on ' "$d/notify.log" | cut -d' ' -f2-)"
+    # The server's raw words would be `STATUS=Listening on …` itself.
+    if grep -q ' STATUS=Listening on ' "$d/notify.log"; then fail "the server's own STATUS= reached the manager unquoted"; fi
 
     local ct
     ct=$(curl -sS -o /dev/null --max-time 5 -w '%{http_code} %{content_type}' "http://127.0.0.1:$API_PORT/" 2>&1) || true
