@@ -10,8 +10,12 @@
      adopted processes.
 
 Imported by scripts/bench.py, which passes itself (`run(bench)`) for its
-helpers, paths, notes and clean-up lists. Budgeted to SCALE_BUDGET seconds
-(150); sizes shrink, with a note, when the bench has less time left.
+helpers, paths, notes and clean-up lists. With BENCH_BEFORE (an earlier
+build: scripts/bench builds it from BENCH_BEFORE_REV) every measurement is
+made for that build too, after this one's. Budgeted to BENCH_SCALE_BUDGET
+seconds (150) for both; 1 GB shrinks to 250 MB, with a note, when there is
+less time. To iterate: BENCH_ONLY=scale scripts/bench (part 5 alone), and
+BENCH_SCALE_PARTS=ab to run only some of a, b, c.
 """
 
 import json
@@ -34,6 +38,9 @@ ADOPTED_COUNTS = tuple(int(x) for x in os.environ.get("BENCH_ADOPTED", "0,100,10
 PARTS = os.environ.get("BENCH_SCALE_PARTS", "abc")
 TICK = os.sysconf("SC_CLK_TCK")
 MB = 1000 * 1000
+# The paperclipd being measured, and a tag for its scratch directories
+# (part 5 runs once per build: this one, and BENCH_BEFORE when set).
+RUN = {"bin": None, "tag": ""}
 DROPPED = re.compile(rb"(\d+) bytes of output were dropped")
 
 
@@ -150,7 +157,7 @@ def wait_for_log_end(path, timeout):
 
 def relay_one(b, mode, nbytes):
     """One 1 GB run; returns a dict of measurements."""
-    d = os.path.join(b.TMP, f"spew-{mode}")
+    d = os.path.join(b.TMP, f"{RUN['tag']}spew-{mode}")
     os.makedirs(d)
     port = b.free_port()
     child = [b.CHILD, "spew", str(nbytes)]
@@ -158,7 +165,7 @@ def relay_one(b, mode, nbytes):
     if mode == "direct":
         argv = child
     else:
-        argv = [b.BIN, "run", "--home", os.path.join(d, "home"), "--url", f"http://127.0.0.1:{port}",
+        argv = [RUN["bin"], "run", "--home", os.path.join(d, "home"), "--url", f"http://127.0.0.1:{port}",
                 "--ready-timeout", "10m"]
         if mode == "log-file":
             argv += ["--log-file", log_path, "--log-max-size", str(LOG_MAX_SIZE),
@@ -222,12 +229,7 @@ def relay_one(b, mode, nbytes):
     return res
 
 
-def part_relay(b, budget_end):
-    nbytes = SPEW_BYTES
-    # ~3 runs of at most ~10 s each at 1 GB; shrink when short of time
-    if budget_end - time.time() < 60:
-        nbytes = SPEW_BYTES // 4
-        b.NOTES.append(f"part 5a wrote {nbytes / MB:.0f} MB instead of {SPEW_BYTES / MB:.0f} MB (time budget)")
+def part_relay(b, nbytes):
     out = []
     for mode in ("direct", "pipe", "log-file"):
         b.log(f"part 5a: {nbytes / MB:.0f} MB, {mode}")
@@ -257,7 +259,7 @@ def write_instance(home, name, port):
 def wait_ready(b, home, name, timeout):
     end = time.time() + timeout
     while time.time() < end:
-        cp = subprocess.run([b.BIN, "status", "--home", home, "-i", name], env=env(),
+        cp = subprocess.run([RUN["bin"], "status", "--home", home, "-i", name], env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if cp.returncode == 0:
             return True
@@ -266,12 +268,12 @@ def wait_ready(b, home, name, timeout):
 
 
 def run_instance(b, home, name, port, server):
-    d = os.path.join(b.TMP, f"srv-{name}")
+    d = os.path.join(b.TMP, f"{RUN['tag']}srv-{name}")
     os.makedirs(d, exist_ok=True)
     b.STATE_DIRS.append(d)
     write_instance(home, name, port)
-    logf = os.open(os.path.join(b.TMP, f"run-{name}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    p = popen(b, [b.BIN, "run", "--home", home, "-i", name, "--"] + server(d, port), logf, name)
+    logf = os.open(os.path.join(b.TMP, f"{RUN['tag']}run-{name}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    p = popen(b, [RUN["bin"], "run", "--home", home, "-i", name, "--"] + server(d, port), logf, name)
     os.close(logf)
     return p, d
 
@@ -279,7 +281,7 @@ def run_instance(b, home, name, port, server):
 def part_all(b, budget_end):
     """status --all with 1, 10, 100 instances: one runs (ready), the others
     are stopped (a config.json each, on distinct ports nobody listens on)."""
-    home = os.path.join(b.TMP, "home-all")
+    home = os.path.join(b.TMP, f"{RUN['tag']}home-all")
     port = b.free_port()
     p, _ = run_instance(b, home, "inst000", port, lambda d, port: [b.CHILD, "serve", d, str(port)])
     out = {"ready": wait_ready(b, home, "inst000", 15)}
@@ -291,8 +293,8 @@ def part_all(b, budget_end):
         while made < n:
             write_instance(home, f"inst{made:03d}", b.free_port())
             made += 1
-        text, code, _ = timed([b.BIN, "status", "--all", "--home", home], STATUS_REPS)
-        js, _, raw = timed([b.BIN, "status", "--all", "--json", "--home", home], STATUS_REPS)
+        text, code, _ = timed([RUN["bin"], "status", "--all", "--home", home], STATUS_REPS)
+        js, _, raw = timed([RUN["bin"], "status", "--all", "--json", "--home", home], STATUS_REPS)
         try:
             rows = json.loads(raw)
         except ValueError:
@@ -300,13 +302,13 @@ def part_all(b, budget_end):
         out[n] = {"text": text, "json": js, "rows": len(rows), "exit": code,
                   "states": sorted({str(r.get("state")) for r in rows})}
         b.log(f"part 5b: {n} instances: {text * 1000:.1f} ms text, {js * 1000:.1f} ms json")
-    one, _, _ = timed([b.BIN, "status", "--home", home, "-i", "inst001"], STATUS_REPS)
+    one, _, _ = timed([RUN["bin"], "status", "--home", home, "-i", "inst001"], STATUS_REPS)
     out["one_stopped"] = one
-    one, _, _ = timed([b.BIN, "status", "--home", home, "-i", "inst000"], STATUS_REPS)
+    one, _, _ = timed([RUN["bin"], "status", "--home", home, "-i", "inst000"], STATUS_REPS)
     out["one_running"] = one
     b.stop(p)
     # Every instance running: each adds processes and sockets to /proc.
-    home = os.path.join(b.TMP, "home-running")
+    home = os.path.join(b.TMP, f"{RUN['tag']}home-running")
     running = []
     out["running"] = {}
     for n in INSTANCE_COUNTS:
@@ -319,12 +321,12 @@ def part_all(b, budget_end):
                                         lambda d, port: [b.CHILD, "serve", d, str(port)])[0])
         end = time.time() + 30
         while time.time() < end and subprocess.call(
-                [b.BIN, "status", "--all", "--home", home], env=env(),
+                [RUN["bin"], "status", "--all", "--home", home], env=env(),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) != 0:
             time.sleep(0.1)
         reps = 3 if n >= 100 else STATUS_REPS
-        text, code, _ = timed([b.BIN, "status", "--all", "--home", home], reps)
-        js, _, _ = timed([b.BIN, "status", "--all", "--json", "--home", home], reps)
+        text, code, _ = timed([RUN["bin"], "status", "--all", "--home", home], reps)
+        js, _, _ = timed([RUN["bin"], "status", "--all", "--json", "--home", home], reps)
         out["running"][n] = {"text": text, "json": js, "all_ready": code == 0}
         b.log(f"part 5b: {n} running: {text * 1000:.1f} ms text, {js * 1000:.1f} ms json")
     for p in running:
@@ -341,13 +343,13 @@ def part_adopted(b, budget_end):
         if time.time() > budget_end:
             b.NOTES.append(f"part 5c stopped before {n} adopted processes (time budget)")
             break
-        home = os.path.join(b.TMP, f"home-adopt{n}")
+        home = os.path.join(b.TMP, f"{RUN['tag']}home-adopt{n}")
         port = b.free_port()
         p, d = run_instance(b, home, "default", port,
                             lambda d, port: [b.CHILD, "leak", str(n), d, str(port)])
         ok = b.wait_file(os.path.join(d, "start"), 60) and wait_ready(b, home, "default", 15)
-        text, _, _ = timed([b.BIN, "status", "--home", home], STATUS_REPS)
-        js, _, raw = timed([b.BIN, "status", "--json", "--home", home], STATUS_REPS)
+        text, _, _ = timed([RUN["bin"], "status", "--home", home], STATUS_REPS)
+        js, _, raw = timed([RUN["bin"], "status", "--json", "--home", home], STATUS_REPS)
         try:
             count = (json.loads(raw).get("adopted") or {}).get("count")
         except ValueError:
@@ -368,16 +370,38 @@ def part_adopted(b, budget_end):
 
 
 def run(b):
-    # BENCH_SCALE_BIN: another paperclipd for part 5 (a build of main, for
-    # numbers before a change)
-    b.BIN = os.environ.get("BENCH_SCALE_BIN", b.BIN)
+    """Part 5 for this build and, with BENCH_BEFORE, for that one after it;
+    returns [(build name, results)]."""
+    builds = [("this build", b.BIN)]
+    if getattr(b, "BEFORE", None):
+        builds.append((b.BEFORE_NAME, b.BEFORE))
+    out = []
     start = time.time()
     budget_end = min(start + SCALE_BUDGET, b.DEADLINE - 10)
+    # ~10 s per GB and build at worst; the same size for every build
+    nbytes = SPEW_BYTES
+    if budget_end - start < 60 * len(builds):
+        nbytes = SPEW_BYTES // 4
+        b.NOTES.append(f"part 5a wrote {nbytes / MB:.0f} MB instead of {SPEW_BYTES / MB:.0f} MB "
+                       "(time budget)")
+    for i, (name, path) in enumerate(builds):
+        if budget_end - time.time() < 30:
+            b.NOTES.append(f"part 5 not run for {name} (time budget)")
+            break
+        RUN["bin"], RUN["tag"] = path, f"b{i}-"
+        # this build may use what the others leave
+        share = (budget_end - time.time()) / (len(builds) - i)
+        out.append((name, run_one(b, time.time() + max(share, 40), nbytes)))
+    return out
+
+
+def run_one(b, budget_end, nbytes):
+    start = time.time()
     res = {}
     if "a" in PARTS:
-        res["relay"] = part_relay(b, budget_end - 50)
+        res["relay"] = part_relay(b, nbytes)
     if "b" in PARTS:
-        res["all"] = part_all(b, budget_end - 25)
+        res["all"] = part_all(b, budget_end - 20)
     if "c" in PARTS:
         res["adopted"] = part_adopted(b, budget_end)
     res["seconds"] = time.time() - start
@@ -388,95 +412,104 @@ def fmt_ms(x):
     return "–" if x is None else f"{x * 1000:.1f} ms"
 
 
-def report(res):
-    """The Markdown section."""
+def report(runs):
+    """The Markdown section; runs = [(build name, results)], this build first."""
     lines = []
     add = lines.append
     add("## 5. How cost grows with work")
     add("")
-    relay = res.get("relay") or []
+    if not runs:
+        add("not run (time budget)")
+        return "\n".join(lines)
+    many = len(runs) > 1
+    col = "| build " if many else ""
+    sep = "|---" if many else ""
+
+    def cell(name):
+        return f"| {name} " if many else ""
+
+    relay = [(name, r) for name, res in runs for r in res.get("relay") or []]
     if relay:
-        n = relay[0]["bytes"]
+        n = relay[0][1]["bytes"]
         add(f"### a. Output relay: {n / MB:.0f} MB of 100-byte lines (bench-child spew, 256 KiB writes)")
         add("")
-        add("| path | wall | MB/s | paperclipd CPU (user+sys) | writer CPU | paperclipd VmHWM | complete |")
-        add("|---|---|---|---|---|---|---|")
+        add(col + "| path | wall | MB/s | paperclipd CPU (user+sys) | writer CPU | paperclipd VmHWM | "
+            "delivered |")
+        add(sep + "|---|---|---|---|---|---|---|")
         names = {"direct": "server → pipe (no supervisor)",
                  "pipe": "server → paperclipd → pipe",
-                 "log-file": f"server → paperclipd → --log-file (rotated every {LOG_MAX_SIZE // 1048576} MiB, keep {LOG_KEEP})"}
-        for r in relay:
+                 "log-file": f"server → paperclipd → --log-file (rotated every "
+                             f"{LOG_MAX_SIZE // 1048576} MiB, keep {LOG_KEEP})"}
+        for name, r in relay:
             wall = r.get("wall")
-            mbs = f"{r['bytes'] / MB / wall:.0f}" if wall else "–"
+            if not wall:
+                add(cell(name) + f"| {names[r['mode']]} | – | – | – | – | – | no end seen |")
+                continue
             pcpu = r.get("paperclipd_cpu")
             hwm = r.get("VmHWM")
-            extra = ""
+            got = "all" if r.get("complete") else "end line missing"
             if r["mode"] == "pipe":
-                extra = f"; {r.get('received', 0) / MB:.0f} MB received"
+                got = f"{r.get('received', 0) / MB:.0f} MB received"
             if r.get("gap_reports"):
-                extra += (f"; {r['dropped'] / MB:.1f} MB dropped ({r['gap_reports']} report(s)"
-                          + (" in the kept files" if r["mode"] == "log-file" else "") + ")")
-            add(f"| {names[r['mode']]} | {wall:.2f} s | {mbs} | "
-                + ("–" if pcpu is None else f"{pcpu:.2f} s ({pcpu / (r['bytes'] / 1e9):.2f} s/GB)")
+                got += (f"; {r['dropped'] / MB:.1f} MB dropped ({r['gap_reports']} report(s)"
+                        + (" in the kept files" if r["mode"] == "log-file" else "") + ")")
+            add(cell(name) + f"| {names[r['mode']]} | {wall:.2f} s | {r['bytes'] / MB / wall:.0f} | "
+                + ("–" if pcpu is None else f"{pcpu:.2f} s")
                 + f" | {'–' if r.get('writer_cpu') is None else format(r['writer_cpu'], '.2f') + ' s'} | "
-                + ("–" if hwm is None else f"{hwm / 1048576:.1f} MiB")
-                + f" | {'yes' if r.get('complete') else 'no'}{extra} |" if wall else
-                f"| {names[r['mode']]} | – | – | – | – | – | no |")
+                + ("–" if hwm is None else f"{hwm / 1048576:.1f} MiB") + f" | {got} |")
         add("")
-        add("The writer's last line ends each run; wall = spawn → last byte at the reader (pipe) or "
-            "the last line in the log file (polled every 10 ms). The server also answers HTTP on its "
-            "port (a forked helper) so readiness passes at once and probing stops. CPU from "
-            "/proc/PID/stat (all threads) before the run ends.")
+        add("The writer's last line ends each run; wall = spawn → last byte at the reader (a "
+            "Python loop reading 1 MiB at a time) or the last line in the log file (polled every "
+            "10 ms). The server also answers HTTP on its port (a forked helper) so readiness "
+            "passes at once and probing stops. CPU from /proc/PID/stat (all threads) before the "
+            "run ends.")
         add("")
-    al = res.get("all") or {}
-    counts = [n for n in INSTANCE_COUNTS if n in al]
-    if counts:
-        add("### b. `status --all` by number of instances (median of "
-            f"{STATUS_REPS} calls)")
+    alls = [(name, res["all"]) for name, res in runs if res.get("all")]
+    if alls:
+        add(f"### b. `status --all` by number of instances (median of {STATUS_REPS} calls)")
         add("")
-        add("| instances | text | --json | per instance (text) | rows | states |")
-        add("|---|---|---|---|---|---|")
-        for n in counts:
-            r = al[n]
-            add(f"| {n} | {fmt_ms(r['text'])} | {fmt_ms(r['json'])} | {fmt_ms(r['text'] / n)} | "
-                f"{r['rows']} | {', '.join(r['states'])} |")
+        add(col + "| instances | one running, the rest stopped: text | --json | every one running: "
+            "text | --json |")
+        add(sep + "|---|---|---|---|---|")
+        for name, al in alls:
+            ru = al.get("running") or {}
+            for n in INSTANCE_COUNTS:
+                if n not in al and n not in ru:
+                    continue
+                a, r = al.get(n) or {}, ru.get(n) or {}
+                add(cell(name) + f"| {n} | {fmt_ms(a.get('text'))} | {fmt_ms(a.get('json'))} | "
+                    f"{fmt_ms(r.get('text'))} | {fmt_ms(r.get('json'))} |")
         add("")
-        add("One instance runs (`paperclipd run -i inst000 -- bench-child serve`, ready: "
-            f"{'yes' if al.get('ready') else 'no'}); the others are stopped, each with a "
-            "`config.json` on its own port where nothing listens. For comparison, `status -i` "
-            f"alone: the running instance {fmt_ms(al.get('one_running'))}, a stopped one "
-            f"{fmt_ms(al.get('one_stopped'))}.")
-        if 1 in al and counts[-1] != 1:
-            hi = counts[-1]
-            add(f"Growth: {hi} instances cost {al[hi]['text'] / al[1]['text']:.1f}× one "
-                f"(linear would be ≤ {hi}×).")
+        al = alls[0][1]
+        add("Running: `paperclipd run -i NAME -- bench-child serve` (each ready); stopped: a "
+            "`config.json` on a port where nothing listens. `status -i` alone"
+            + ("" if not many else " (this build)") + f": a running instance "
+            f"{fmt_ms(al.get('one_running'))}, a stopped one {fmt_ms(al.get('one_stopped'))}.")
+        for name, al in alls:
+            ru = al.get("running") or {}
+            if 1 in ru and 100 in ru:
+                add(f"{name}: 100 running instances cost {ru[100]['text'] / ru[1]['text']:.0f}× one "
+                    "(linear: ≤ 100×).")
         add("")
-        ru = al.get("running") or {}
-        if ru:
-            add("Every instance running (`paperclipd run` + `bench-child serve` each, all ready):")
-            add("")
-            add("| instances running | text | --json | per instance (text) | all ready |")
-            add("|---|---|---|---|---|")
-            for n, r in sorted(ru.items()):
-                add(f"| {n} | {fmt_ms(r['text'])} | {fmt_ms(r['json'])} | {fmt_ms(r['text'] / n)} | "
-                    f"{'yes' if r['all_ready'] else 'no'} |")
-            add("")
-    ad = res.get("adopted") or {}
-    counts = [n for n in ADOPTED_COUNTS if n in ad]
-    if counts:
+    ads = [(name, res["adopted"]) for name, res in runs if res.get("adopted")]
+    if ads:
         add(f"### c. `status` by number of adopted processes (median of {STATUS_REPS} calls)")
         add("")
-        add("| adopted | text | --json | counted by status |")
-        add("|---|---|---|---|")
-        for n in counts:
-            r = ad[n]
-            add(f"| {n} | {fmt_ms(r['text'])} | {fmt_ms(r['json'])} | {r['count']} |")
+        add(col + "| adopted | text | --json | counted by status |")
+        add(sep + "|---|---|---|---|")
+        for name, ad in ads:
+            for n in ADOPTED_COUNTS:
+                if n in ad:
+                    r = ad[n]
+                    add(cell(name) + f"| {n} | {fmt_ms(r['text'])} | {fmt_ms(r['json'])} | {r['count']} |")
         add("")
         add("The server (`bench-child leak N`) double-forks N processes that sleep, so the "
-            "`run` (a subreaper) adopts them, then serves HTTP; `status` finds them from /proc.")
-        if 0 in ad and counts[-1] != 0:
-            hi = counts[-1]
-            per = (ad[hi]["text"] - ad[0]["text"]) / hi
-            add(f"Each adopted process adds {per * 1e6:.0f} µs to `status`.")
+            "`run` (a subreaper) adopts them, then serves HTTP; `status` finds them in /proc.")
+        for name, ad in ads:
+            if 0 in ad and max(ad) != 0:
+                hi = max(ad)
+                add(f"{name}: each adopted process adds "
+                    f"{(ad[hi]['text'] - ad[0]['text']) / hi * 1e6:.0f} µs to `status`.")
         add("")
-    add(f"_Part 5 took {res.get('seconds', 0):.0f} s._")
+    add(f"_Part 5 took {sum(res.get('seconds', 0) for _, res in runs):.0f} s._")
     return "\n".join(lines)
