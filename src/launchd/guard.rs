@@ -228,18 +228,7 @@ pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Resul
     };
     super::early_errors::truncate_own_stderr();
     let boot = crate::sys::boot_id();
-    let raw = load_raw(&instance);
-    let mut state = current(raw.clone(), boot.as_deref());
-    if let (Some(old), None) = (&raw.paused, &state.paused) {
-        log::info(&format!(
-            "forgetting the pause of an earlier boot (since {}: {})",
-            old.since, old.reason
-        ));
-        state.waiting = None;
-        if let Err(e) = save(&instance, &state) {
-            log::warn(&format!("cannot forget the old pause: {}", e.message));
-        }
-    }
+    let state = state_at_start(&instance, boot.as_deref());
     if let Some(p) = &state.paused {
         log::error(&paused_message(&instance, p));
         return Ok(0);
@@ -265,8 +254,37 @@ pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Resul
             _ => break result,
         }
     };
+    record_run(&instance, result, boot, limits)
+}
+
+/// The guard's state as this run starts: a pause of an earlier boot is
+/// forgotten (and the file says so).
+fn state_at_start(instance: &Instance, boot: Option<&str>) -> GuardState {
+    let raw = load_raw(instance);
+    let mut state = current(raw.clone(), boot);
+    if let (Some(old), None) = (&raw.paused, &state.paused) {
+        log::info(&format!(
+            "forgetting the pause of an earlier boot (since {}: {})",
+            old.since, old.reason
+        ));
+        state.waiting = None;
+        if let Err(e) = save(instance, &state) {
+            log::warn(&format!("cannot forget the old pause: {}", e.message));
+        }
+    }
+    state
+}
+
+/// Records how the run ended (a failure counts towards the start limit)
+/// and ends the job: with the run's result, or paused (exit 0).
+fn record_run(
+    instance: &Instance,
+    result: Result<u8>,
+    boot: Option<String>,
+    limits: Limits,
+) -> Result<u8> {
     // Only the file's own fields may have changed while waiting.
-    state = current(load_raw(&instance), boot.as_deref());
+    let mut state = current(load_raw(instance), boot.as_deref());
     state.waiting = None;
     let (code, what) = match &result {
         Ok(c) => (*c, format!("the server exited with code {c}")),
@@ -284,7 +302,7 @@ pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Resul
         state.paused = Some(p.clone());
     }
     if code != 0 {
-        if let Err(e) = save(&instance, &state) {
+        if let Err(e) = save(instance, &state) {
             log::warn(&format!(
                 "the crash-loop guard cannot record this run: {}",
                 e.message
@@ -297,7 +315,7 @@ pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Resul
             if let Err(e) = result {
                 crate::print_error(&e);
             }
-            log::error(&paused_message(&instance, &p));
+            log::error(&paused_message(instance, &p));
             Ok(0)
         }
     }
