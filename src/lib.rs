@@ -10,7 +10,7 @@
 //! | `installed` | what `run` started from (its own file, Paperclip's package and Node.js) vs what is installed now |
 //! | `paperclip` | what we know of upstream: command, onboarding, `config.json`, env, its services |
 //! | `runtime/` | which Node.js runs Paperclip: shim → `#!` → node → version vs `engines.node`; pinned by `install` |
-//! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, readiness, progress, output, watchdog, stop, outcome |
+//! | `supervise/` | `run`: preflight, onboard, signals, terminal, child, serve (one server's life), readiness, server_notify (what the server itself says), progress, output, watchdog, reload, stop, outcome |
 //! | `probe`, `notify` | the API/UI probes and verdicts; systemd's `sd_notify` messages |
 //! | `systemd/`, `launchd/` | each manager: unit or plist rendering, its client, the lifecycle commands; launchd's crash-loop guard of `run` |
 //! | `hot_restart/`, `reload` | upstream's hot-restart files and locks; `paperclipd reload`, the client of `run`'s control socket |

@@ -13,8 +13,8 @@
 //! The parts: [`preflight`], [`onboard`], [`postmaster`], [`signals`],
 //! [`terminal`], [`child`], [`readiness`], [`progress`], [`output`],
 //! [`watchdog`], [`adopted`], [`server_notify`] (what the server itself
-//! says: READY, STOPPING, STATUS),
-//! [`stop`], [`outcome`].
+//! says: READY, STOPPING, STATUS), `serve` (the loop of one server's
+//! life), [`stop`], [`outcome`].
 
 pub mod adopted;
 pub mod child;
@@ -26,6 +26,7 @@ pub mod preflight;
 pub mod progress;
 pub mod readiness;
 pub mod reload;
+mod serve;
 pub mod server_notify;
 pub mod signals;
 pub mod stop;
@@ -36,17 +37,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cli::{Mode, Selection};
 use crate::config::RunSettings;
-use crate::deadline::Later;
 use crate::error::{Error, Result};
 use crate::lock::{self, Acquire, InstanceLock, Record};
-use crate::notify::{Notifier, NotifyState};
+use crate::notify::Notifier;
 use crate::probe::{self, Prober};
 use crate::sys::{self, ChildChange};
 use crate::{invoker, log};
@@ -55,9 +54,9 @@ use onboard::Onboarded;
 use outcome::{Phase, StopReason};
 use output::Stream;
 use preflight::ServerCommand;
-use progress::{StartingView, became_ready, clear_view};
-use readiness::{Outcome, Progress};
-use server_notify::{Said, ServerNotify};
+use readiness::Progress;
+use serve::Served;
+use server_notify::ServerNotify;
 use signals::{Received, Signals};
 use terminal::Terminal;
 
@@ -294,42 +293,6 @@ impl Supervisor {
         self.server_notify.as_ref().map(ServerNotify::env_value)
     }
 
-    /// What the server said changed: a `STOPPING=1` it sent on its own
-    /// shows in `status` and the manager's `STATUS=`; a new `STATUS=` of a
-    /// ready server is quoted in ours.
-    fn server_said(&mut self, said: &Said, phase: &Phase, quoted: &mut Option<String>) {
-        if said.stopping_since.is_some() {
-            if self.lock.record().stopping.is_none() {
-                let detail = said.status.clone();
-                log::info(&format!(
-                    "the server (pid {}) says it is stopping{}",
-                    self.server.pid,
-                    detail
-                        .as_deref()
-                        .map(|d| format!(": {d}"))
-                        .unwrap_or_default()
-                ));
-                self.notifier.status(&format!(
-                    "stopping: the server said so{}",
-                    detail
-                        .as_deref()
-                        .map(|d| format!(" ({d})"))
-                        .unwrap_or_default()
-                ));
-                self.lock
-                    .set_stopping(Some(lock::Stopping::now(lock::StopBy::Server, detail)));
-            }
-            return;
-        }
-        if matches!(phase, Phase::Ready { .. }) && said.status != *quoted {
-            if let Some(text) = &said.status {
-                self.notifier
-                    .status(&format!("ready; the server says: {text}"));
-            }
-            quoted.clone_from(&said.status);
-        }
-    }
-
     /// In a terminal, watch what it sends the server's (new) group.
     fn watch_terminal(&mut self) {
         if let Some(t) = self.terminal.as_mut() {
@@ -445,177 +408,6 @@ impl Supervisor {
         }
         // --- reload (hot restart): end
     }
-
-    /// One server's life: readiness, then service, until it ends or a
-    /// reload is prepared. `already_ready`: the server passed its probes
-    /// before (a reload that touched nothing).
-    async fn serve(
-        &mut self,
-        prober: &Prober,
-        control: Option<&reload::Control>,
-        pending: &mut Option<Box<reload::Pending>>,
-        already_ready: bool,
-    ) -> Served {
-        self.start_forwarders();
-        let started = Instant::now();
-        let deadline = crate::deadline::after(self.settings.ready_timeout);
-        let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let mut phase = Phase::Starting { since: started };
-        let said = self.server_notify.as_ref().map(ServerNotify::subscribe);
-        let mut said_changes = said.clone();
-        let mut quoted: Option<String> = None;
-        let mut ready_fut: BoxFuture<'_, Outcome> =
-            Box::pin(readiness::wait_ready(prober, &progress_tx, said.clone()));
-        let mut watchdog_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
-        let mut adopted_fut: BoxFuture<'_, ()> = Box::pin(adopted::watch(
-            self.server.pid,
-            self.settings.reap_adopted_after,
-            self.settings.probe.instance.clone(),
-        ));
-        let mut extend = Some(tokio::time::interval(EXTEND_EVERY));
-        let mut tick = Some(tokio::time::interval(PROGRESS_EVERY));
-        let mut view = Some(StartingView::new(started, self.interactive));
-        let mut prepare_fut: Option<BoxFuture<'_, Option<reload::Prepared>>> = None;
-        let mut finish_fut: BoxFuture<'_, ()> = Box::pin(std::future::pending());
-        let (requests_tx, mut requests_rx) = tokio::sync::mpsc::channel::<reload::Incoming>(4);
-        let instance = self.settings.probe.instance.clone();
-        if already_ready {
-            (view, extend, tick) = (None, None, None);
-            phase = Phase::Ready { since: started };
-            ready_fut = Box::pin(std::future::pending());
-            if let Some(period) = watchdog::period() {
-                let feeder = watchdog::Feeder::new(
-                    self.notifier.clone(),
-                    period,
-                    said.clone(),
-                    self.settings.stop_timeout,
-                );
-                watchdog_fut = Box::pin(async move { feeder.feed(prober).await });
-            }
-        }
-
-        let next = loop {
-            let starting = view.is_some();
-            // Time spent suspended (Ctrl-Z) does not count.
-            let deadline =
-                deadline.later(self.terminal.as_ref().map_or(Duration::ZERO, |t| t.paused));
-            tokio::select! {
-                outcome = &mut ready_fut, if starting => match outcome {
-                    Outcome::Ready { elapsed } => {
-                        quoted = said.as_ref().and_then(|s| s.borrow().status.clone());
-                        became_ready(&self.notifier, &mut self.lock, &progress_rx.borrow(), elapsed, view.take(), quoted.as_deref());
-                        extend = None;
-                        tick = None;
-                        phase = Phase::Ready { since: Instant::now() };
-                        ready_fut = Box::pin(std::future::pending());
-                        if let Some(period) = watchdog::period() {
-                            let feeder = watchdog::Feeder::new(self.notifier.clone(), period, said.clone(), self.settings.stop_timeout);
-                            watchdog_fut = Box::pin(async move { feeder.feed(prober).await });
-                        }
-                        if let Some(p) = pending.take() {
-                            let (instance, pid) = (instance.clone(), self.server.pid);
-                            finish_fut = Box::pin(async move { p.finish(&instance, pid).await });
-                        }
-                    }
-                    Outcome::Foreign { who } => {
-                        log::error(&format!(
-                            "port {} is held by {who}, not by our server; stopping our server",
-                            prober.settings.port,
-                        ));
-                        break Next::Stop(StopReason::Foreign);
-                    }
-                },
-                _ = tokio::time::sleep_until(deadline), if starting => break Next::Stop(StopReason::ReadyTimeout),
-                _ = next_tick(extend.as_mut()), if starting && self.notifier.enabled() => {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now()) + self.settings.stop_timeout;
-                    let by = EXTEND_BY.min(left + Duration::from_secs(1));
-                    self.notifier.send(&[NotifyState::ExtendTimeoutUsec(by.as_micros().min(u32::MAX as u128) as u32)]);
-                }
-                _ = next_tick(tick.as_mut()), if starting => {
-                    if let Some(v) = view.as_mut() {
-                        v.show(&progress_rx.borrow(), self.settings.probe.port, &self.notifier);
-                    }
-                }
-                _ = &mut watchdog_fut => {}
-                _ = &mut adopted_fut => {}
-                now = server_notify::next_change(said_changes.as_mut()) => {
-                    self.server_said(&now, &phase, &mut quoted);
-                }
-                // --- reload (hot restart): a request, its preparation, its end
-                conn = reload::accept(control) => {
-                    tokio::spawn(reload::read_request(conn, requests_tx.clone()));
-                }
-                Some((conn, req)) = requests_rx.recv() => {
-                    let ready = matches!(phase, Phase::Ready { .. });
-                    if ready && prepare_fut.is_none() && pending.is_none() {
-                        let (instance, prober) = (instance.clone(), prober.clone());
-                        prepare_fut = Some(Box::pin(reload::prepare((conn, req), instance, prober)));
-                    } else {
-                        let why = if ready {
-                            "a reload of this instance is already in progress; wait for it to finish"
-                        } else {
-                            "the server is not ready yet (starting, or a reload is in progress); retry once it is ready"
-                        };
-                        tokio::spawn(reload::refuse(conn, why.to_string()));
-                    }
-                }
-                prepared = next_prepared(prepare_fut.as_mut()) => {
-                    prepare_fut = None;
-                    if let Some(p) = prepared {
-                        break Next::Reload(p);
-                    }
-                }
-                _ = &mut finish_fut => finish_fut = Box::pin(std::future::pending()),
-                // --- reload (hot restart): end
-                ev = self.next_event() => match ev {
-                    Event::Stop(sig) => break Next::Stop(StopReason::Signal(sig)),
-                    Event::Terminal(sig) => break Next::Stop(StopReason::Terminal(sig)),
-                    Event::Exited(exit) => {
-                        clear_view(view.as_ref());
-                        drop(ready_fut);
-                        drop(watchdog_fut);
-                        let progress = progress_rx.borrow().clone();
-                        drop(finish_fut);
-                        return Served::Ended(self.ended(exit, phase, &progress).await);
-                    }
-                },
-            }
-        };
-        drop(ready_fut);
-        drop(watchdog_fut);
-        drop(finish_fut);
-        clear_view(view.as_ref());
-        let stop_reason = match next {
-            Next::Reload(p) => return Served::Reload(Box::new(p)),
-            Next::Stop(reason) => reason,
-        };
-        let progress = progress_rx.borrow().clone();
-        Served::Ended(self.end(stop_reason, &progress).await)
-    }
-}
-
-/// What ends the serving loop.
-enum Next {
-    Stop(StopReason),
-    Reload(reload::Prepared),
-}
-
-/// How one server's life ended.
-enum Served {
-    /// The run ends with this.
-    Ended(Result<u8>),
-    /// A reload is prepared: replace the server.
-    Reload(Box<reload::Prepared>),
-}
-
-/// The next prepared reload; never, without one in preparation.
-async fn next_prepared(
-    fut: Option<&mut BoxFuture<'_, Option<reload::Prepared>>>,
-) -> Option<reload::Prepared> {
-    match fut {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The next signal the terminal sends the server's group; never, outside
@@ -623,16 +415,6 @@ async fn next_prepared(
 async fn terminal_signal(terminal: Option<&mut Terminal>) -> i32 {
     match terminal {
         Some(t) => t.next_signal().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The next tick of an optional interval; never, without one.
-async fn next_tick(interval: Option<&mut tokio::time::Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
         None => std::future::pending().await,
     }
 }
