@@ -301,56 +301,15 @@ pub fn command(
     // a staging directory and read its manifest: nothing is installed
     // before its engines.node was checked.
     let stage = Stage::new(instance)?;
-    log::info(&format!(
-        "fetching {spec} with {} {}",
-        npm.node.display(),
-        npm.cli.display()
-    ));
-    let stage_dir = stage.path().display().to_string();
-    let packed = run_npm(
-        &npm,
-        &["pack", &spec, "--json", "--pack-destination", &stage_dir],
-        &format!("fetch {spec}"),
-    )?;
-    let listed: serde_json::Value = serde_json::from_slice(&packed.stdout).unwrap_or_default();
-    let file = listed[0]["filename"].as_str().ok_or_else(|| {
-        Error::new(
-            Kind::Failed,
-            format!(
-                "npm pack {spec} did not name the file it wrote: {}; nothing was installed or restarted",
-                String::from_utf8_lossy(&packed.stdout).trim()
-            ),
-        )
-    })?;
-    // npm names scoped or odd files its own way; only the base name counts.
-    let tarball = stage
-        .path()
-        .join(Path::new(file).file_name().unwrap_or_default());
+    let tarball = fetch(&npm, &stage, &spec)?;
     let manifest = manifest_of(&tarball)?;
     check_engines(&manifest, &npm)?;
     let new = manifest.version.clone();
     let old_text = old.clone().unwrap_or_else(|| "(unknown)".to_string());
 
-    // Install exactly what was checked: the packed file itself.
-    let tarball_text = tarball.display().to_string();
-    let prefix_text = npm.prefix.display().to_string();
-    log::info(&format!(
-        "installing paperclipai {new} (was {old_text}) into {prefix_text}"
-    ));
-    run_npm(
-        &npm,
-        &[
-            "install",
-            "-g",
-            "--prefix",
-            &prefix_text,
-            "--no-fund",
-            "--no-audit",
-            &tarball_text,
-        ],
-        &format!("install paperclipai {new} into {prefix_text}"),
-    )?;
+    install_tarball(&npm, &tarball, &new, &old_text)?;
     drop(stage);
+    let prefix_text = npm.prefix.display().to_string();
     let back = old
         .as_deref()
         .map(|v| npm.install_line(&format!("paperclipai@{v}")))
@@ -368,7 +327,76 @@ pub fn command(
             ),
         )
     };
+    restart_and_check(rt, instance, &probe, &shim, &new, &failed)?;
+    log::out(&format!(
+        "paperclipai {old_text} -> {new}; the server reports {new}\n"
+    ));
+    Ok(0)
+}
 
+/// Fetches the package alone into `stage` (`npm pack` runs none of its
+/// scripts); returns the file it wrote.
+fn fetch(npm: &Npm, stage: &Stage, spec: &str) -> Result<PathBuf> {
+    log::info(&format!(
+        "fetching {spec} with {} {}",
+        npm.node.display(),
+        npm.cli.display()
+    ));
+    let stage_dir = stage.path().display().to_string();
+    let packed = run_npm(
+        npm,
+        &["pack", spec, "--json", "--pack-destination", &stage_dir],
+        &format!("fetch {spec}"),
+    )?;
+    let listed: serde_json::Value = serde_json::from_slice(&packed.stdout).unwrap_or_default();
+    let file = listed[0]["filename"].as_str().ok_or_else(|| {
+        Error::new(
+            Kind::Failed,
+            format!(
+                "npm pack {spec} did not name the file it wrote: {}; nothing was installed or restarted",
+                String::from_utf8_lossy(&packed.stdout).trim()
+            ),
+        )
+    })?;
+    // npm names scoped or odd files its own way; only the base name counts.
+    Ok(stage
+        .path()
+        .join(Path::new(file).file_name().unwrap_or_default()))
+}
+
+/// Installs exactly what was checked: the packed file itself.
+fn install_tarball(npm: &Npm, tarball: &Path, new: &str, old_text: &str) -> Result<()> {
+    let tarball_text = tarball.display().to_string();
+    let prefix_text = npm.prefix.display().to_string();
+    log::info(&format!(
+        "installing paperclipai {new} (was {old_text}) into {prefix_text}"
+    ));
+    run_npm(
+        npm,
+        &[
+            "install",
+            "-g",
+            "--prefix",
+            &prefix_text,
+            "--no-fund",
+            "--no-audit",
+            &tarball_text,
+        ],
+        &format!("install paperclipai {new} into {prefix_text}"),
+    )?;
+    Ok(())
+}
+
+/// Restarts the server in place and checks that it reports `new`; a
+/// failure is worded by `failed`.
+fn restart_and_check(
+    rt: &tokio::runtime::Runtime,
+    instance: &Instance,
+    probe: &crate::config::ProbeSpec,
+    shim: &Path,
+    new: &str,
+    failed: &dyn Fn(Kind, String, String) -> Error,
+) -> Result<()> {
     let announce = format!(
         "paperclipai {new} installed; restarting in place (a hot restart): the agent runs are kept"
     );
@@ -379,26 +407,20 @@ pub fn command(
             format!("What the reload said: {}", e.message),
         ));
     }
-    let settings = crate::config::probe_settings(instance.clone(), &probe)?;
+    let settings = crate::config::probe_settings(instance.clone(), probe)?;
     let prober = crate::probe::Prober::new(settings, std::time::Duration::from_secs(10))?;
     let reported = rt.block_on(prober.server_version());
     match reported.as_deref() {
-        Some(v) if v == new => {}
-        other => {
-            return Err(failed(
-                Kind::Failed,
-                format!(
-                    "the restarted server reports version {}, not {new}: it does not run the \
-                     package just installed (is {} the shim it starts?)",
-                    other.unwrap_or("(none)"),
-                    shim.display()
-                ),
-                String::new(),
-            ));
-        }
+        Some(v) if v == new => Ok(()),
+        other => Err(failed(
+            Kind::Failed,
+            format!(
+                "the restarted server reports version {}, not {new}: it does not run the \
+                 package just installed (is {} the shim it starts?)",
+                other.unwrap_or("(none)"),
+                shim.display()
+            ),
+            String::new(),
+        )),
     }
-    log::out(&format!(
-        "paperclipai {old_text} -> {new}; the server reports {new}\n"
-    ));
-    Ok(0)
 }

@@ -95,11 +95,23 @@ pub fn install<L: Launchctl>(
         ));
         a.bootout_and_wait(stop_deadline(instance)?)?;
     }
+    load_installed(&a, instance, now, was_running)?;
+    Ok(0)
+}
+
+/// After `install` wrote the plist: starts the job (`--now`), loads it
+/// again when it was running, or enables it for the next login.
+fn load_installed<L: Launchctl>(
+    a: &Agent<'_, L>,
+    instance: &Instance,
+    now: Option<&ProbeSettings>,
+    was_running: bool,
+) -> Result<()> {
     // Installing is the user's word too: an old pause would otherwise keep
     // the new job from starting at the next login.
     guard::clear(instance)?;
     match now {
-        Some(settings) => start_job(&a, settings, false)?,
+        Some(settings) => start_job(a, settings, false)?,
         // Never leave a running instance down: load it again at once.
         None if was_running => {
             let domain = a.bootstrap()?;
@@ -122,7 +134,7 @@ pub fn install<L: Launchctl>(
             ));
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// How long a stop may take: launchd SIGKILLs the job at its `ExitTimeOut`

@@ -228,18 +228,7 @@ pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Resul
     };
     super::early_errors::truncate_own_stderr();
     let boot = crate::sys::boot_id();
-    let raw = load_raw(&instance);
-    let mut state = current(raw.clone(), boot.as_deref());
-    if let (Some(old), None) = (&raw.paused, &state.paused) {
-        log::info(&format!(
-            "forgetting the pause of an earlier boot (since {}: {})",
-            old.since, old.reason
-        ));
-        state.waiting = None;
-        if let Err(e) = save(&instance, &state) {
-            log::warn(&format!("cannot forget the old pause: {}", e.message));
-        }
-    }
+    let state = state_at_start(&instance, boot.as_deref());
     if let Some(p) = &state.paused {
         log::error(&paused_message(&instance, p));
         return Ok(0);
@@ -265,8 +254,37 @@ pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Resul
             _ => break result,
         }
     };
+    record_run(&instance, result, boot, limits)
+}
+
+/// The guard's state as this run starts: a pause of an earlier boot is
+/// forgotten (and the file says so).
+fn state_at_start(instance: &Instance, boot: Option<&str>) -> GuardState {
+    let raw = load_raw(instance);
+    let mut state = current(raw.clone(), boot);
+    if let (Some(old), None) = (&raw.paused, &state.paused) {
+        log::info(&format!(
+            "forgetting the pause of an earlier boot (since {}: {})",
+            old.since, old.reason
+        ));
+        state.waiting = None;
+        if let Err(e) = save(instance, &state) {
+            log::warn(&format!("cannot forget the old pause: {}", e.message));
+        }
+    }
+    state
+}
+
+/// Records how the run ended (a failure counts towards the start limit)
+/// and ends the job: with the run's result, or paused (exit 0).
+fn record_run(
+    instance: &Instance,
+    result: Result<u8>,
+    boot: Option<String>,
+    limits: Limits,
+) -> Result<u8> {
     // Only the file's own fields may have changed while waiting.
-    state = current(load_raw(&instance), boot.as_deref());
+    let mut state = current(load_raw(instance), boot.as_deref());
     state.waiting = None;
     let (code, what) = match &result {
         Ok(c) => (*c, format!("the server exited with code {c}")),
@@ -284,7 +302,7 @@ pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Resul
         state.paused = Some(p.clone());
     }
     if code != 0 {
-        if let Err(e) = save(&instance, &state) {
+        if let Err(e) = save(instance, &state) {
             log::warn(&format!(
                 "the crash-loop guard cannot record this run: {}",
                 e.message
@@ -297,7 +315,7 @@ pub fn supervised(sel: &Selection, mut run: impl FnMut() -> Result<u8>) -> Resul
             if let Err(e) = result {
                 crate::print_error(&e);
             }
-            log::error(&paused_message(&instance, &p));
+            log::error(&paused_message(instance, &p));
             Ok(0)
         }
     }
@@ -389,116 +407,4 @@ pub fn paused_message(instance: &Instance, p: &Pause) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: Limits = Limits {
-        burst: 5,
-        interval: Duration::from_secs(60),
-    };
-
-    #[test]
-    fn terminal_codes_pause_at_once() {
-        for code in TERMINAL_CODES {
-            let mut s = GuardState::default();
-            match decide(&mut s, code, "instance not set up", 1000.0, LIMITS) {
-                Decision::Pause(p) => {
-                    assert_eq!(p.code, code);
-                    assert!(p.reason.contains("instance not set up"), "{}", p.reason);
-                    assert!(p.reason.contains("cannot fix"), "{}", p.reason);
-                }
-                d => panic!("{code}: {d:?}"),
-            }
-        }
-        let mut s = GuardState::default();
-        assert_eq!(decide(&mut s, 0, "", 1000.0, LIMITS), Decision::Exit(0));
-        assert!(s.failures.is_empty(), "a clean stop is no failure");
-    }
-
-    #[test]
-    fn the_fifth_failure_within_the_window_pauses() {
-        let mut s = GuardState::default();
-        for i in 0..4 {
-            let t = 1000.0 + 10.0 * i as f64;
-            assert_eq!(decide(&mut s, 1, "x", t, LIMITS), Decision::Exit(1));
-        }
-        match decide(&mut s, 69, "not ready", 1040.0, LIMITS) {
-            Decision::Pause(p) => {
-                assert!(
-                    p.reason.starts_with("5 failed starts within 1m"),
-                    "{}",
-                    p.reason
-                );
-                assert!(p.reason.contains("exit 69: not ready"), "{}", p.reason);
-            }
-            d => panic!("{d:?}"),
-        }
-    }
-
-    /// Issue 20, item 3: a server that crashes 20 s after each start (a
-    /// launchd run every ~70 s with the 10 s throttle) restarted for ever
-    /// with 5 in 60 s; the default is now the systemd unit's 5 in 300 s.
-    #[test]
-    fn the_default_limits_are_the_systemd_units() {
-        let d = Limits {
-            burst: DEFAULT_BURST,
-            interval: DEFAULT_INTERVAL,
-        };
-        assert_eq!((d.burst, d.interval.as_secs()), (5, 300));
-        let mut s = GuardState::default();
-        for i in 0..4 {
-            let t = 1000.0 + 30.0 * i as f64;
-            assert_eq!(decide(&mut s, 1, "x", t, d), Decision::Exit(1));
-        }
-        assert!(matches!(
-            decide(&mut s, 1, "x", 1120.0, d),
-            Decision::Pause(_)
-        ));
-    }
-
-    /// Issue 20, item 2: a pause belongs to its boot; at the next boot it
-    /// is forgotten, and one that recorded no boot is from before this
-    /// rule and forgotten as well.
-    #[test]
-    fn a_pause_of_another_boot_is_forgotten() {
-        let pause = |boot: Option<&str>| GuardState {
-            paused: Some(Pause {
-                since: "x".into(),
-                code: 78,
-                reason: "r".into(),
-                boot: boot.map(str::to_string),
-            }),
-            ..Default::default()
-        };
-        assert!(current(pause(Some("b1")), Some("b1")).paused.is_some());
-        assert!(current(pause(Some("b1")), Some("b2")).paused.is_none());
-        assert!(current(pause(None), Some("b2")).paused.is_none());
-        let gone = GuardState {
-            waiting: Some(Waiting {
-                since: "x".into(),
-                pid: i32::MAX,
-                holder: None,
-            }),
-            ..Default::default()
-        };
-        assert!(current(gone, None).waiting.is_none(), "its process is gone");
-    }
-
-    #[test]
-    fn failures_outside_the_window_or_in_the_future_are_forgotten() {
-        let mut s = GuardState {
-            failures: vec![0.0, 10.0, 20.0, 5000.0, f64::NAN],
-            ..Default::default()
-        };
-        assert_eq!(decide(&mut s, 1, "x", 100.0, LIMITS), Decision::Exit(1));
-        assert_eq!(s.failures, [100.0]);
-        let slow = Limits {
-            burst: 2,
-            interval: Duration::from_secs(3600),
-        };
-        assert!(matches!(
-            decide(&mut s, 1, "x", 200.0, slow),
-            Decision::Pause(_)
-        ));
-    }
-}
+mod tests;

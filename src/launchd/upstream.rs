@@ -64,8 +64,33 @@ pub fn check<L: Launchctl>(
             up.conflict(&instance.id, &state)
         )));
     }
-    for domain in &loaded {
-        let (ok, _, err) = call(l, Op::Bootout, domain, &label, &plist)?;
+    boot_out(l, &loaded, &label, &plist)?;
+    // Disabled in the login domain, where it would load again; the override
+    // persists across reboots.
+    let (ok, _, err) = call(l, Op::Disable, &gui, &label, &plist)?;
+    if ok {
+        log::info(&format!("disabled upstream's {gui}/{label}"));
+    } else {
+        log::warn(&format!(
+            "`launchctl disable {gui}/{label}` failed ({}); upstream's agent may load again at the next login",
+            err.trim()
+        ));
+    }
+    if on_disk {
+        log::warn(&format!(
+            "upstream's plist stays at {} (disabled); remove it with `paperclipai service uninstall` \
+             or delete the file",
+            plist.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Boots upstream's job out of every domain it is `loaded` in, and waits
+/// until launchd let go of it.
+fn boot_out<L: Launchctl>(l: &L, loaded: &[String], label: &str, plist: &Path) -> Result<()> {
+    for domain in loaded {
+        let (ok, _, err) = call(l, Op::Bootout, domain, label, plist)?;
         if !ok {
             return Err(Error::new(
                 crate::error::Kind::Failed,
@@ -82,8 +107,8 @@ pub fn check<L: Launchctl>(
     let start = std::time::Instant::now();
     while !loaded.is_empty() {
         let mut left = Vec::new();
-        for domain in &loaded {
-            if call(l, Op::Print, domain, &label, &plist)?.0 {
+        for domain in loaded {
+            if call(l, Op::Print, domain, label, plist)?.0 {
                 left.push(domain.clone());
             }
         }
@@ -103,24 +128,6 @@ pub fn check<L: Launchctl>(
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    // Disabled in the login domain, where it would load again; the override
-    // persists across reboots.
-    let (ok, _, err) = call(l, Op::Disable, &gui, &label, &plist)?;
-    if ok {
-        log::info(&format!("disabled upstream's {gui}/{label}"));
-    } else {
-        log::warn(&format!(
-            "`launchctl disable {gui}/{label}` failed ({}); upstream's agent may load again at the next login",
-            err.trim()
-        ));
-    }
-    if on_disk {
-        log::warn(&format!(
-            "upstream's plist stays at {} (disabled); remove it with `paperclipai service uninstall` \
-             or delete the file",
-            plist.display()
-        ));
     }
     Ok(())
 }

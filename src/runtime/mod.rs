@@ -4,13 +4,14 @@
 //! would (its `#!` line, then `node` through a PATH), asks that node for its
 //! version and compares it with the installed package's `engines.node`.
 //! [`Runtime::check`] is what `install` and `run` refuse on (exit 78);
-//! [`pin`] writes the choice into units and plists, and reads it back for
-//! `status`.
+//! [`pin`] writes the choice into units and plists, and [`view`] reads it
+//! back for `status`.
 
 pub mod interpreter;
 pub mod pin;
 pub mod range;
 pub mod record;
+pub mod view;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

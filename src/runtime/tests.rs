@@ -360,7 +360,7 @@ fn status_warns_when_the_node_pinned_in_the_plist_is_gone_or_too_old() {
     };
     crate::launchd::commands::install(&e, &inst, &env, None, false, false).unwrap();
     let view = || {
-        pin::status_view_with(
+        view::status_view_with(
             &inst,
             false,
             crate::launchd::plist::service_environment(home, &inst),

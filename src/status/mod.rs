@@ -46,7 +46,7 @@ pub struct Status {
     pub waiting: Option<crate::launchd::guard::Waiting>,
     /// The Node.js the service runs and the one this shell runs (`None`
     /// when the instance runs a command of its own).
-    pub runtime: Option<crate::runtime::pin::View>,
+    pub runtime: Option<crate::runtime::view::View>,
     /// Whether the running paperclipd and server are still what is
     /// installed, and whether the next start would fail.
     pub upgrade: crate::installed::View,
@@ -186,7 +186,7 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
         state = State::Reloading;
     }
     let hazards = hazards::gather(&settings, holder.as_ref(), scan).await;
-    let runtime = crate::runtime::pin::status_view(&instance, system);
+    let runtime = crate::runtime::view::status_view(&instance, system);
     let upgrade = match holder.as_ref().and_then(|h| h.record.as_ref()) {
         Some(r) => crate::installed::view(
             r,

@@ -106,8 +106,8 @@ pub fn render_text(s: &Status) -> String {
 
 /// The runtime the service runs (or, with no service, this shell's), and
 /// the warnings.
-fn runtime_lines(rt: &crate::runtime::pin::View) -> String {
-    let side = |s: &crate::runtime::pin::Side| match (&s.node, &s.version) {
+fn runtime_lines(rt: &crate::runtime::view::View) -> String {
+    let side = |s: &crate::runtime::view::Side| match (&s.node, &s.version) {
         (Some(n), Some(v)) => format!(
             "Node.js {} at {}{}",
             escape(v),

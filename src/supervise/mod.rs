@@ -100,36 +100,9 @@ async fn run_relayed(
         server: origin,
         ..Record::for_this_process(&invoker, &settings.probe)
     };
-    let mut lock = match lock::try_acquire(&instance, record)? {
-        Acquire::Acquired(l) => l,
-        Acquire::Held(holder) => {
-            return Err(Error::busy(format!(
-                "instance {:?} is already running: its lock {} is held by {}. \
-                 Only one server may run per instance; {}",
-                instance.id.as_str(),
-                instance.lock_path().display(),
-                holder.describe(),
-                holder.how_to_stop()
-            )));
-        }
-    };
+    let mut lock = acquire(&instance, record)?;
     preflight::record_runtime(checked.as_ref(), &settings, &invoker);
-    let mut prober = None;
-    if onboarding {
-        onboard::require_terminal(
-            &command.program,
-            &instance,
-            interactive,
-            settings.onboard_bind,
-        )?;
-    } else {
-        let p = Prober::new(settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
-        preflight::refuse_taken_port(&p).await?;
-        prober = Some(p);
-    }
-    if command.is_default && !onboarding {
-        postmaster::check(&instance)?;
-    }
+    let prober = checks_under_lock(&command, &settings, onboarding, interactive).await?;
 
     let signals = Signals::register()?;
     child::become_subreaper();
@@ -166,6 +139,49 @@ async fn run_relayed(
     // process of the server is gone.
     drop(sup);
     result
+}
+
+/// Takes the instance's lock, or says who holds it (exit 75).
+fn acquire(instance: &crate::instance::Instance, record: Record) -> Result<InstanceLock> {
+    match lock::try_acquire(instance, record)? {
+        Acquire::Acquired(l) => Ok(l),
+        Acquire::Held(holder) => Err(Error::busy(format!(
+            "instance {:?} is already running: its lock {} is held by {}. \
+             Only one server may run per instance; {}",
+            instance.id.as_str(),
+            instance.lock_path().display(),
+            holder.describe(),
+            holder.how_to_stop()
+        ))),
+    }
+}
+
+/// What is checked once the lock is ours: onboarding needs a terminal (or
+/// `--onboard-bind`); a set-up instance needs its port free and no
+/// PostgreSQL left on its data directory. Returns the prober of a set-up
+/// instance.
+async fn checks_under_lock(
+    command: &ServerCommand,
+    settings: &RunSettings,
+    onboarding: bool,
+    interactive: bool,
+) -> Result<Option<Prober>> {
+    let instance = &settings.probe.instance;
+    if onboarding {
+        onboard::require_terminal(
+            &command.program,
+            instance,
+            interactive,
+            settings.onboard_bind,
+        )?;
+        return Ok(None);
+    }
+    let p = Prober::new(settings.probe.clone(), probe::REQUEST_TIMEOUT)?;
+    preflight::refuse_taken_port(&p).await?;
+    if command.is_default {
+        postmaster::check(instance)?;
+    }
+    Ok(Some(p))
 }
 
 /// Names the running server in the lock record. The server runs now: a

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::server_notify::{Said, next_ready};
+
 use crate::probe::{ProbeResult, Prober};
 use crate::procfs;
 
@@ -220,55 +222,104 @@ async fn round(
 pub async fn wait_ready(
     prober: &Prober,
     progress: &watch::Sender<Progress>,
-    mut said: Option<watch::Receiver<crate::supervise::server_notify::Said>>,
+    said: Option<watch::Receiver<Said>>,
 ) -> Outcome {
-    use crate::supervise::server_notify::next_ready;
-    let start = Instant::now();
-    let port = prober.settings.port;
-    let mut interval = PROBE_INTERVAL_MIN;
-    let mut connect_interval = CONNECT_INTERVAL_MIN;
-    let mut listening = false;
-    let mut listening_since: Option<std::time::Instant> = None;
-    let mut first = First::Api;
-    // The server said READY=1: the next round asks both probes at once.
-    let mut told = false;
-    // Counted from the server's start (`ServerNotify::new_server`): a
-    // READY=1 sent before this loop began still counts.
-    let mut seen_ready = 0;
+    let mut w = Waiter {
+        prober,
+        progress,
+        said,
+        // Counted from the server's start (`ServerNotify::new_server`): a
+        // READY=1 sent before this loop began still counts.
+        seen_ready: 0,
+        told: false,
+        start: Instant::now(),
+        interval: PROBE_INTERVAL_MIN,
+        connect_interval: CONNECT_INTERVAL_MIN,
+        listening: false,
+        listening_since: None,
+        first: First::Api,
+    };
     loop {
-        if !listening {
-            match prober.listening().await {
-                Ok(()) => {
-                    listening = true;
-                    listening_since.get_or_insert_with(std::time::Instant::now);
-                    if let Owner::Foreign(who) = port_owner(port) {
-                        return Outcome::Foreign { who };
-                    }
-                    progress.send_modify(|p| {
-                        p.listening = true;
-                        p.connect_error = None;
-                    });
-                }
-                Err(e) => {
-                    progress.send_modify(|p| {
-                        p.listening = false;
-                        p.connect_error = Some(crate::probe::describe_io(&e));
-                    });
-                    tokio::select! {
-                        _ = tokio::time::sleep(connect_interval) => {
-                            connect_interval = (connect_interval * 3 / 2).min(CONNECT_INTERVAL_MAX);
-                        }
-                        _ = next_ready(said.as_mut(), &mut seen_ready) => {
-                            told = true;
-                            connect_interval = CONNECT_INTERVAL_MIN;
-                        }
-                    }
-                    continue;
-                }
+        if !w.listening {
+            match w.connect().await {
+                Connect::Listening => {}
+                Connect::Refused => continue,
+                Connect::Foreign(who) => return Outcome::Foreign { who },
             }
         }
-        let (api, ui) = round(prober, &mut first, told).await;
-        told = false;
+        if w.probe_round().await {
+            return Outcome::Ready {
+                elapsed: w.start.elapsed(),
+            };
+        }
+        w.pause().await;
+    }
+}
+
+/// What one connect check found.
+enum Connect {
+    Listening,
+    Refused,
+    Foreign(String),
+}
+
+/// The state of one wait for readiness.
+struct Waiter<'a> {
+    prober: &'a Prober,
+    progress: &'a watch::Sender<Progress>,
+    said: Option<watch::Receiver<Said>>,
+    /// `READY=1`s from the server seen so far.
+    seen_ready: u64,
+    /// The server said `READY=1`: the next round asks both probes at once.
+    told: bool,
+    start: Instant,
+    interval: Duration,
+    connect_interval: Duration,
+    listening: bool,
+    listening_since: Option<Instant>,
+    first: First,
+}
+
+impl Waiter<'_> {
+    /// One connect check; after a refusal, the pause before the next (cut
+    /// short by the server's `READY=1`).
+    async fn connect(&mut self) -> Connect {
+        match self.prober.listening().await {
+            Ok(()) => {
+                self.listening = true;
+                self.listening_since.get_or_insert_with(Instant::now);
+                if let Owner::Foreign(who) = port_owner(self.prober.settings.port) {
+                    return Connect::Foreign(who);
+                }
+                self.progress.send_modify(|p| {
+                    p.listening = true;
+                    p.connect_error = None;
+                });
+                Connect::Listening
+            }
+            Err(e) => {
+                self.progress.send_modify(|p| {
+                    p.listening = false;
+                    p.connect_error = Some(crate::probe::describe_io(&e));
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(self.connect_interval) => {
+                        self.connect_interval = (self.connect_interval * 3 / 2).min(CONNECT_INTERVAL_MAX);
+                    }
+                    _ = next_ready(self.said.as_mut(), &mut self.seen_ready) => {
+                        self.told = true;
+                        self.connect_interval = CONNECT_INTERVAL_MIN;
+                    }
+                }
+                Connect::Refused
+            }
+        }
+    }
+
+    /// One round of probes, recorded in the progress; true when ready.
+    async fn probe_round(&mut self) -> bool {
+        let (api, ui) = round(self.prober, &mut self.first, self.told).await;
+        self.told = false;
         let ready = api
             .as_ref()
             .is_some_and(|a| crate::probe::both_ready(a, ui.as_ref()));
@@ -276,10 +327,11 @@ pub async fn wait_ready(
         // inside the server): go back to cheap connect checks.
         let refused = |r: &ProbeResult| r.http_status.is_none() && r.detail.contains("connect");
         if !ready && (api.as_ref().is_some_and(refused) || ui.as_ref().is_some_and(refused)) {
-            listening = false;
-            connect_interval = CONNECT_INTERVAL_MIN;
+            self.listening = false;
+            self.connect_interval = CONNECT_INTERVAL_MIN;
         }
-        progress.send_modify(|p| {
+        let listening = self.listening;
+        self.progress.send_modify(|p| {
             if api.is_some() {
                 p.api = api;
             }
@@ -289,25 +341,23 @@ pub async fn wait_ready(
             p.listening = listening;
             p.rounds += 1;
         });
-        if ready {
-            return Outcome::Ready {
-                elapsed: start.elapsed(),
-            };
-        }
+        ready
+    }
+
+    /// The pause between rounds, growing to the fast (then the slow) cap;
+    /// a `READY=1` from the server ends it and starts over from the minimum.
+    async fn pause(&mut self) {
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {
-                let cap = if listening_since.is_some_and(|t| t.elapsed() > FAST_PHASE) {
-                    PROBE_INTERVAL_SLOW
-                } else {
-                    PROBE_INTERVAL_FAST
-                };
-                interval = (interval * 3 / 2).min(cap);
+            _ = tokio::time::sleep(self.interval) => {
+                let long = self.listening_since.is_some_and(|t| t.elapsed() > FAST_PHASE);
+                let cap = if long { PROBE_INTERVAL_SLOW } else { PROBE_INTERVAL_FAST };
+                self.interval = (self.interval * 3 / 2).min(cap);
             }
-            _ = next_ready(said.as_mut(), &mut seen_ready) => {
+            _ = next_ready(self.said.as_mut(), &mut self.seen_ready) => {
                 // The server says it is ready: probe now, and keep close
                 // while the probes disagree (a UI still loading).
-                told = true;
-                interval = PROBE_INTERVAL_MIN;
+                self.told = true;
+                self.interval = PROBE_INTERVAL_MIN;
             }
         }
     }

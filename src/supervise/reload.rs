@@ -20,15 +20,12 @@
 //! (diagnostics, exit 69 or its code): the carried-over runs are stopped
 //! in order with it, and the client hears so before the run ends.
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::PathBuf;
+mod control;
+
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-
 use crate::error::{Error, Kind, Result};
-use crate::hot_restart::wire::{self, Message, Op, Request};
+use crate::hot_restart::wire::{Message, Op};
 use crate::hot_restart::{self, CarriedOver, Intent, Phase, RestartLock, State};
 use crate::instance::Instance;
 use crate::notify::NotifyState;
@@ -38,115 +35,13 @@ use crate::{log, procfs, sys};
 use super::Supervisor;
 use super::child::{self, ExitKind};
 use super::stop;
+pub use control::{Client, Control, Incoming, accept, read_request, refuse};
 
 /// How long a reload waits for another restart (upstream's CLI) to end.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// How long the new server may take to write its report once ready
 /// (upstream's CLI waits 10 s).
 pub const REPORT_WAIT: Duration = Duration::from_secs(10);
-/// How long a client may take to send its request.
-const REQUEST_WAIT: Duration = Duration::from_secs(5);
-
-/// The listening control socket; removed when dropped.
-pub struct Control {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-impl Control {
-    /// Binds `<instance>/paperclipd.sock`. We hold the instance's lock, so
-    /// a socket already there is a dead run's. Without it, `reload` is
-    /// unavailable and says why; the run goes on.
-    pub fn bind(instance: &Instance) -> Option<Control> {
-        let path = wire::socket_path(instance);
-        if path.as_os_str().len() > wire::SUN_PATH_MAX {
-            log::warn(&format!(
-                "the control socket path {} is longer than a socket address may be; \
-                 `paperclipd reload` is unavailable for this instance (use a shorter PAPERCLIP_HOME)",
-                path.display()
-            ));
-            return None;
-        }
-        if let Ok(m) = std::fs::symlink_metadata(&path) {
-            if m.file_type().is_socket() {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-        let listener = match UnixListener::bind(&path) {
-            Ok(l) => l,
-            Err(e) => {
-                log::warn(&format!(
-                    "cannot listen on {} ({e}); `paperclipd reload` is unavailable for this run",
-                    path.display()
-                ));
-                return None;
-            }
-        };
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        Some(Control { listener, path })
-    }
-
-    /// The next connection from a peer we trust (our uid or root); others
-    /// are closed at once.
-    pub async fn accept(&self) -> UnixStream {
-        loop {
-            let Ok((conn, _)) = self.listener.accept().await else {
-                continue;
-            };
-            let uid = conn.peer_cred().map(|c| c.uid()).ok();
-            if uid.is_some_and(|u| u == sys::euid() || u == 0) {
-                return conn;
-            }
-            log::warn(&format!(
-                "refused a control connection from uid {}: only uid {} or root may reload this instance",
-                uid.map_or_else(|| "?".to_string(), |u| u.to_string()),
-                sys::euid()
-            ));
-        }
-    }
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// `accept` when there is a control socket; never, otherwise.
-pub async fn accept(control: Option<&Control>) -> UnixStream {
-    match control {
-        Some(c) => c.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The client's end, to tell it how things go.
-pub struct Client {
-    conn: UnixStream,
-}
-
-impl Client {
-    /// Sends one message; a client that went away (a cancelled
-    /// `systemctl reload`) does not stop the reload.
-    pub async fn send(&mut self, msg: &Message) {
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), self.conn.write_all(&msg.line())).await;
-    }
-    pub async fn progress(&mut self, text: &str) {
-        log::info(text);
-        self.send(&Message::Progress { text: text.into() }).await;
-    }
-}
-
-/// Answers a request that cannot be served now.
-pub async fn refuse(conn: UnixStream, why: String) {
-    let mut c = Client { conn };
-    c.send(&Message::Failed {
-        code: Kind::Busy.exit_code(),
-        error: why,
-    })
-    .await;
-}
 
 /// A request read, upstream's lock held, the server's version known.
 pub struct Prepared {
@@ -154,40 +49,6 @@ pub struct Prepared {
     drain: bool,
     lock: RestartLock,
     version: Option<String>,
-}
-
-/// A request as it arrived, with the connection to answer on.
-pub type Incoming = (UnixStream, Request);
-
-/// Reads one request from a new connection (as a task of its own, so a
-/// client that sends nothing, or only probes the socket, holds nothing
-/// up) and hands it to the loop; a request not understood is answered.
-pub async fn read_request(mut conn: UnixStream, to: tokio::sync::mpsc::Sender<Incoming>) {
-    let mut line = String::new();
-    let read = {
-        let mut r = BufReader::new(&mut conn);
-        tokio::time::timeout(REQUEST_WAIT, r.read_line(&mut line)).await
-    };
-    match read {
-        // Connected and closed without a word: nothing to answer.
-        Ok(Ok(0)) => {}
-        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
-            Ok(req) => {
-                let _ = to.send((conn, req)).await;
-            }
-            Err(e) => {
-                let mut c = Client { conn };
-                c.send(&Message::Failed {
-                    code: 2,
-                    error: format!(
-                        "the control request was not understood ({e}); expected one JSON line"
-                    ),
-                })
-                .await;
-            }
-        },
-        _ => {}
-    }
 }
 
 /// Step 1, while the server keeps serving: take the lock, ask the
@@ -254,8 +115,7 @@ impl Supervisor {
             version,
         } = p;
         let instance = self.settings.probe.instance.clone();
-        let old_pid = self.server.pid;
-        let intent = Intent::new(old_pid, version, drain);
+        let intent = Intent::new(self.server.pid, version, drain);
         if let Err(e) = hot_restart::write_intent(&instance, &intent) {
             log::warn(&e.message);
             client
@@ -266,6 +126,31 @@ impl Supervisor {
                 .await;
             return HandOver::NotDone;
         }
+        let mut state = self
+            .announce_reload(&mut client, &instance, &intent, drain)
+            .await;
+        let stop_signal = self
+            .stop_old_server(&mut client, &instance, &intent, &mut state, drain)
+            .await;
+        if let Some(sig) = stop_signal {
+            return self
+                .stopped_during_reload(sig, client, lock, &instance, &intent, state)
+                .await;
+        }
+        self.start_new_server(client, lock, &instance, intent, state)
+            .await
+    }
+
+    /// Step 2: `RELOADING=1` to the manager, the reload's state recorded,
+    /// and the client told the server is being stopped.
+    async fn announce_reload(
+        &mut self,
+        client: &mut Client,
+        instance: &Instance,
+        intent: &Intent,
+        drain: bool,
+    ) -> State {
+        let old_pid = self.server.pid;
         let mode = if drain {
             "draining its runs"
         } else {
@@ -278,7 +163,7 @@ impl Supervisor {
         let status = format!("reloading: stopping server pid {old_pid} ({mode})");
         msgs.push(NotifyState::Status(&status));
         self.notifier.send(&msgs);
-        let mut state = State {
+        let state = State {
             phase: Phase::Reloading,
             supervisor_pid: sys::pid(),
             requested_at: intent.requested_at.clone(),
@@ -290,16 +175,29 @@ impl Supervisor {
             report: None,
             message: status.clone(),
         };
-        state.write(&instance);
+        state.write(instance);
         client
             .progress(&format!(
                 "hot restart: sent SIGTERM to the server (pid {old_pid}), {mode}; waiting up to {}",
                 humantime::format_duration(self.settings.stop_timeout)
             ))
             .await;
+        state
+    }
 
+    /// Step 3: stops the old server alone, records what it handed over and
+    /// what it left running, and tells the client. Returns a stop signal
+    /// that came meanwhile.
+    async fn stop_old_server(
+        &mut self,
+        client: &mut Client,
+        instance: &Instance,
+        intent: &Intent,
+        state: &mut State,
+        drain: bool,
+    ) -> Option<i32> {
         let (exit, stop_signal) = self.stop_server_alone().await;
-        let handed = hot_restart::snapshot_runs(&instance, &intent);
+        let handed = hot_restart::snapshot_runs(instance, intent);
         let left = child::leftovers(&self.server);
         state.handed_over_run_ids = handed.clone().unwrap_or_default();
         state.carried_over = left
@@ -338,26 +236,48 @@ impl Supervisor {
                 }
             ))
             .await;
+        stop_signal
+    }
 
-        if let Some(sig) = stop_signal {
-            let msg = format!(
-                "received {} during the reload; the instance stops",
-                super::signals::signal_name(sig)
-            );
-            state.phase = Phase::Failed;
-            state.message = msg.clone();
-            state.write(&instance);
-            hot_restart::remove_intent(&instance, &intent);
-            client
-                .send(&Message::Failed {
-                    code: Kind::Failed.exit_code(),
-                    error: msg,
-                })
-                .await;
-            drop(lock);
-            return HandOver::Ended(self.stop_carried_over().await.map(|()| 0));
-        }
+    /// A stop signal came while the old server stopped: the reload fails,
+    /// the carried-over runs are stopped and the run ends.
+    async fn stopped_during_reload(
+        &mut self,
+        sig: i32,
+        mut client: Client,
+        lock: RestartLock,
+        instance: &Instance,
+        intent: &Intent,
+        mut state: State,
+    ) -> HandOver {
+        let msg = format!(
+            "received {} during the reload; the instance stops",
+            super::signals::signal_name(sig)
+        );
+        state.phase = Phase::Failed;
+        state.message = msg.clone();
+        state.write(instance);
+        hot_restart::remove_intent(instance, intent);
+        client
+            .send(&Message::Failed {
+                code: Kind::Failed.exit_code(),
+                error: msg,
+            })
+            .await;
+        drop(lock);
+        HandOver::Ended(self.stop_carried_over().await.map(|()| 0))
+    }
 
+    /// The old server is gone: spawns the new one and hands the reload to
+    /// the readiness loop (or ends the run when the spawn fails).
+    async fn start_new_server(
+        &mut self,
+        mut client: Client,
+        lock: RestartLock,
+        instance: &Instance,
+        intent: Intent,
+        mut state: State,
+    ) -> HandOver {
         // From here the old server is gone: its pid and group may be reused.
         child::release(&self.server);
         // The old server's words (its STOPPING=1) are not the new one's.
@@ -383,7 +303,7 @@ impl Supervisor {
                 );
                 state.phase = Phase::Failed;
                 state.message = msg.clone();
-                state.write(&instance);
+                state.write(instance);
                 client
                     .send(&Message::Failed {
                         code: e.kind.exit_code(),
@@ -404,7 +324,7 @@ impl Supervisor {
             "reloading: new server pid {} starting; waiting for its probes",
             self.server.pid
         );
-        state.write(&instance);
+        state.write(instance);
         self.notifier.status(&state.message);
         client
             .progress(&format!(

@@ -111,9 +111,22 @@ pub fn start_guard(grace: Duration) -> io::Result<Guard> {
             _alive: write_end,
         });
     }
-    // SAFETY (the whole child): only async-signal-safe calls (close,
-    // close_range, sigaction, sigprocmask, prctl, setpgid, read, kill,
-    // nanosleep, _exit) on descriptors and locals we own; never returns.
+    // SAFETY: we are the fresh child, which owns every descriptor and
+    // calls only async-signal-safe functions from here on.
+    unsafe { guard_child(rd, polls) }
+}
+
+/// The guard's life in the fresh child of [`start_guard`], reading the
+/// pipe's read end `rd`; never returns.
+///
+/// # Safety
+/// Only in the fresh child of a fork: it owns every descriptor, and only
+/// async-signal-safe calls may follow.
+// SAFETY (the whole child): only async-signal-safe calls (close,
+// close_range, sigaction, sigprocmask, prctl, setpgid, read, kill,
+// nanosleep, _exit) on descriptors and locals we own; never returns.
+unsafe fn guard_child(rd: RawFd, polls: u32) -> ! {
+    // SAFETY: see the function contract and the note above.
     unsafe {
         // Keep only the read end: not the instance lock (a flock would
         // outlive paperclipd with us), not the write end (its end of file
@@ -123,65 +136,113 @@ pub fn start_guard(grace: Duration) -> io::Result<Guard> {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        // paperclipd's handlers write to its own wake-up pipe; the group's
-        // signals (Ctrl-C, Ctrl-Z, SIGTERM from a stop, SIGWINCH) must not
-        // end or stop us. SIGKILL still does.
-        for sig in 1..32 {
-            let keep_default = matches!(
-                sig,
-                libc::SIGKILL
-                    | libc::SIGSTOP
-                    | libc::SIGSEGV
-                    | libc::SIGBUS
-                    | libc::SIGILL
-                    | libc::SIGFPE
-                    | libc::SIGABRT
-            );
-            if !keep_default {
+        ignore_group_signals();
+        #[cfg(target_os = "linux")]
+        {
+            const NAME: &[u8; 15] = b"paperclipd-grd\0";
+            let _ = libc::prctl(libc::PR_SET_NAME, NAME.as_ptr() as libc::c_ulong, 0, 0, 0);
+        }
+        let server = read_server_pid(rd);
+        let pgid = server;
+        // The group exists: the child set it before announcing itself.
+        if server <= 0 || libc::setpgid(0, pgid) != 0 {
+            libc::_exit(2);
+        }
+        wait_until_closed(rd);
+        // paperclipd is gone.
+        end_server(server, pgid, polls)
+    }
+}
+
+/// paperclipd's handlers write to its own wake-up pipe; the group's
+/// signals (Ctrl-C, Ctrl-Z, SIGTERM from a stop, SIGWINCH) must not end or
+/// stop the guard. SIGKILL still does.
+///
+/// # Safety
+/// Only in the guard's child ([`guard_child`]).
+// SAFETY: sigaction with a zeroed, SIG_IGN action; async-signal-safe.
+unsafe fn ignore_group_signals() {
+    for sig in 1..32 {
+        let keep_default = matches!(
+            sig,
+            libc::SIGKILL
+                | libc::SIGSTOP
+                | libc::SIGSEGV
+                | libc::SIGBUS
+                | libc::SIGILL
+                | libc::SIGFPE
+                | libc::SIGABRT
+        );
+        if !keep_default {
+            // SAFETY: sigaction is plain data; the pointers are valid for
+            // the calls.
+            unsafe {
                 let mut act: libc::sigaction = std::mem::zeroed();
                 act.sa_sigaction = libc::SIG_IGN;
                 libc::sigemptyset(&mut act.sa_mask);
                 libc::sigaction(sig, &act, std::ptr::null_mut());
             }
         }
-        #[cfg(target_os = "linux")]
-        {
-            const NAME: &[u8; 15] = b"paperclipd-grd\0";
-            let _ = libc::prctl(libc::PR_SET_NAME, NAME.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// The server's pid (which is its group's id), from its child, on `rd`;
+/// ends the guard when paperclipd ended before any server.
+///
+/// # Safety
+/// Only in the guard's child ([`guard_child`]).
+// SAFETY: read into a local buffer within its bounds, and _exit.
+unsafe fn read_server_pid(rd: RawFd) -> i32 {
+    let mut pid = [0u8; 4];
+    let mut got = 0;
+    while got < pid.len() {
+        // SAFETY: the pointer and length stay within `pid`.
+        let n = unsafe { libc::read(rd, pid[got..].as_mut_ptr().cast(), pid.len() - got) };
+        if n == 0 {
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(0) }; // paperclipd ended before any server
         }
-        // The server's pid (which is its group's id), from its child.
-        let mut pid = [0u8; 4];
-        let mut got = 0;
-        while got < pid.len() {
-            let n = libc::read(rd, pid[got..].as_mut_ptr().cast(), pid.len() - got);
-            if n == 0 {
-                libc::_exit(0); // paperclipd ended before any server
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
             }
-            if n < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                libc::_exit(3);
-            }
-            got += n as usize;
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(3) };
         }
-        let server = i32::from_ne_bytes(pid);
-        let pgid = server;
-        // The group exists: the child set it before announcing itself.
-        if server <= 0 || libc::setpgid(0, pgid) != 0 {
-            libc::_exit(2);
+        got += n as usize;
+    }
+    i32::from_ne_bytes(pid)
+}
+
+/// Returns at the end of file on `rd`: paperclipd is gone.
+///
+/// # Safety
+/// Only in the guard's child ([`guard_child`]).
+// SAFETY: read into a local byte, and _exit.
+unsafe fn wait_until_closed(rd: RawFd) {
+    loop {
+        let mut byte = 0u8;
+        // SAFETY: the pointer names a local byte, and the length is 1.
+        let n = unsafe { libc::read(rd, (&mut byte as *mut u8).cast(), 1) };
+        if n == 0 {
+            break;
         }
-        loop {
-            let mut byte = 0u8;
-            let n = libc::read(rd, (&mut byte as *mut u8).cast(), 1);
-            if n == 0 {
-                break;
-            }
-            if n < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                libc::_exit(3);
-            }
+        if n < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(3) };
         }
-        // paperclipd is gone.
+    }
+}
+
+/// SIGTERM to the server, up to `polls` polls for it to go, then SIGKILL
+/// for its whole group, the guard included.
+///
+/// # Safety
+/// Only in the guard's child ([`guard_child`]).
+// SAFETY: kill, nanosleep with a local timespec, and _exit.
+unsafe fn end_server(server: i32, pgid: i32, polls: u32) -> ! {
+    // SAFETY: kill takes plain integers; nanosleep reads a local.
+    unsafe {
         libc::kill(server, libc::SIGTERM);
         let pause = libc::timespec {
             tv_sec: 0,

@@ -1,7 +1,7 @@
 //! Safe wrappers over every libc call paperclipd makes, one SAFETY note each
 //! (filesystem space in [`fs`], the terminal witness in [`witness`], the
 //! group guard in [`guard`], the server's notify socket in
-//! [`notify_socket`]).
+//! [`notify_socket`], waiting for children in [`process`]).
 //!
 //! Only the `pre_exec` closure in `supervise::child` calls into the OS
 //! outside this module, and it calls the async-signal-safe wrappers marked
@@ -11,6 +11,7 @@ mod fs;
 mod guard;
 #[cfg(target_os = "linux")]
 pub mod notify_socket;
+mod process;
 mod witness;
 
 use std::io;
@@ -18,6 +19,7 @@ use std::os::fd::RawFd;
 
 pub use fs::*;
 pub use guard::*;
+pub use process::*;
 pub use witness::*;
 
 /// Maps a libc return value of `-1` to the current `errno`.
@@ -167,70 +169,6 @@ pub fn become_subreaper() -> io::Result<()> {
 pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) }).map(drop)
-}
-
-/// How a child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// With this exit code.
-    Exited(i32),
-    /// By this signal.
-    Killed(i32),
-}
-
-/// An exited child, left unreaped (`WNOWAIT`): `pid` itself, or (`None`)
-/// the first of our children that has exited. `None` when none has.
-pub fn peek_exited(pid: Option<i32>) -> Option<(i32, Ended)> {
-    let (idtype, id) = match pid {
-        Some(p) if p > 0 => (libc::P_PID, p as libc::id_t),
-        Some(_) => return None,
-        None => (libc::P_ALL, 0),
-    };
-    // SAFETY: siginfo_t is plain data; waitid fills the zeroed local.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; the pointer is valid for the call.
-    let r = unsafe {
-        libc::waitid(
-            idtype,
-            id,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    let (child, status) = child_of(&info);
-    if r != 0 || child <= 0 {
-        // An error (no children), or WNOHANG found none (si_pid stays 0).
-        return None;
-    }
-    let ended = if info.si_code == libc::CLD_EXITED {
-        Ended::Exited(status)
-    } else {
-        Ended::Killed(status)
-    };
-    Some((child, ended))
-}
-
-/// The pid and status of a `waitid` result.
-#[cfg(target_os = "linux")]
-fn child_of(info: &libc::siginfo_t) -> (i32, i32) {
-    // SAFETY: waitid filled the SIGCHLD fields (or left the zeroed ones).
-    unsafe { (info.si_pid(), info.si_status()) }
-}
-
-#[cfg(target_os = "macos")]
-fn child_of(info: &libc::siginfo_t) -> (i32, i32) {
-    (info.si_pid, info.si_status)
-}
-
-/// Reaps child `pid` if it has exited, without waiting.
-pub fn reap(pid: i32) {
-    if pid <= 0 {
-        return;
-    }
-    let mut status: libc::c_int = 0;
-    // SAFETY: waitpid writes the status into a valid local; pid > 0 names
-    // one child.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
 }
 
 /// The members of process group `pgid` (macOS; /proc tells on Linux).
@@ -394,63 +332,6 @@ fn set_signal_handler(sig: i32, handler: libc::sighandler_t) -> io::Result<()> {
     }
 }
 
-/// What [`child_change`] saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildChange {
-    /// It ended; it is left unreaped (its zombie keeps its pid).
-    Ended(Ended),
-    /// It was stopped by this signal (Ctrl-Z, SIGTTOU, SIGSTOP).
-    Stopped(i32),
-}
-
-/// Has child `pid` stopped or ended? Does not wait, and reaps nothing
-/// (`WNOWAIT`): an ended child stays a zombie, so its pid and group id
-/// cannot be given to another process while we may still signal them. A
-/// stop stays reported until the child is continued.
-pub fn child_change(pid: i32) -> Option<ChildChange> {
-    if pid <= 0 {
-        return None;
-    }
-    let info = peek_child(pid)?;
-    let (child, status) = child_of(&info);
-    if child != pid {
-        return None;
-    }
-    match info.si_code {
-        libc::CLD_STOPPED | libc::CLD_TRAPPED => Some(ChildChange::Stopped(status)),
-        libc::CLD_EXITED => Some(ChildChange::Ended(Ended::Exited(status))),
-        libc::CLD_KILLED | libc::CLD_DUMPED => Some(ChildChange::Ended(Ended::Killed(status))),
-        _ => None,
-    }
-}
-
-/// `waitid` on child `pid` without waiting and without reaping
-/// (`WNOWAIT`): `None` when `pid` is no unreaped child of ours; otherwise
-/// what it reports (`si_pid` 0 while the child runs unchanged).
-pub(super) fn peek_child(pid: i32) -> Option<libc::siginfo_t> {
-    // SAFETY: siginfo_t is plain data; waitid fills the zeroed local.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; the pointer is valid for the call.
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    (r == 0).then_some(info)
-}
-
-/// Reaps child `pid`, waiting for it (use only after SIGKILL).
-pub fn reap_pid(pid: i32) {
-    let mut status: libc::c_int = 0;
-    // SAFETY: waitpid writes the status into a valid local.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
-        && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-    {}
-}
-
 /// Stops this whole process with `sig` (SIGTSTP, SIGTTIN, SIGTTOU or
 /// SIGSTOP), as the shell's job would stop; returns once something (the
 /// shell's `fg` or `bg`) sends SIGCONT, or at once where the kernel
@@ -548,35 +429,4 @@ pub fn truncate_if_regular(fd: RawFd) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Regression (issue 18, defect 9): `child_change` reaped an ended
-    /// child (`waitpid`), so its pid, and the group id it led, could be
-    /// given to another process while the supervisor still signalled them.
-    #[test]
-    fn child_change_leaves_an_ended_child_unreaped() {
-        // Reaped below by pid, not by `Child::wait`.
-        #[allow(clippy::zombie_processes)]
-        let child = std::process::Command::new("sh")
-            .args(["-c", "exit 7"])
-            .spawn()
-            .expect("spawn sh");
-        let pid = child.id() as i32;
-        let start = std::time::Instant::now();
-        while peek_exited(Some(pid)).is_none() {
-            assert!(start.elapsed().as_secs() < 30, "sh did not exit");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(
-            child_change(pid),
-            Some(ChildChange::Ended(Ended::Exited(7)))
-        );
-        assert!(is_unreaped_child(pid), "child_change reaped the child");
-        reap_pid(pid);
-        assert!(!is_unreaped_child(pid));
-    }
 }
