@@ -811,7 +811,7 @@ def main():
             f.write(text + ("\nNotes: " + "; ".join(NOTES) + "\n" if NOTES else ""))
         sys.stdout.write(text)
         return
-    log(f"part 1: readiness lag, {RUNS} schedules x 3 tools (seed {SEED})")
+    log(f"part 1: readiness lag, {RUNS} schedules, tools interleaved (seed {SEED})")
     r1 = part1()
     log("part 2: footprint")
     r2 = part2()
