@@ -152,29 +152,15 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
     let holder_pid = holder
         .as_ref()
         .and_then(|h| h.pid.or(h.record.as_ref().map(|r| r.pid)));
-    let facts = Facts {
-        locked: holder.is_some(),
-        holder_pid,
-        ever_ready: holder
-            .as_ref()
-            .and_then(|h| h.record.as_ref())
-            .is_some_and(|r| r.ready_at.is_some()),
-        unit: m.unit.as_ref().map_or(UnitFact::Unknown, |u| {
-            UnitFact::from_active_state(&u.active_state, u.main_pid)
-        }),
-        upstream_running: m.upstream.as_ref().is_some_and(UnitInfo::is_running),
+    let facts = facts_of(
+        holder.as_ref(),
+        &m,
         listening,
-        owners_foreign: holder_pid.is_some_and(|h| {
-            !owner_pids.is_empty() && !owner_pids.iter().any(|p| procfs::is_descendant(*p, h))
-        }),
-        left_behind: left_behind.is_some(),
         probes_ready,
-        paused: paused.is_some(),
-        stopping: holder
-            .as_ref()
-            .and_then(|h| h.record.as_ref())
-            .is_some_and(|r| r.stopping.is_some()),
-    };
+        &owner_pids,
+        left_behind.is_some(),
+        paused.is_some(),
+    );
     let (mut state, why) = state::decide(&facts);
     // --- reload (hot restart): only the running supervisor's own record
     let reload =
@@ -187,14 +173,7 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
     }
     let hazards = hazards::gather(&settings, holder.as_ref(), scan).await;
     let runtime = crate::runtime::view::status_view(&instance, system);
-    let upgrade = match holder.as_ref().and_then(|h| h.record.as_ref()) {
-        Some(r) => crate::installed::view(
-            r,
-            &restart_hint(r, system),
-            runtime.as_ref().map_or(&[][..], |rt| &rt.warnings[..]),
-        ),
-        None => crate::installed::View::default(),
-    };
+    let upgrade = upgrade_view(holder.as_ref(), runtime.as_ref(), system);
     Ok(Status {
         instance: instance.id.to_string(),
         state,
@@ -207,14 +186,7 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
             (Why::Stopping, _) => stopping_message(holder.as_ref()),
             _ => reason(why, &m, &settings, &owner_pids, left_behind.as_ref()),
         },
-        settings: SettingsView {
-            from,
-            url: settings.url.to_string(),
-            mode: settings.mode.as_str(),
-            api_url: settings.api_url.to_string(),
-            ui_url: settings.ui_url.to_string(),
-            note: settings_note(&settings, &own, from),
-        },
+        settings: SettingsView::new(&settings, &own, from),
         manager: m.view(),
         lock: holder,
         lock_error,
@@ -233,6 +205,53 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
         upgrade,
         reload,
     })
+}
+
+/// What the decision needs, from what every source said.
+fn facts_of(
+    holder: Option<&Holder>,
+    m: &ManagerState,
+    listening: bool,
+    probes_ready: bool,
+    owner_pids: &[i32],
+    left_behind: bool,
+    paused: bool,
+) -> Facts {
+    let holder_pid = holder.and_then(|h| h.pid.or(h.record.as_ref().map(|r| r.pid)));
+    let record = holder.and_then(|h| h.record.as_ref());
+    Facts {
+        locked: holder.is_some(),
+        holder_pid,
+        ever_ready: record.is_some_and(|r| r.ready_at.is_some()),
+        unit: m.unit.as_ref().map_or(UnitFact::Unknown, |u| {
+            UnitFact::from_active_state(&u.active_state, u.main_pid)
+        }),
+        upstream_running: m.upstream.as_ref().is_some_and(UnitInfo::is_running),
+        listening,
+        owners_foreign: holder_pid.is_some_and(|h| {
+            !owner_pids.is_empty() && !owner_pids.iter().any(|p| procfs::is_descendant(*p, h))
+        }),
+        left_behind,
+        probes_ready,
+        paused,
+        stopping: record.is_some_and(|r| r.stopping.is_some()),
+    }
+}
+
+/// Whether the running paperclipd and server are what is installed now.
+fn upgrade_view(
+    holder: Option<&Holder>,
+    runtime: Option<&crate::runtime::view::View>,
+    system: bool,
+) -> crate::installed::View {
+    match holder.and_then(|h| h.record.as_ref()) {
+        Some(r) => crate::installed::view(
+            r,
+            &restart_hint(r, system),
+            runtime.map_or(&[][..], |rt| &rt.warnings[..]),
+        ),
+        None => crate::installed::View::default(),
+    }
 }
 
 /// `stopping`'s reason: since when, who began it, and what it said.
@@ -266,6 +285,19 @@ fn restart_hint(r: &Record, system: bool) -> String {
         }
         ("launchd", _) => "restart it (`paperclipd restart`)".to_string(),
         _ => "restart it (stop it and run it again)".to_string(),
+    }
+}
+
+impl SettingsView {
+    fn new(used: &ProbeSettings, own: &ProbeSettings, from: SettingsFrom) -> Self {
+        SettingsView {
+            from,
+            url: used.url.to_string(),
+            mode: used.mode.as_str(),
+            api_url: used.api_url.to_string(),
+            ui_url: used.ui_url.to_string(),
+            note: settings_note(used, own, from),
+        }
     }
 }
 

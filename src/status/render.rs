@@ -3,46 +3,35 @@
 use super::{Status, describe_owners};
 use crate::untrusted::escape;
 
-pub fn render_text(s: &Status) -> String {
+/// A reload in progress or the last one, and the runs it carried over.
+fn reload_lines(r: &crate::hot_restart::State) -> String {
     let mut out = format!(
-        "paperclip instance {}: {} ({})\n",
-        s.instance,
-        s.state.as_str(),
-        escape(&s.reason)
+        "  reload: {} (requested {}): {}\n",
+        match r.phase {
+            crate::hot_restart::Phase::Reloading => "in progress",
+            crate::hot_restart::Phase::Reloaded => "done",
+            crate::hot_restart::Phase::Failed => "failed",
+        },
+        escape(&r.requested_at),
+        escape(&r.message)
     );
-    if let Some(note) = &s.settings.note {
-        out.push_str(&format!("  settings: {}\n", escape(note)));
-    }
-    if let Some(r) = &s.reload {
+    if !r.carried_over.is_empty() {
         out.push_str(&format!(
-            "  reload: {} (requested {}): {}\n",
-            match r.phase {
-                crate::hot_restart::Phase::Reloading => "in progress",
-                crate::hot_restart::Phase::Reloaded => "done",
-                crate::hot_restart::Phase::Failed => "failed",
-            },
-            escape(&r.requested_at),
-            escape(&r.message)
+            "  runs carried over to the new server: {}\n",
+            r.carried_over
+                .iter()
+                .map(|c| format!("{} ({})", c.pid, escape(&c.command)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
-        if !r.carried_over.is_empty() {
-            out.push_str(&format!(
-                "  runs carried over to the new server: {}\n",
-                r.carried_over
-                    .iter()
-                    .map(|c| format!("{} ({})", c.pid, escape(&c.command)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
     }
-    match (&s.lock, &s.lock_error) {
-        (Some(h), _) => out.push_str(&format!("  lock:   held by {}\n", h.describe())),
-        (None, Some(e)) => out.push_str(&format!("  lock:   unknown: {}\n", escape(e))),
-        (None, None) => out.push_str("  lock:   free\n"),
-    }
-    let m = &s.manager;
+    out
+}
+
+/// What the service manager says of our unit (or why it could not say).
+fn unit_line(m: &super::ManagerView) -> String {
     match (&m.active_state, &m.error) {
-        (Some(a), _) => out.push_str(&format!(
+        (Some(a), _) => format!(
             "  unit:   {} {} ({}), main pid {}, {} restart(s){}\n",
             m.unit,
             escape(a),
@@ -54,10 +43,53 @@ pub fn render_text(s: &Status) -> String {
                 .filter(|t| !t.is_empty())
                 .map(|t| format!(": {}", escape(t)))
                 .unwrap_or_default()
-        )),
-        (None, Some(e)) => out.push_str(&format!("  unit:   unknown ({})\n", escape(e))),
-        (None, None) => out.push_str(&format!("  unit:   {} not installed\n", m.unit)),
+        ),
+        (None, Some(e)) => format!("  unit:   unknown ({})\n", escape(e)),
+        (None, None) => format!("  unit:   {} not installed\n", m.unit),
     }
+}
+
+/// The port, and who listens on it.
+fn port_line(p: &super::PortView) -> String {
+    format!(
+        "  port:   {} {}{}\n",
+        p.port,
+        if p.listening {
+            "listening"
+        } else {
+            "not listening"
+        },
+        if p.owners.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                describe_owners(&p.owners.iter().map(|o| o.pid).collect::<Vec<_>>())
+            )
+        }
+    )
+}
+
+pub fn render_text(s: &Status) -> String {
+    let mut out = format!(
+        "paperclip instance {}: {} ({})\n",
+        s.instance,
+        s.state.as_str(),
+        escape(&s.reason)
+    );
+    if let Some(note) = &s.settings.note {
+        out.push_str(&format!("  settings: {}\n", escape(note)));
+    }
+    if let Some(r) = &s.reload {
+        out.push_str(&reload_lines(r));
+    }
+    match (&s.lock, &s.lock_error) {
+        (Some(h), _) => out.push_str(&format!("  lock:   held by {}\n", h.describe())),
+        (None, Some(e)) => out.push_str(&format!("  lock:   unknown: {}\n", escape(e))),
+        (None, None) => out.push_str("  lock:   free\n"),
+    }
+    let m = &s.manager;
+    out.push_str(&unit_line(m));
     if let Some(w) = &s.waiting {
         out.push_str(&format!("  launchd: {}\n", w.describe()));
     }
@@ -74,23 +106,7 @@ pub fn render_text(s: &Status) -> String {
     for w in &s.upgrade.warnings {
         out.push_str(&format!("  warning: {w}\n"));
     }
-    out.push_str(&format!(
-        "  port:   {} {}{}\n",
-        s.port.port,
-        if s.port.listening {
-            "listening"
-        } else {
-            "not listening"
-        },
-        if s.port.owners.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ({})",
-                describe_owners(&s.port.owners.iter().map(|o| o.pid).collect::<Vec<_>>())
-            )
-        }
-    ));
+    out.push_str(&port_line(&s.port));
     match (&s.probes.api, &s.probes.ui) {
         (None, _) => out.push_str("  probes: not sent (nothing listens)\n"),
         (Some(a), u) => {
