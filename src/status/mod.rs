@@ -6,6 +6,7 @@
 
 pub mod all;
 pub mod hazards;
+mod reason;
 pub mod render;
 pub mod state;
 
@@ -18,6 +19,7 @@ use crate::lock::{self, Holder, Observation, Record};
 use crate::probe::{ProbeResult, Prober};
 use crate::procfs;
 use crate::systemd::UnitInfo;
+use reason::{describe_owners, reason, stopping_message};
 use state::{Facts, State, UnitFact, Why};
 
 #[derive(Debug, Serialize)]
@@ -254,28 +256,6 @@ fn upgrade_view(
     }
 }
 
-/// `stopping`'s reason: since when, who began it, and what it said.
-fn stopping_message(holder: Option<&Holder>) -> String {
-    let Some(s) = holder.and_then(|h| h.record.as_ref()?.stopping.as_ref()) else {
-        return "the server is stopping".to_string();
-    };
-    let detail = s
-        .detail
-        .as_deref()
-        .map(|d| format!(": {}", crate::untrusted::escape(d)))
-        .unwrap_or_default();
-    match s.by {
-        lock::StopBy::Server => format!(
-            "the server said it is stopping (STOPPING=1 at {}){detail}",
-            crate::untrusted::escape(&s.since)
-        ),
-        lock::StopBy::Paperclipd => format!(
-            "paperclipd is stopping the server (since {}){detail}",
-            crate::untrusted::escape(&s.since)
-        ),
-    }
-}
-
 /// How to restart the holder's instance, for the upgrade warnings.
 fn restart_hint(r: &Record, system: bool) -> String {
     match (r.manager.as_str(), r.unit.as_deref()) {
@@ -388,68 +368,6 @@ fn describe_settings(s: &ProbeSettings) -> String {
     }
 }
 
-/// The reason, in words, with the names that go with it.
-fn reason(
-    why: Why,
-    m: &ManagerState,
-    settings: &ProbeSettings,
-    owners: &[i32],
-    last: Option<&Record>,
-) -> String {
-    match why {
-        Why::LeftBehind => {
-            let server = last.and_then(|r| r.child_pid);
-            let stop = match (owners, server) {
-                ([], Some(c)) => format!("`kill -TERM {c}`"),
-                ([], None) => "the process on that port".to_string(),
-                (o, _) => format!(
-                    "`kill -TERM {}`",
-                    o.iter().map(i32::to_string).collect::<Vec<_>>().join(" ")
-                ),
-            };
-            format!(
-                "nobody holds the lock, yet port {} still accepts connections ({}): the last run of this \
-                 instance (paperclipd pid {}{}) was killed and left its server behind; stop it with {stop}, \
-                 then start the instance again",
-                settings.port,
-                describe_owners(owners),
-                last.map_or(0, |r| r.pid),
-                server
-                    .map(|c| format!(", server pid {c}"))
-                    .unwrap_or_default()
-            )
-        }
-        Why::UpstreamToo => format!(
-            "upstream's {} runs too: two servers for one instance; disable it with `{}`",
-            m.upstream_name, m.upstream_disable
-        ),
-        Why::PidMismatch {
-            unit_pid,
-            holder_pid,
-        } => format!(
-            "{} runs pid {unit_pid} but the lock is held by pid {holder_pid}",
-            m.name
-        ),
-        Why::Stranger => format!(
-            "nothing of ours runs, yet port {} accepts connections ({}); another server answers for this instance",
-            settings.port,
-            describe_owners(owners)
-        ),
-        Why::OnlyUpstream => format!("only upstream's {} runs this instance", m.upstream_name),
-        Why::NothingRuns => "no lock holder, no running unit, nothing listening".to_string(),
-        // Worded by the caller, which has the pause's reason.
-        Why::Paused => "paused by the crash-loop guard".to_string(),
-        Why::ForeignOwner => {
-            "the port is held by a process outside the lock holder's tree".to_string()
-        }
-        Why::Stopping => "the server is stopping".to_string(),
-        Why::ProbesPass => "both probes pass".to_string(),
-        Why::NotReadyYet => "the server is starting; probes do not pass yet".to_string(),
-        Why::FailingAfterReady => "the server was ready but its probes fail now".to_string(),
-        Why::UnitWithoutLock => "the unit is running but holds no lock yet".to_string(),
-    }
-}
-
 #[cfg(not(target_os = "macos"))]
 async fn manager_view(instance: &Instance, system: bool) -> ManagerState {
     use crate::systemd::{self, Client, Scope, Systemd};
@@ -509,14 +427,6 @@ async fn manager_view(instance: &Instance, _system: bool) -> ManagerState {
         Err(e) => m.error = Some(e.message),
     }
     m
-}
-
-fn describe_owners(pids: &[i32]) -> String {
-    if pids.is_empty() {
-        "owner unknown".to_string()
-    } else {
-        procfs::describe_all(pids)
-    }
 }
 
 /// `paperclipd status [--json]`.
