@@ -668,3 +668,25 @@ fn probe_without_flags_checks_the_running_server_where_it_serves() {
     signal(r.pid(), libc::SIGTERM);
     assert_eq!(r.code(), 0, "{}", r.stderr());
 }
+
+/// The tests' ports never come from the kernel's ephemeral range: every
+/// outgoing connection on the machine (the probes of other tests, each on a
+/// fresh connection) takes its local port from there, and one that took a
+/// test's port between its pick and its use made the bind fail
+/// (`a_foreign_listener_on_the_port_is_refused_with_75`: EADDRINUSE, seen
+/// with two CPU hogs beside a CI run).
+#[test]
+fn test_ports_are_outside_the_ephemeral_range() {
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let p = free_port();
+        assert!(p < low, "port {p} is in the ephemeral range ({range:?})");
+        assert!(
+            ![3100, 54329].contains(&p),
+            "Paperclip's own ports are never handed out"
+        );
+        assert!(seen.insert(p), "port {p} handed out twice");
+    }
+}

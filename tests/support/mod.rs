@@ -44,11 +44,43 @@ pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture/server.py")
 }
 
-/// A port nobody listens on right now (the OS picks it; tests run in
-/// parallel, so never a fixed one).
+/// A port nobody listens on right now, below the kernel's ephemeral range:
+/// outgoing connections (every probe is a fresh one) take their local
+/// ports from that range, and one could take a port between our pick and
+/// the test's bind. Tests run in parallel, so never a fixed port: a
+/// pseudo-random start, each port handed out once per test process, and
+/// a bind to check nobody else holds it.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<(u64, std::collections::HashSet<u16>)>> = Mutex::new(None);
+    let low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (first, last) = (10000u16, low.saturating_sub(1).max(10001));
+    let span = u64::from(last - first) + 1;
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (state, used) = given.get_or_insert_with(|| {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+        (seed | 1, std::collections::HashSet::new())
+    });
+    for _ in 0..10_000 {
+        // xorshift64: spreads the picks of concurrent test processes.
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        let port = first + (*state % span) as u16;
+        if [3100, 54329].contains(&port) || !used.insert(port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {first} and {last}");
 }
 
 pub fn wall_now() -> f64 {
