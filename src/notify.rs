@@ -12,7 +12,7 @@ use std::os::unix::net::UnixDatagram;
 pub use sd_notify::NotifyState;
 
 /// The longest path `sun_path` holds (108 bytes with the NUL on Linux).
-const SUN_PATH_MAX: usize = 107;
+pub const SUN_PATH_MAX: usize = 107;
 
 #[derive(Debug)]
 pub struct Notifier {

@@ -208,18 +208,7 @@ fn a_stopping_from_the_server_shows_in_status_and_the_managers_status() {
         status["lock"]["record"]["stopping"]["by"], "server",
         "{status}"
     );
-    let text = std::process::Command::new(bin())
-        .args(["status", "--home"])
-        .arg(w.home())
-        .args(["--url", &w.url()])
-        .env("XDG_RUNTIME_DIR", w.dir.path())
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            format!("unix:path={}/nobus", w.dir.path().display()),
-        )
-        .output()
-        .expect("status");
-    let out = String::from_utf8_lossy(&text.stdout);
+    let (_, out) = w.status_text();
     assert!(out.contains(": stopping ("), "{out}");
     stop(&mut r);
 }

@@ -76,18 +76,7 @@ fn a_crafted_command_line_is_shown_escaped_in_status_and_in_the_75_message() {
     let w = World::new();
     let _s = stranger(&w);
 
-    let o = Command::new(bin())
-        .args(["status", "--home"])
-        .arg(w.home())
-        .args(["--url", &w.url()])
-        .env("XDG_RUNTIME_DIR", w.dir.path())
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            format!("unix:path={}/nobus", w.dir.path().display()),
-        )
-        .output()
-        .expect("status");
-    let out = String::from_utf8_lossy(&o.stdout);
+    let (_, out) = w.status_text();
     clean(&out, "status");
     assert_eq!(
         out.lines()

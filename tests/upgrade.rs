@@ -28,15 +28,7 @@ fn executable(path: &Path, text: &str) {
 /// JSON, text).
 fn status(w: &World, env: &[(&str, &Path)]) -> (i32, serde_json::Value, String) {
     let run = |json: bool| {
-        let mut c = Command::new(bin());
-        c.args(["status", "--home"])
-            .arg(w.home())
-            .args(["--url", &w.url()])
-            .env("XDG_RUNTIME_DIR", w.dir.path())
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                format!("unix:path={}/nobus", w.dir.path().display()),
-            );
+        let mut c = w.status_cmd();
         if json {
             c.arg("--json");
         }

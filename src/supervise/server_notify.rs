@@ -178,8 +178,7 @@ mod linux {
     use crate::log;
     use crate::sys::{self, notify_socket as ns};
 
-    /// `sun_path` holds 107 bytes and a NUL.
-    const SUN_PATH_MAX: usize = 107;
+    use crate::notify::SUN_PATH_MAX;
     /// How many ignored datagrams are logged one by one; the rest are
     /// ignored silently.
     const LOGGED_REFUSALS: u32 = 5;

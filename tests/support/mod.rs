@@ -257,18 +257,36 @@ impl World {
         NotifySocket::bind(&dir)
     }
 
-    /// `paperclipd status --json` for this world, without a reachable bus:
-    /// (exit code, JSON, stderr).
-    pub fn status_json(&self) -> (i32, serde_json::Value, String) {
-        let o = Command::new(bin())
-            .args(["status", "--home"])
+    /// `paperclipd status` for this world, without a reachable bus.
+    pub fn status_cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.args(["status", "--home"])
             .arg(self.home())
-            .args(["--url", &self.url(), "--json"])
+            .args(["--url", &self.url()])
             .env("XDG_RUNTIME_DIR", self.dir.path())
             .env(
                 "DBUS_SESSION_BUS_ADDRESS",
                 format!("unix:path={}/nobus", self.dir.path().display()),
-            )
+            );
+        c
+    }
+
+    /// `paperclipd status` (text): (exit code, stdout).
+    #[allow(dead_code)]
+    pub fn status_text(&self) -> (i32, String) {
+        let o = self.status_cmd().output().expect("run paperclipd status");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    }
+
+    /// `paperclipd status --json` for this world, without a reachable bus:
+    /// (exit code, JSON, stderr).
+    pub fn status_json(&self) -> (i32, serde_json::Value, String) {
+        let o = self
+            .status_cmd()
+            .arg("--json")
             .output()
             .expect("run paperclipd status");
         let v = serde_json::from_slice(&o.stdout)
