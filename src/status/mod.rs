@@ -151,9 +151,6 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
     } else {
         Vec::new()
     };
-    let holder_pid = holder
-        .as_ref()
-        .and_then(|h| h.pid.or(h.record.as_ref().map(|r| r.pid)));
     let facts = facts_of(
         holder.as_ref(),
         &m,
@@ -165,8 +162,8 @@ pub async fn gather(own: ProbeSettings, system: bool, scan: &procfs::Scan) -> Re
     );
     let (mut state, why) = state::decide(&facts);
     // --- reload (hot restart): only the running supervisor's own record
-    let reload =
-        crate::hot_restart::State::read(&instance).filter(|r| holder_pid == Some(r.supervisor_pid));
+    let reload = crate::hot_restart::State::read(&instance)
+        .filter(|r| facts.holder_pid == Some(r.supervisor_pid));
     let reloading = reload
         .as_ref()
         .is_some_and(|r| r.phase == crate::hot_restart::Phase::Reloading);
